@@ -1,0 +1,153 @@
+"""Summarisation data (XSum, CNN/DailyMail) from local JSON lines or the HF Hub.
+
+Every loader returns a list of examples, each a dict::
+
+    {"document": str, "summary": str, "id": str}
+
+Where the data comes from (first that applies, never a silent fallback):
+
+1. the ``data_dir`` argument (runners pass ``--data-dir``),
+2. the ``SUMM_DIR`` environment variable,
+3. the HF Hub: ``EdinburghNLP/xsum`` (fields document, summary, id) or
+   ``abisee/cnn_dailymail`` config "3.0.0" (fields article, highlights, id).
+
+A local folder holds one JSON-lines file per split::
+
+    <data_dir>/xsum/{train,validation,test}.jsonl
+    <data_dir>/cnn_dailymail/{train,validation,test}.jsonl
+
+with one object per line carrying at least "document", "summary" and "id" (other fields
+are ignored). A ``null`` document or summary is read as "".
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from experiments.glue_data import hub_error, hub_offline
+
+SUMM_DIR_ENV = "SUMM_DIR"
+SPLITS = ("train", "validation", "test")
+
+Example = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SummDataset:
+    """Where a summarisation dataset lives on the Hub and what its fields are called."""
+
+    name: str
+    hf_id: str
+    hf_config: str | None
+    document_key: str
+    summary_key: str
+
+
+DATASETS: dict[str, SummDataset] = {
+    "xsum": SummDataset("xsum", "EdinburghNLP/xsum", None, "document", "summary"),
+    "cnn_dailymail": SummDataset("cnn_dailymail", "abisee/cnn_dailymail", "3.0.0",
+                                 "article", "highlights"),
+}
+
+
+def summ_jsonl_path(dataset: str, split: str, data_dir: str | os.PathLike) -> Path:
+    """Path ``<data_dir>/<dataset>/<split>.jsonl``."""
+    return Path(data_dir) / dataset / f"{split}.jsonl"
+
+
+def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Example]:
+    """Read a JSON-lines file into ``{"document", "summary", "id"}`` dicts.
+
+    Args:
+        path: the .jsonl file.
+        limit: stop after this many examples (file order).
+
+    Raises:
+        ValueError: a line is not valid JSON or lacks one of the three fields.
+    """
+    path = Path(path)
+    out: list[Example] = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if limit is not None and len(out) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}, line {line_no}: invalid JSON ({e})") from None
+            missing = [k for k in ("document", "summary", "id") if k not in obj]
+            if missing:
+                raise ValueError(f"{path}, line {line_no}: missing field(s) {missing}")
+            out.append({"document": obj["document"] or "", "summary": obj["summary"] or "",
+                        "id": str(obj["id"])})
+    return out
+
+
+def _load_summ_hub(ds: SummDataset, split: str, limit: int | None) -> list[Example]:
+    """Load ``split`` of ``ds`` from the Hub and convert it to example dicts."""
+    config = f"config {ds.hf_config!r}, " if ds.hf_config else ""
+    what = f"{ds.hf_id} ({config}split {split!r})"
+    if hub_offline():
+        raise hub_error(what, "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)",
+                         "--data-dir", SUMM_DIR_ENV)
+    hf_split = split if limit is None else f"{split}[:{limit}]"
+    try:
+        import datasets
+
+        hub = datasets.load_dataset(ds.hf_id, ds.hf_config, split=hf_split)
+    except Exception as e:  # network errors, missing cache, ... all mean the same to us
+        raise hub_error(what, f"the Hub is unreachable or failed ({type(e).__name__}: {e})",
+                         "--data-dir", SUMM_DIR_ENV) from e
+    return [{"document": row[ds.document_key] or "", "summary": row[ds.summary_key] or "",
+             "id": str(row["id"])} for row in hub]
+
+
+def load_summarization(dataset: str, split: str, data_dir: str | os.PathLike | None = None,
+                       limit: int | None = None) -> list[Example]:
+    """Load one split of a summarisation dataset.
+
+    Args:
+        dataset: "xsum" or "cnn_dailymail".
+        split: "train", "validation" or "test".
+        data_dir: folder holding ``<dataset>/<split>.jsonl``. If None, ``$SUMM_DIR`` is used;
+            if that is unset too, the split is loaded from the HF Hub.
+        limit: keep only the first ``limit`` examples (file order; deterministic).
+
+    Returns:
+        List of ``{"document": str, "summary": str, "id": str}``.
+
+    Raises:
+        ValueError: unknown dataset or split, or a malformed file.
+        FileNotFoundError: the local file is missing (the message names the path and lists
+            the split files that do exist in that folder).
+        RuntimeError: no local folder was given and the Hub is offline or unreachable.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown summarization dataset {dataset!r}; "
+                         f"known: {', '.join(DATASETS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    if data_dir is None:
+        data_dir = os.environ.get(SUMM_DIR_ENV) or None
+    if data_dir is None:
+        return _load_summ_hub(DATASETS[dataset], split, limit)
+
+    path = summ_jsonl_path(dataset, split, data_dir)
+    if not path.is_file():
+        folder = path.parent
+        if folder.is_dir():
+            present = sorted(p.name for p in folder.glob("*.jsonl"))
+            found = f"files present in {folder}: {', '.join(present) or 'none'}"
+        else:
+            found = f"the folder {folder} does not exist"
+        raise FileNotFoundError(
+            f"summarization file not found: {path} ({found}). Pass --data-dir DIR or set "
+            f"{SUMM_DIR_ENV}=DIR to a folder holding {dataset}/<split>.jsonl.")
+    return read_summ_jsonl(path, limit)
