@@ -1,0 +1,77 @@
+"""transformers.Trainer integration: allocation on every optimizer step, and logging.
+
+    trainer = Trainer(model=AdaLoraModel(...), ..., callbacks=[AdaLoraCallback()])
+
+- ``on_optimizer_step`` runs after ``optimizer.step()`` and before ``zero_grad()``, once per
+  optimizer step whatever the gradient accumulation, with t = state.global_step + 1 (the
+  Trainer increments global_step right after). Under DDP the gradients are already all-reduced,
+  so every rank computes the same scores and masks.
+- total_step: taken from the Trainer (``state.max_steps``) when the config leaves it None.
+- Logged at every logging step (into the Trainer's logs, so log_history and W&B carry them):
+  ``adalora/budget``, ``adalora/mask_threshold``, ``adalora/orth_reg``, and with
+  ``log_ranks=True`` ``adalora/rank/<module>``.
+"""
+from __future__ import annotations
+
+import warnings
+
+from transformers import TrainerCallback
+
+from .config import AdaLoraConfig
+from .model import AdaLoraModel
+
+
+def _find(model) -> AdaLoraModel:
+    m = getattr(model, "module", model)  # DDP / accelerate wrappers
+    if not isinstance(m, AdaLoraModel):
+        raise TypeError(f"AdaLoraCallback needs the Trainer's model to be an AdaLoraModel, got {type(m).__name__}.")
+    return m
+
+
+class AdaLoraCallback(TrainerCallback):
+    def __init__(self, log_ranks: bool = False):
+        self.log_ranks = log_ranks
+        self.model: AdaLoraModel | None = None
+        self.history: list[dict] = []  # one row per optimizer step: step, budget, threshold
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.model = _find(model)
+        c = self.model.config_
+        if not isinstance(c, AdaLoraConfig):
+            return
+        if c.total_step is None:
+            c.total_step = state.max_steps
+        elif c.total_step != state.max_steps:
+            warnings.warn(f"AdaLoraConfig.total_step={c.total_step} but the Trainer runs "
+                          f"{state.max_steps} optimizer steps: the schedule will not end where "
+                          "training does.", stacklevel=2)
+        c.check_schedule(c.total_step)
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        if self.model is not None and isinstance(self.model.config_, AdaLoraConfig) \
+                and self.model.config_.score_weights == "pre_step":
+            self.model.update_importance()
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if self.model is None or not isinstance(self.model.config_, AdaLoraConfig):
+            return
+        t = state.global_step + 1
+        budget, _ = self.model.update_and_allocate(t)
+        self.history.append({"step": t, "budget": budget})
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.model is None or logs is None or self.model.rankallocator is None:
+            return
+        alloc = self.model.rankallocator
+        logs["adalora/budget"] = alloc.last_budget
+        if alloc.threshold is not None:
+            logs["adalora/mask_threshold"] = alloc.threshold
+        if self.model.last_orth_reg is not None:
+            logs["adalora/orth_reg"] = float(self.model.last_orth_reg)
+        if self.log_ranks:
+            for name, r in self.model.final_ranks().items():
+                logs[f"adalora/rank/{name}"] = r
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.model is not None:
+            self.model.check_allocation_ran()

@@ -1,0 +1,196 @@
+"""Configurations for AdaLoRA and the fixed-rank LoRA baseline, validated on construction.
+
+Field names follow PEFT's AdaLoraConfig / LoraConfig so that configs move between the two.
+
+Variants (spec section 4; ``variant`` picks the defaults of the fields marked *):
+
+=====================  =====================================  ===============================
+field                  "peft" (default; = authors' code)      "paper" (Zhang et al., eq. 4 / Alg. 1)
+=====================  =====================================  ===============================
+orth_reg_form *        "norm_mean": mean over P and Q of       "squared_sum": sum over modules of
+                       ||P^T P - I||_F and ||Q Q^T - I||_F     ||P^T P - I||_F^2 + ||Q Q^T - I||_F^2
+score_weights *        "post_step": |w * g| with the weights   "pre_step": |w * g| with the weights
+                       already updated by optimizer.step()     before the step (call
+                                                               ``model.update_importance()`` before
+                                                               ``optimizer.step()``; the Trainer
+                                                               callback does this)
+final_phase *          "fixed": one mask forced at T - tfinal, "frozen_scores": the authors' code:
+                       then re-applied every step (PEFT)       the mask is recomputed every step
+                                                               from the frozen scores
+=====================  =====================================  ===============================
+
+Score variants the paper ablates (``score``): "triplet" (S_i = s(lambda_i) + mean s(Q_i.) +
+mean s(P_.i), s = Ibar * Ubar), "sensitivity" (s = I = |w * g| of the current step, no
+smoothing or uncertainty), "magnitude" (S_i = |lambda_i|).
+Schedule shapes (``schedule``): "cubic" (the paper's), "linear", "constant" (b = b(T) as soon as
+t > tinit).
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+_VARIANT_DEFAULTS = {
+    "peft": {"orth_reg_form": "norm_mean", "score_weights": "post_step", "final_phase": "fixed"},
+    "paper": {"orth_reg_form": "squared_sum", "score_weights": "pre_step", "final_phase": "fixed"},
+    "authors": {"orth_reg_form": "norm_mean", "score_weights": "post_step",
+                "final_phase": "frozen_scores"},
+}
+_CHOICES = {
+    "orth_reg_form": ("norm_mean", "squared_sum"),
+    "score_weights": ("post_step", "pre_step"),
+    "final_phase": ("fixed", "frozen_scores"),
+    "score": ("triplet", "sensitivity", "magnitude"),
+    "schedule": ("cubic", "linear", "constant"),
+}
+
+
+def _check_common(cfg) -> None:
+    if cfg.lora_dropout < 0 or cfg.lora_dropout >= 1:
+        raise ValueError(f"lora_dropout must be in [0, 1), got {cfg.lora_dropout}.")
+    tm = cfg.target_modules
+    if tm is not None and not isinstance(tm, str):
+        cfg.target_modules = list(tm)
+        if not cfg.target_modules or not all(isinstance(t, str) and t for t in cfg.target_modules):
+            raise ValueError("target_modules must be a regex string or a non-empty list of names "
+                             f"(module-name suffixes), got {tm!r}.")
+    if isinstance(tm, str):
+        try:
+            re.compile(tm)
+        except re.error as e:
+            raise ValueError(f"target_modules {tm!r} is not a valid regex: {e}") from None
+    if cfg.modules_to_save is not None:
+        cfg.modules_to_save = list(cfg.modules_to_save)
+
+
+@dataclass
+class LoraConfig:
+    """Fixed-rank LoRA (Hu et al. 2021): dW = B A * lora_alpha / r, B (out x r) = 0 at init."""
+
+    r: int = 8
+    lora_alpha: float = 8
+    target_modules: Optional[Union[list, str]] = None  # None: per-architecture default
+    lora_dropout: float = 0.0
+    modules_to_save: Optional[list] = None  # e.g. ["classifier"]: trained in full, saved
+    fan_in_fan_out: bool = False  # True for transformers' Conv1D (GPT-2); set automatically
+    task_type: Optional[str] = None  # "SEQ_CLS", "SEQ_2_SEQ_LM", ...: PEFT interop only
+
+    peft_type = "LORA"
+
+    def __post_init__(self):
+        if not isinstance(self.r, int) or self.r <= 0:
+            raise ValueError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
+        _check_common(self)
+
+    @property
+    def scaling(self) -> float:
+        return self.lora_alpha / self.r
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"peft_type": self.peft_type}
+
+
+@dataclass
+class AdaLoraConfig:
+    """AdaLoRA: SVD-form adapters with importance-driven rank allocation.
+
+    Step semantics: ``t`` is the global optimizer step (1-based as in the Trainer: the first
+    call after the first ``optimizer.step()`` passes t = 1). Budget b(t) in total rank over all
+    adapted modules: b0 = init_r * n_modules while t <= tinit; decreasing by ``schedule`` to
+    bT = target_r * n_modules (or ``target_total_rank``) at t = total_step - tfinal; bT and a
+    fixed mask afterwards. Masking happens when t % deltaT == 0 in the budgeting phase.
+    """
+
+    init_r: int = 12
+    target_r: float = 8  # average final rank per module; may be fractional if target_total_rank
+    lora_alpha: float = 8
+    target_modules: Optional[Union[list, str]] = None
+    lora_dropout: float = 0.0
+    tinit: int = 0
+    tfinal: int = 0
+    deltaT: int = 1
+    beta1: float = 0.85
+    beta2: float = 0.85
+    orth_reg_weight: float = 0.5
+    total_step: Optional[int] = None  # the Trainer callback fills it in when None
+    rank_pattern: Optional[dict] = None  # {"<module>.lora_E": [bool] * init_r}, set by allocation
+    modules_to_save: Optional[list] = None
+    fan_in_fan_out: bool = False
+    task_type: Optional[str] = None
+    target_total_rank: Optional[int] = None  # absolute b(T); overrides target_r * n_modules
+    variant: str = "peft"
+    orth_reg_form: Optional[str] = None  # None: from variant
+    score_weights: Optional[str] = None  # None: from variant
+    final_phase: Optional[str] = None  # None: from variant
+    score: str = "triplet"
+    schedule: str = "cubic"
+    prune_lora: bool = False  # "Prune LoRA" ablation: lambda frozen as a 0/1 gate, P = 0 at init
+
+    peft_type = "ADALORA"
+
+    def __post_init__(self):
+        if self.variant not in _VARIANT_DEFAULTS:
+            raise ValueError(f"variant must be one of {sorted(_VARIANT_DEFAULTS)}, got {self.variant!r}.")
+        for k, v in _VARIANT_DEFAULTS[self.variant].items():
+            if getattr(self, k) is None:
+                setattr(self, k, v)
+        for k, allowed in _CHOICES.items():
+            if getattr(self, k) not in allowed:
+                raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}.")
+        if not isinstance(self.init_r, int) or self.init_r <= 0:
+            raise ValueError(f"init_r must be a positive integer, got {self.init_r!r}.")
+        if self.target_r < 0:
+            raise ValueError(f"target_r must be >= 0, got {self.target_r}.")
+        if self.target_r > self.init_r:
+            raise ValueError(
+                f"target_r ({self.target_r}) > init_r ({self.init_r}): AdaLoRA only prunes ranks. "
+                "Set init_r >= target_r (the paper uses init_r = 1.5 x the final average rank).")
+        if self.target_total_rank is not None and self.target_total_rank < 0:
+            raise ValueError(f"target_total_rank must be >= 0, got {self.target_total_rank}.")
+        for name in ("beta1", "beta2"):
+            b = getattr(self, name)
+            if not 0 < b < 1:
+                raise ValueError(f"{name} must be in (0, 1) (an EMA coefficient), got {b}.")
+        if self.orth_reg_weight < 0:
+            raise ValueError(f"orth_reg_weight must be >= 0, got {self.orth_reg_weight}.")
+        if not isinstance(self.deltaT, int) or self.deltaT < 1:
+            raise ValueError(f"deltaT must be an integer >= 1, got {self.deltaT!r}.")
+        if self.tinit < 0 or self.tfinal < 0:
+            raise ValueError(f"tinit and tfinal are step counts >= 0, got tinit={self.tinit}, "
+                             f"tfinal={self.tfinal}.")
+        if self.total_step is not None:
+            self.check_schedule(self.total_step)
+        _check_common(self)
+
+    def check_schedule(self, total_step: int) -> None:
+        """Raise unless tinit < total_step - tfinal (a budgeting phase of >= 1 step exists)."""
+        if total_step is None or total_step <= 0:
+            raise ValueError(f"total_step must be a positive integer, got {total_step!r}.")
+        if self.tinit + self.tfinal >= total_step:
+            raise ValueError(
+                f"No budgeting phase: tinit ({self.tinit}) + tfinal ({self.tfinal}) >= total_step "
+                f"({total_step}). tinit and tfinal are durations in steps; decrease them or train "
+                "longer so that tinit + tfinal < total_step.")
+
+    @property
+    def scaling(self) -> float:
+        """alpha / r_init, fixed for the run (masking and resizing never change it)."""
+        alpha = self.lora_alpha if self.lora_alpha > 0 else float(self.init_r)
+        return alpha / self.init_r
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self) | {"peft_type": self.peft_type}
+
+
+def config_from_dict(d: dict):
+    """Inverse of ``to_dict`` (also accepts a PEFT adapter_config.json dict: unknown keys dropped)."""
+    d = dict(d)
+    peft_type = d.pop("peft_type", "ADALORA")
+    cls = {"ADALORA": AdaLoraConfig, "LORA": LoraConfig}.get(peft_type)
+    if cls is None:
+        raise ValueError(f"unsupported peft_type {peft_type!r}: expected ADALORA or LORA.")
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in d.items() if k in names}
+    return cls(**kwargs)

@@ -1,0 +1,236 @@
+"""AdaLoraModel: wraps any torch / transformers model, injects adapters, adds the orthogonal
+regulariser to the loss and runs rank allocation. PEFT's API, one adapter, no class tree.
+
+    model = AdaLoraModel(base_model, AdaLoraConfig(..., total_step=T), "default")
+    out = model(**batch)              # training: out.loss includes orth_reg_weight * R
+    out.loss.backward(); optimizer.step()
+    budget, rank_pattern = model.update_and_allocate(step)   # before optimizer.zero_grad()
+
+The same wrapper takes a ``LoraConfig`` for the fixed-rank baseline (no allocation, no R).
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Optional, Union
+
+import torch
+from torch import nn
+
+from .allocator import RankAllocator
+from .config import AdaLoraConfig, LoraConfig
+from .layers import LoraLinear, SVDLinear, _AdapterLayer
+from .targets import find_targets, head_modules, is_conv1d
+
+
+def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, child, new)
+
+
+def orth_regularizer(layers: list[SVDLinear], form: str = "norm_mean") -> torch.Tensor:
+    """R over all adapters, batched over adapters of equal shape.
+
+    "norm_mean" (both codebases): mean over the 2n matrices of ||Q Q^T - I||_F, ||P^T P - I||_F.
+    "squared_sum" (paper eq. 4): sum over modules of ||P^T P - I||_F^2 + ||Q Q^T - I||_F^2."""
+    by_shape: dict[tuple, list[torch.Tensor]] = {}
+    for layer in layers:
+        if layer.r == 0:
+            continue
+        by_shape.setdefault(("A",) + tuple(layer.lora_A.shape), []).append(layer.lora_A)
+        by_shape.setdefault(("B",) + tuple(layer.lora_B.shape), []).append(layer.lora_B)
+    total = layers[0].lora_A.new_zeros(())
+    for (kind, *_), mats in by_shape.items():
+        m = torch.stack(mats)  # (n_g, r, in) for Q, (n_g, out, r) for P
+        gram = m @ m.mT if kind == "A" else m.mT @ m  # (n_g, r, r)
+        eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
+        norms = torch.linalg.matrix_norm(gram - eye)
+        total = total + (norms.square().sum() if form == "squared_sum" else norms.sum())
+    # PEFT counts every P and Q, rank-0 ones included, in the mean
+    return total if form == "squared_sum" else total / (2 * len(layers))
+
+
+class AdaLoraModel(nn.Module):
+    # The Trainer must scale the loss for gradient accumulation itself: our forward does not
+    # take num_items_in_batch (letting it pass through doubled losses under DDP/accumulation).
+    accepts_loss_kwargs = False
+
+    def __init__(self, model: nn.Module, config: Union[AdaLoraConfig, LoraConfig],
+                 adapter_name: str = "default"):
+        super().__init__()
+        self.model = model
+        self.peft_config = {adapter_name: config}
+        self.trainable_adapter_name = adapter_name
+        self.last_orth_reg: Optional[torch.Tensor] = None
+        self._allocations = 0
+        if config.modules_to_save is None:
+            config.modules_to_save = head_modules(model)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        names = find_targets(model, config.target_modules, config.modules_to_save)
+        layers = {}
+        for name in names:
+            base = model.get_submodule(name)
+            fan = config.fan_in_fan_out or is_conv1d(base)
+            if isinstance(config, AdaLoraConfig):
+                layer = SVDLinear(base, config.init_r, config.lora_alpha, config.lora_dropout, fan,
+                                  prune_lora=config.prune_lora)
+            else:
+                layer = LoraLinear(base, config.r, config.lora_alpha, config.lora_dropout, fan)
+            _set_submodule(model, name, layer)
+            layers[name] = layer
+        self._layer_names = names
+        for m in config.modules_to_save:
+            try:
+                sub = model.get_submodule(m)
+            except AttributeError:
+                raise ValueError(f"modules_to_save entry {m!r} is not a submodule of "
+                                 f"{type(model).__name__}; top-level modules: "
+                                 f"{[n for n, _ in model.named_children()]}") from None
+            for p in sub.parameters():
+                p.requires_grad_(True)
+        self.rankallocator = None
+        if isinstance(config, AdaLoraConfig):
+            self.rankallocator = RankAllocator(layers, config)
+            if config.rank_pattern:
+                self._load_mask(config.rank_pattern)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def config_(self) -> Union[AdaLoraConfig, LoraConfig]:
+        return self.peft_config[self.trainable_adapter_name]
+
+    def adapter_layers(self) -> dict[str, _AdapterLayer]:
+        return {n: self.model.get_submodule(n) for n in self._layer_names}
+
+    def get_base_model(self) -> nn.Module:
+        return self.model
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":
+                raise
+            return getattr(self.model, name)  # model.config, generate(), ... pass through
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, *args, **kwargs):
+        out = self.model(*args, **kwargs)
+        c = self.config_
+        loss = getattr(out, "loss", None)
+        if (self.training and isinstance(c, AdaLoraConfig) and isinstance(loss, torch.Tensor)
+                and c.orth_reg_weight > 0 and not c.prune_lora):
+            reg = orth_regularizer(list(self.adapter_layers().values()), c.orth_reg_form)
+            self.last_orth_reg = reg.detach()
+            out.loss = loss + c.orth_reg_weight * reg
+        return out
+
+    def generate(self, *args, **kwargs):
+        return self.model.generate(*args, **kwargs)
+
+    # ------------------------------------------------------------------ allocation
+    def _allocator(self) -> RankAllocator:
+        if self.rankallocator is None:
+            raise TypeError("update_and_allocate needs an AdaLoraConfig; this model holds a "
+                            "fixed-rank LoraConfig.")
+        return self.rankallocator
+
+    def update_importance(self) -> None:
+        """Paper variant (score_weights='pre_step'): call before optimizer.step()."""
+        self._allocator().pre_step_importance()
+
+    def update_and_allocate(self, global_step: int):
+        """After optimizer.step(), before zero_grad(). Returns (budget b(t), rank_pattern or
+        None). The rank pattern is also stored in ``peft_config[name].rank_pattern``."""
+        budget, pattern = self._allocator().update_and_allocate(global_step)
+        self._allocations += 1
+        if pattern is not None:
+            self.config_.rank_pattern = pattern
+        return budget, pattern
+
+    def _load_mask(self, rank_pattern: dict) -> None:
+        alloc = self._allocator()
+        rows = []
+        for n in alloc.names:
+            keep = rank_pattern.get(f"{n}.lora_E", rank_pattern.get(n))
+            if keep is None:
+                raise KeyError(f"rank_pattern has no entry for module {n}")
+            rows.append(torch.as_tensor(keep, dtype=torch.bool).view(-1))
+        alloc.mask.copy_(torch.stack(rows))
+
+    def final_ranks(self) -> dict[str, int]:
+        """Rank of every adapter: sum of the keep-mask (AdaLoRA) or the layer rank (LoRA)."""
+        if self.rankallocator is None or self._allocations == 0 and not self.config_.rank_pattern:
+            return {n: layer.r for n, layer in self.adapter_layers().items()}
+        counts = self.rankallocator.mask.sum(dim=1).tolist()
+        return dict(zip(self.rankallocator.names, counts))
+
+    @torch.no_grad()
+    def resize_modules_by_rank_pattern(self, rank_pattern: Optional[dict] = None,
+                                       adapter_name: Optional[str] = None) -> None:
+        """Physically drop masked triplets (rank 0 allowed); the scale alpha / r_init stays.
+        After resizing, allocation cannot continue (the allocator needs full rank)."""
+        rank_pattern = rank_pattern if rank_pattern is not None else self.config_.rank_pattern
+        if rank_pattern is None:
+            raise ValueError("no rank_pattern: train with update_and_allocate first or pass one.")
+        for name, layer in self.adapter_layers().items():
+            keep = rank_pattern.get(f"{name}.lora_E", rank_pattern.get(name))
+            if keep is None:
+                raise KeyError(f"rank_pattern has no entry for module {name}")
+            layer.resize(torch.as_tensor(keep, dtype=torch.bool))
+        self.config_.rank_pattern = {k: list(v) for k, v in rank_pattern.items()}
+        self.rankallocator = None  # full-rank state no longer matches the modules
+
+    # ------------------------------------------------------------------ merge
+    def merge_adapter(self) -> None:
+        for layer in self.adapter_layers().values():
+            layer.merge()
+
+    def unmerge_adapter(self) -> None:
+        for layer in self.adapter_layers().values():
+            layer.unmerge()
+
+    def merge_and_unload(self) -> nn.Module:
+        """Fold every adapter into its base weight and return the plain base model."""
+        for name, layer in self.adapter_layers().items():
+            layer.merge()
+            _set_submodule(self.model, name, layer.base_layer)
+        self._layer_names = []
+        return self.model
+
+    # ------------------------------------------------------------------ counts
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def adapter_parameters(self, ranks: Optional[dict[str, int]] = None) -> int:
+        """Adapter parameter count at the given ranks (default: the current/final ranks).
+        SVD: r (in + out + 1); LoRA: r (in + out)."""
+        ranks = ranks or self.final_ranks()
+        total = 0
+        for name, layer in self.adapter_layers().items():
+            per_rank = layer.in_features + layer.out_features + (1 if isinstance(layer, SVDLinear) else 0)
+            total += ranks[name] * per_rank
+        return total
+
+    def print_trainable_parameters(self) -> None:
+        n_all = sum(p.numel() for p in self.parameters())
+        n = self.trainable_parameters()
+        print(f"trainable params: {n:,d} || all params: {n_all:,d} || trainable%: {100 * n / n_all:.4f}")
+
+    # ------------------------------------------------------------------ I/O
+    def save_pretrained(self, path, resize: bool = True) -> None:
+        from .io import save_adapter
+        save_adapter(self, path, resize=resize)
+
+    @classmethod
+    def from_pretrained(cls, model: nn.Module, path, adapter_name: str = "default",
+                        is_trainable: bool = False) -> "AdaLoraModel":
+        from .io import load_adapter
+        return load_adapter(model, path, adapter_name=adapter_name, is_trainable=is_trainable)
+
+    def check_allocation_ran(self) -> None:
+        """Warn if AdaLoRA trained but update_and_allocate was never called (no allocation)."""
+        if self.rankallocator is not None and self._allocations == 0:
+            warnings.warn("AdaLoRA trained without a single update_and_allocate() call: no rank "
+                          "was allocated, this was plain SVD-LoRA. Call it after every "
+                          "optimizer.step() or use AdaLoraCallback with the Trainer.", stacklevel=2)
