@@ -131,10 +131,16 @@ def load_adapter(base_model, path, adapter_name: str = "default", is_trainable: 
     config = config_from_dict(raw)
     if names:  # re-create exactly the saved layers, whatever the original pattern was
         config.target_modules = "^(" + "|".join(n.replace(".", r"\.") for n in names) + ")$"
-    pattern = config.rank_pattern
+    if config.modules_to_save:
+        # PEFT's SEQ_CLS config lists every head name it knows (["classifier", "score"]);
+        # keep only the ones this model has
+        present = dict(base_model.named_modules())
+        config.modules_to_save = [m for m in config.modules_to_save if m in present]
+    pattern = getattr(config, "rank_pattern", None)  # LoraConfig has none
     pattern = ({k.replace(f".{adapter_name}", ""): v for k, v in pattern.items()}
                if pattern else None)
-    config.rank_pattern = pattern
+    if isinstance(config, AdaLoraConfig):
+        config.rank_pattern = pattern
     model = AdaLoraModel(base_model, config, adapter_name)
     sd = load_file(str(path / "adapter_model.safetensors"))
     resized = raw.get("resized", pattern is not None) if isinstance(config, AdaLoraConfig) else False
