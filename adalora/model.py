@@ -10,6 +10,8 @@ The same wrapper takes a ``LoraConfig`` for the fixed-rank baseline (no allocati
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 from typing import Optional, Union
 
@@ -49,6 +51,16 @@ def orth_regularizer(layers: list[SVDLinear], form: str = "norm_mean") -> torch.
     return total if form == "squared_sum" else total / (2 * len(layers))
 
 
+class _Forward(functools.partial):
+    """AdaLoraModel.forward bound to one model, showing the wrapped model's signature: the
+    Trainer (remove_unused_columns=True) keeps only the batch keys that
+    inspect.signature(model.forward) names, and (*args, **kwargs) names none."""
+
+    @property
+    def __signature__(self):
+        return inspect.signature(self.args[0].model.forward)
+
+
 class AdaLoraModel(nn.Module):
     # The Trainer must scale the loss for gradient accumulation itself: our forward does not
     # take num_items_in_batch (letting it pass through doubled losses under DDP/accumulation).
@@ -58,6 +70,7 @@ class AdaLoraModel(nn.Module):
                  adapter_name: str = "default"):
         super().__init__()
         self.model = model
+        self.forward = _Forward(type(self).forward, self)  # the Trainer reads its signature
         self.peft_config = {adapter_name: config}
         self.trainable_adapter_name = adapter_name
         self.last_orth_reg: Optional[torch.Tensor] = None
