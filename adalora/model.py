@@ -144,6 +144,11 @@ class AdaLoraModel(nn.Module):
     # ------------------------------------------------------------------ allocation
     def _allocator(self) -> RankAllocator:
         if self.rankallocator is None:
+            if isinstance(self.config_, AdaLoraConfig):
+                raise RuntimeError("the adapters were resized to their final ranks (resized "
+                                   "checkpoint or resize_modules_by_rank_pattern): allocation "
+                                   "cannot continue. To keep training, load a checkpoint saved "
+                                   "with resize=False.")
             raise TypeError("update_and_allocate needs an AdaLoraConfig; this model holds a "
                             "fixed-rank LoraConfig.")
         return self.rankallocator
