@@ -7,7 +7,8 @@
   Trainer increments global_step right after). Under DDP the gradients are already all-reduced,
   so every rank computes the same scores and masks.
 - total_step: taken from the Trainer (``state.max_steps``) when the config leaves it None.
-- Logged at every logging step (into the Trainer's logs, so log_history and W&B carry them):
+- Logged at every logging step into the Trainer's logs and ``state.log_history`` (reporting
+  callbacks such as W&B see them only if they run after this one; the Trainer puts them first):
   ``adalora/budget``, ``adalora/mask_threshold``, ``adalora/orth_reg``, and with
   ``log_ranks=True`` ``adalora/rank/<module>``.
 """
@@ -63,14 +64,18 @@ class AdaLoraCallback(TrainerCallback):
         if self.model is None or logs is None or self.model.rankallocator is None:
             return
         alloc = self.model.rankallocator
-        logs["adalora/budget"] = alloc.last_budget
+        extra = {"adalora/budget": alloc.last_budget}
         if alloc.threshold is not None:
-            logs["adalora/mask_threshold"] = alloc.threshold
+            extra["adalora/mask_threshold"] = alloc.threshold
         if self.model.last_orth_reg is not None:
-            logs["adalora/orth_reg"] = float(self.model.last_orth_reg)
+            extra["adalora/orth_reg"] = float(self.model.last_orth_reg)
         if self.log_ranks:
             for name, r in self.model.final_ranks().items():
-                logs[f"adalora/rank/{name}"] = r
+                extra[f"adalora/rank/{name}"] = r
+        logs.update(extra)  # seen by the callbacks after this one (progress bar, printer)
+        # Trainer.log() appended a copy of ``logs`` to log_history before calling on_log
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1].update(extra)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.model is not None:
