@@ -10,8 +10,8 @@ The same wrapper takes a ``LoraConfig`` for the fixed-rank baseline (no allocati
 """
 from __future__ import annotations
 
-import functools
 import inspect
+import types
 import warnings
 from typing import Optional, Union
 
@@ -51,14 +51,20 @@ def orth_regularizer(layers: list[SVDLinear], form: str = "norm_mean") -> torch.
     return total if form == "squared_sum" else total / (2 * len(layers))
 
 
-class _Forward(functools.partial):
-    """AdaLoraModel.forward bound to one model, showing the wrapped model's signature: the
+def _forward_showing_signature(model: nn.Module):
+    """``model.forward`` as a bound method that shows the wrapped model's parameters: the
     Trainer (remove_unused_columns=True) keeps only the batch keys that
-    inspect.signature(model.forward) names, and (*args, **kwargs) names none."""
-
-    @property
-    def __signature__(self):
-        return inspect.signature(self.args[0].model.forward)
+    inspect.signature(model.forward) names, and (*args, **kwargs) names none. A real bound
+    method, so accelerate's mixed-precision wrapping and unwrapping keep working."""
+    f = type(model).forward
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__, f.__defaults__, f.__closure__)
+    try:
+        sig = inspect.signature(model.model.forward)
+        this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+        g.__signature__ = sig.replace(parameters=[this, *sig.parameters.values()])
+    except (TypeError, ValueError):  # no signature to show: keep (*args, **kwargs)
+        pass
+    return types.MethodType(g, model)
 
 
 class AdaLoraModel(nn.Module):
@@ -70,7 +76,7 @@ class AdaLoraModel(nn.Module):
                  adapter_name: str = "default"):
         super().__init__()
         self.model = model
-        self.forward = _Forward(type(self).forward, self)  # the Trainer reads its signature
+        self.forward = _forward_showing_signature(self)  # the Trainer reads its signature
         self.peft_config = {adapter_name: config}
         self.trainable_adapter_name = adapter_name
         self.last_orth_reg: Optional[torch.Tensor] = None
