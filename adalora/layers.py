@@ -39,6 +39,15 @@ class _AdapterLayer(nn.Module):
         for p in base.parameters():
             p.requires_grad_(False)
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The wrapped layer's weight: models read it (T5: ``self.wo.weight.dtype``)."""
+        return self.base_layer.weight
+
+    @property
+    def bias(self):
+        return self.base_layer.bias
+
     # subclasses define: r, scale, _down() -> (r x in) matrix, lora_B (out x r)
     def _down(self) -> torch.Tensor:
         raise NotImplementedError
