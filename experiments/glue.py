@@ -132,7 +132,8 @@ def make_task(args) -> train.Task:
     def compute_metrics(eval_pred, split):
         logits = eval_pred.predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
-        preds = logits.squeeze(-1) if meta.is_regression else np.argmax(logits, axis=-1)
+        # regression: (N, 1) from most models, (N,) from DeBERTa-v2/v3 (it flattens them)
+        preds = np.reshape(logits, -1) if meta.is_regression else np.argmax(logits, axis=-1)
         return glue_metrics(args.task, preds, eval_pred.label_ids)
 
     return train.Task(kind="glue", name=args.task, main_metric=meta.main_metric, load_model=load_model,
