@@ -169,12 +169,19 @@ def _n_target_modules(model, hp) -> int:
     return len(find_targets(model, hp.get("target_modules"), head_modules(model)))
 
 
-def plan_budget(model, method: str, hp: dict) -> dict:
+# Adapted matrices with the default targets, for --dry-run when the model cannot be loaded
+# (offline): 6 per DeBERTa layer; BART: 6 per encoder layer, 10 per decoder layer.
+KNOWN_N_MODULES = {"microsoft/deberta-v3-base": 72, "microsoft/deberta-v3-large": 144,
+                   "facebook/bart-large": 192}
+
+
+def plan_budget(model, method: str, hp: dict, n_modules: Optional[int] = None) -> dict:
     """Fill init_r / target_r / lora_r so budgets match: LoRA gets rank round(b(T) / n),
-    i.e. the final parameter count of AdaLoRA (r (in + out) vs r (in + out + 1))."""
+    i.e. the final parameter count of AdaLoRA (r (in + out) vs r (in + out + 1)).
+    ``n_modules`` replaces counting the model's target modules (model may then be None)."""
     if method not in ADAPTER_METHODS:
         return hp
-    n = _n_target_modules(model, hp)
+    n = n_modules if n_modules is not None else _n_target_modules(model, hp)
     if hp.get("budget") is not None:
         hp["target_r"] = hp["budget"] / n
     hp["budget"] = int(round(hp["target_r"] * n))
@@ -311,6 +318,9 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
         raise FileExistsError(f"{out_file} exists; results are never overwritten: pick another --run-name.")
     model_name = hp["model"]
     set_seed(args.seed)
+    if args.dry_run:
+        dry_run(task, args, hp, world)
+        return None
     tokenizer = task.load_tokenizer(model_name)
     model = task.load_model(model_name, hp)
     hp = plan_budget(model, args.method, hp)
@@ -318,9 +328,6 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
     hp = schedule_steps(hp, n_train, world)
     config_view = {"task": task.name, "method": args.method, "model": model_name, "seed": args.seed,
                    "preset": args.preset, "n_train": n_train, "n_eval": n_eval, **hp}
-    if args.dry_run:
-        print(json.dumps(config_view, indent=2, sort_keys=True, default=str))
-        return None
 
     base, ada = wrap_model(model, args.method, hp)
     net = ada if ada is not None else base
@@ -475,6 +482,41 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
     if task.after_eval is not None:
         task.after_eval(path, trainer, eval_sets)
     return record
+
+
+def dry_run(task: Task, args: argparse.Namespace, hp: dict, world: int = 1) -> dict:
+    """--dry-run: print the resolved configuration as JSON. Works offline: what needs the model
+    (the number of adapted matrices, hence the budget), the tokenizer or the data (n_train, hence
+    T) is resolved when they load, else listed under "unresolved" (known models' module counts
+    come from KNOWN_N_MODULES)."""
+    unresolved, tokenizer, model, n_train, n_eval = {}, None, None, None, None
+    try:
+        tokenizer = task.load_tokenizer(hp["model"])
+        model = task.load_model(hp["model"], hp)
+    except (OSError, RuntimeError, ValueError) as e:
+        unresolved["model"] = str(e).splitlines()[0]
+    n_known = KNOWN_N_MODULES.get(hp["model"]) if hp.get("target_modules") is None else None
+    if args.method in ADAPTER_METHODS and model is None and n_known is None:
+        unresolved["budget"] = "the number of adapted matrices needs the model"
+    elif args.method in ADAPTER_METHODS:
+        hp = plan_budget(model, args.method, hp, n_modules=None if model is not None else n_known)
+    if tokenizer is not None:
+        try:
+            _, _, n_train, n_eval = task.load_data(tokenizer, hp, args.data_dir)
+        except (OSError, RuntimeError) as e:
+            unresolved["data"] = str(e).splitlines()[0]
+    if n_train is not None or hp.get("max_steps"):
+        hp = schedule_steps(hp, n_train or 0, world)
+    else:  # T = epochs x steps per epoch needs n_train; explicit step counts still resolve
+        unresolved["total_step"] = "T = epochs x ceil(n_train / batch) needs the data (or --max-steps)"
+        w = hp.get("warmup", 0)
+        if w >= 1:
+            hp["warmup_steps"] = int(w)
+    view = {"task": task.name, "method": args.method, "model": hp["model"], "seed": args.seed,
+            "preset": args.preset, "n_train": n_train, "n_eval": n_eval, **hp,
+            "unresolved": unresolved}
+    print(json.dumps(view, indent=2, sort_keys=True, default=str))
+    return view
 
 
 def _wandb_finish(wb, record: dict, ada_cb) -> None:
