@@ -545,9 +545,14 @@ def _wandb_finish(wb, record: dict, ada_cb) -> None:
 def main(task_factory: Callable[[argparse.Namespace], Task], presets: dict[str, Callable],
          description: str, tasks: list[str], argv: Optional[list[str]] = None) -> Optional[dict]:
     """Parse flags, resolve the preset, build the task and run it."""
+    explicit_argv = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(description, tasks, list(presets)).parse_args(argv)
     preset = presets[args.preset](args.task, args.method)
     hp = resolve_hp(args, preset)
     hp["model"] = args.model or preset["model"]
-    return run(task_factory(args), args, hp, [sys.argv[0]] + argv)
+    prog = sys.argv[0]
+    if explicit_argv:  # called in-process (glue.main([...])): record the runner, not the caller
+        prog = getattr(sys.modules.get(task_factory.__module__), "__file__", None) or prog
+        prog = os.path.relpath(prog, ROOT) if Path(prog).resolve().is_relative_to(ROOT) else prog
+    return run(task_factory(args), args, hp, [prog] + argv)
