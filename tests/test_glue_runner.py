@@ -1,0 +1,426 @@
+"""End to end tests of experiments/glue.py (and so of the shared path in experiments/train.py).
+
+Offline and on CPU: tiny BERT / DeBERTa-v2 models built from a config and saved with the packaged
+MiniLM WordPiece tokenizer, GLUE-format files written by the test, runs of a few steps through
+``glue.main([...])`` in-process (it returns the result record).
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import shutil
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from experiments import glue
+from experiments.glue_data import TASKS, load_glue
+from experiments.results import REQUIRED_KEYS, SCHEMA
+from tests.helpers import glue_examples, save_tiny_model, write_glue_dir
+
+SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "adalora.md"
+REAL_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+TIMING_KEYS = ("runtime", "samples_per_second", "steps_per_second")
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-bert", "bert")
+
+
+@pytest.fixture(scope="module")
+def deberta_dir(tmp_path_factory):
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-deberta", "deberta")
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory):
+    """Every task, train (16 rows) and every dev split (8 rows); each split's first text starts
+    with a double quote; MRPC files carry the byte-order mark."""
+    return write_glue_dir(tmp_path_factory.mktemp("glue"), n_train=16, n_eval=8)
+
+
+def flags(model, data_dir, out, run_name, task="rte", method="adalora", steps=2, *extra):
+    return ["--task", task, "--method", method, "--model", str(model), "--data-dir", str(data_dir),
+            "--output-dir", str(out), "--run-name", run_name, "--max-steps", str(steps),
+            "--batch-size", "4", "--eval-batch-size", "8", "--max-length", "32",
+            "--wandb", "disabled", *extra]
+
+
+def adapter_flags(*extra):
+    """An AdaLoRA schedule that fits 6 steps: scores update at t = 1..3 before the final mask."""
+    return ("--tinit", "1", "--tfinal", "2", "--target-r", "2", "--evals", "2", *extra)
+
+
+def assert_curve(record, shape="cubic"):
+    """The logged budget b(t) is the schedule's, non-increasing, and ends at b(T)."""
+    from adalora.schedule import budget_at
+    b, hp = record["budget"], record["hyperparameters"]
+    curve = b["curve"]
+    assert [s for s, _ in curve] == list(range(1, hp["total_step"] + 1))
+    budgets = [v for _, v in curve]
+    assert all(x >= y for x, y in zip(budgets, budgets[1:])), budgets
+    assert budgets[0] <= b["init_total_rank"]
+    assert budgets[-1] == b["target_total_rank"] == b["final_total_rank"]
+    for t, v in curve:
+        assert v == budget_at(t, b["init_total_rank"], b["target_total_rank"], hp["tinit"],
+                              hp["tfinal"], hp["total_step"], hp["delta_t"], shape).budget
+    assert sum(record["rank_pattern"].values()) == b["target_total_rank"]
+
+
+def strip_timing(evals):
+    return [{k: v for k, v in e.items() if k not in TIMING_KEYS} for e in evals]
+
+
+# --------------------------------------------------------------------------- fixture files
+def test_fixture_files_follow_the_glue_layout(glue_dir):
+    mrpc = (glue_dir / "MRPC" / "train.tsv").read_bytes()
+    assert mrpc.startswith(b"\xef\xbb\xbfQuality\t")
+    assert (glue_dir / "MNLI" / "dev_matched.tsv").is_file()
+    assert (glue_dir / "MNLI" / "dev_mismatched.tsv").is_file()
+    assert not (glue_dir / "CoLA" / "train.tsv").read_text().startswith("sentence")  # no header
+    for task, meta in TASKS.items():
+        for split in meta.splits:
+            rows = load_glue(task, split, glue_dir)
+            n = 16 if split == "train" else 8
+            assert len(rows) == n, (task, split)  # the quoted field swallowed no line
+            assert rows[0]["sentence1"] == '"quoted start of a sentence'
+            assert rows[1:] == glue_examples(task, n, split)[1:]
+
+
+# --------------------------------------------------------------------------- every task
+TASK_MODELS = {"cola": "bert", "sst2": "bert", "mrpc": "deberta", "qqp": "bert",
+               "stsb": "deberta", "mnli": "deberta", "qnli": "bert", "rte": "bert"}
+
+
+@pytest.mark.parametrize("task", list(TASK_MODELS))
+def test_every_task_end_to_end(task, request, glue_dir, tmp_path):
+    model = request.getfixturevalue(f"{TASK_MODELS[task]}_dir")
+    meta = TASKS[task]
+    rec = glue.main(flags(model, glue_dir, tmp_path, f"{task}-run", task, "adalora", 2))
+    assert rec["task"] == task and rec["status"] == "ok"
+    assert rec["model_type"] == {"bert": "bert", "deberta": "deberta-v2"}[TASK_MODELS[task]]
+    assert rec["n_train"] == 16 and rec["n_eval"] == {s: 8 for s in meta.eval_splits}
+    m = rec["metrics"]
+    assert m["main"] == meta.main_metric and m["primary_split"] == meta.eval_splits[0]
+    # evals at steps 1 and 2 (quick preset: 2 evaluations), for every eval split
+    assert {(e["step"], e["split"]) for e in m["evals"]} == \
+        {(s, split) for s in (1, 2) for split in meta.eval_splits}
+    assert set(m["final"]) == set(meta.eval_splits)
+    for split in meta.eval_splits:
+        assert set(meta.metrics) <= set(m["final"][split])
+    if task == "mnli":
+        assert {"validation_matched", "validation_mismatched"} <= {e["split"] for e in m["evals"]}
+    if task == "stsb":
+        assert {"pearson", "spearman"} <= set(m["final"]["validation"])
+    assert isinstance(m["main_best"], float) and isinstance(m["main_final"], float)
+    assert m["main_best"] >= m["main_final"] or math.isnan(m["main_final"])
+    assert json.loads((tmp_path / f"{task}-run.json").read_text())["metrics"]["evals"] == m["evals"]
+
+
+# --------------------------------------------------------------------------- every method
+@pytest.mark.parametrize("method", ["adalora", "lora", "full", "bitfit", "svd_lora", "prune_lora"])
+def test_every_method_end_to_end(method, bert_dir, glue_dir, tmp_path):
+    rec = glue.main(flags(bert_dir, glue_dir, tmp_path, method, "rte", method, 6, *adapter_flags()))
+    assert rec["method"] == method and rec["status"] == "ok" and rec["variant"] == ""
+    p, b, hp = rec["params"], rec["budget"], rec["hyperparameters"]
+    assert 0 < p["trainable"] <= p["total"]
+    if method in ("full", "bitfit"):
+        assert b is None and rec["rank_pattern"] is None and p["final_adapter"] is None
+        head = 32 * 2 + 2  # classifier of the tiny BERT (the pooler is a head too)
+        if method == "full":
+            assert p["trainable"] == p["total"]
+        else:
+            assert head < p["trainable"] < p["total"] // 10
+        return
+    assert b["n_modules"] == 12 and b["target_total_rank"] == 24  # 2 layers x 6 matrices x r 2
+    ranks = rec["rank_pattern"]
+    assert len(ranks) == 12 and all(isinstance(r, int) for r in ranks.values())
+    if method in ("adalora", "prune_lora"):
+        assert hp["init_r"] == 3 and b["init_total_rank"] == 36
+        assert_curve(rec)
+        assert b["final_total_rank"] == 24
+    else:
+        assert b["curve"] is None and set(ranks.values()) == {2} and b["final_total_rank"] == 24
+    if method == "lora":
+        assert hp["lora_r"] == hp["target_r"] == 2  # matched budget: r = b(T) / n
+    if method == "prune_lora":
+        assert hp["orth_reg_weight"] == 0.0  # LoRA has no orthogonality to regularise
+
+
+def test_lora_budget_matches_adalora(bert_dir, glue_dir, tmp_path):
+    """Same-shaped targets (query/key/value: 32 x 32), so that AdaLoRA's final r_i (in + out + 1)
+    summed over modules equals LoRA's r (in + out) n plus one lambda per kept triplet."""
+    common = adapter_flags("--target-modules", "query,key,value")
+    ada = glue.main(flags(bert_dir, glue_dir, tmp_path, "ada", "rte", "adalora", 6, *common))
+    lora = glue.main(flags(bert_dir, glue_dir, tmp_path, "lora", "rte", "lora", 6, *common))
+    assert ada["budget"]["n_modules"] == lora["budget"]["n_modules"] == 6
+    assert lora["hyperparameters"]["lora_r"] == ada["hyperparameters"]["target_r"] == 2
+    kept = ada["budget"]["final_total_rank"]
+    assert kept == ada["budget"]["target_total_rank"] == 12
+    assert lora["params"]["final_adapter"] == 2 * 6 * (32 + 32)
+    assert ada["params"]["final_adapter"] - lora["params"]["final_adapter"] == kept
+
+
+# --------------------------------------------------------------------------- ablations
+@pytest.mark.parametrize("extra, tag, shape", [
+    (["--score", "sensitivity"], "score=sensitivity", "cubic"),
+    (["--score", "magnitude"], "score=magnitude", "cubic"),
+    (["--orth-reg-weight", "0"], "gamma=0", "cubic"),
+    (["--schedule", "linear"], "schedule=linear", "linear"),
+    (["--schedule", "constant"], "schedule=constant", "constant"),
+])
+def test_ablation_flags(extra, tag, shape, bert_dir, glue_dir, tmp_path):
+    rec = glue.main(flags(bert_dir, glue_dir, tmp_path, "abl", "rte", "adalora", 6,
+                          *adapter_flags(*extra)))
+    assert rec["variant"] == tag and rec["status"] == "ok"
+    hp = rec["hyperparameters"]
+    assert hp["score"] == (extra[1] if extra[0] == "--score" else "triplet")
+    assert hp["schedule"] == shape
+    assert hp["orth_reg_weight"] == (0.0 if tag == "gamma=0" else 0.3)  # quick preset RTE: 0.3
+    assert_curve(rec, shape)
+
+
+# --------------------------------------------------------------------------- result file
+@pytest.fixture(scope="module")
+def first_run(bert_dir, glue_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    argv = flags(bert_dir, glue_dir, out, "rte-first", "rte", "adalora", 4, "--seed", "7")
+    return glue.main(argv), out / "rte-first.json", argv
+
+
+def test_result_file_schema(first_run):
+    rec, path, argv = first_run
+    on_disk = json.loads(path.read_text())
+    assert set(REQUIRED_KEYS) <= set(on_disk)
+    assert on_disk == json.loads(json.dumps(rec, default=str))
+    r = on_disk
+    assert r["schema"] == SCHEMA and r["kind"] == "glue" and r["run_name"] == "rte-first"
+    assert (r["task"], r["method"], r["variant"], r["preset"], r["status"]) == \
+        ("rte", "adalora", "", "quick", "ok")
+    assert r["model"] == argv[argv.index("--model") + 1] and r["model_type"] == "bert"
+    assert r["seed"] == 7 and type(r["seed"]) is int
+    assert type(r["n_train"]) is int and all(type(v) is int for v in r["n_eval"].values())
+    hp = r["hyperparameters"]
+    for k in ("lr", "epochs", "batch_size", "max_length", "init_r", "target_r", "lora_alpha",
+              "tinit", "tfinal", "delta_t", "beta1", "beta2", "orth_reg_weight", "warmup",
+              "weight_decay", "cls_dropout", "total_step", "score", "schedule"):
+        assert k in hp, k
+    assert hp["total_step"] == 4 and hp["batch_size"] == 4 and hp["max_length"] == 32
+    assert set(r["budget"]) >= {"n_modules", "init_total_rank", "final_total_rank",
+                                "target_total_rank", "avg_final_rank", "curve"}
+    assert all(type(r["params"][k]) is int for k in ("trainable", "final_adapter", "total"))
+    assert all(type(v) is int for v in r["rank_pattern"].values())
+    m = r["metrics"]
+    assert m["table_uses"] in ("best", "final") and isinstance(m["evals"], list)
+    for e in m["evals"]:
+        assert type(e["step"]) is int and isinstance(e["epoch"], float) and isinstance(e["split"], str)
+        assert isinstance(e["accuracy"], float)
+    assert isinstance(r["wall_time_s"], (int, float)) and r["wall_time_s"] > 0
+    assert {"python", "torch", "transformers", "adalora"} <= set(r["versions"])
+    assert r["hardware"]["device"] == "cpu" and r["hardware"]["gpu"] is None
+    assert datetime.fromisoformat(r["created"]).tzinfo is not None
+    # the exact command: the interpreter, the runner script, then argv verbatim
+    cmd = shlex.split(r["command"])
+    assert cmd[1] == "experiments/glue.py" and cmd[2:] == argv
+
+
+def test_result_file_is_never_overwritten(first_run):
+    rec, path, argv = first_run
+    before, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    with pytest.raises(FileExistsError, match="rte-first"):
+        glue.main(argv)
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rte-first.json"]  # no temp files left
+
+
+def test_same_seed_same_metrics(first_run, tmp_path):
+    rec, _, argv = first_run
+    argv = list(argv)
+    argv[argv.index("--run-name") + 1] = "rte-again"
+    argv[argv.index("--output-dir") + 1] = str(tmp_path)
+    again = glue.main(argv)
+    assert strip_timing(again["metrics"]["evals"]) == strip_timing(rec["metrics"]["evals"])
+    assert again["rank_pattern"] == rec["rank_pattern"]
+    assert again["budget"] == rec["budget"]
+    assert again["hyperparameters"] == rec["hyperparameters"]
+
+
+# --------------------------------------------------------------------------- bad input
+def no_results(out: Path):
+    return not out.exists() or not list(out.glob("*.json"))
+
+
+def test_missing_data_dir(bert_dir, tmp_path):
+    missing = tmp_path / "no-glue-here"
+    with pytest.raises(FileNotFoundError) as e:
+        glue.main(flags(bert_dir, missing, tmp_path / "out", "x"))
+    msg = str(e.value)
+    assert str(missing / "RTE" / "train.tsv") in msg and "--data-dir" in msg and "GLUE_DIR" in msg
+    assert no_results(tmp_path / "out")
+
+
+def test_hub_offline_without_data_dir(bert_dir, tmp_path, monkeypatch):
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    argv = flags(bert_dir, "x", tmp_path, "x")
+    i = argv.index("--data-dir")
+    del argv[i:i + 2]
+    with pytest.raises(RuntimeError, match="--data-dir"):
+        glue.main(argv)
+    assert no_results(tmp_path)
+
+
+def test_hub_model_while_offline(glue_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError) as e:
+        glue.main(flags("adalora-tests/no-such-model", glue_dir, tmp_path, "x"))
+    msg = str(e.value)
+    assert "adalora-tests/no-such-model" in msg and "offline" in msg
+    assert "--model PATH" in msg and "local model folder" in msg
+    assert no_results(tmp_path)
+
+
+def test_schedule_without_budgeting_phase(bert_dir, glue_dir, tmp_path):
+    with pytest.raises(ValueError, match="(?i)no budgeting phase"):
+        glue.main(flags(bert_dir, glue_dir, tmp_path, "x", "rte", "adalora", 8,
+                        "--tinit", "5", "--tfinal", "5"))
+    assert no_results(tmp_path)
+
+
+def test_target_rank_above_initial_rank(bert_dir, glue_dir, tmp_path):
+    with pytest.raises(ValueError, match=r"target_r \(8(\.0)?\) > init_r \(4\)"):
+        glue.main(flags(bert_dir, glue_dir, tmp_path, "x", "rte", "adalora", 4,
+                        "--target-r", "8", "--init-r", "4"))
+    assert no_results(tmp_path)
+
+
+# --------------------------------------------------------------------------- dry run
+def parse_dry_run(out: str) -> dict:
+    return json.loads(out[out.index("{"):])
+
+
+def test_paper_dry_run_rte_offline(tmp_path, capsys, monkeypatch):
+    """The paper's RTE configuration (spec section 5), printed although DeBERTaV3-base cannot be
+    downloaded: the budget uses its known 72 matrices; T needs the data and is listed as
+    unresolved, together with the reason the model could not be loaded."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    assert glue.main(["--preset", "paper", "--task", "rte", "--method", "adalora", "--model",
+                      "microsoft/deberta-v3-base", "--dry-run", "--output-dir", str(tmp_path)]) is None
+    cfg = parse_dry_run(capsys.readouterr().out)
+    expected = {"init_r": 2, "target_r": 1, "lora_alpha": 32, "lr": 1.2e-3, "epochs": 50,
+                "max_length": 320, "orth_reg_weight": 0.3, "tinit": 600, "delta_t": 1,
+                "tfinal": 1800, "warmup": 200, "warmup_steps": 200, "cls_dropout": 0.2,
+                "weight_decay": 0.01, "batch_size": 32, "beta1": 0.85, "beta2": 0.85,
+                "schedule": "cubic", "score": "triplet", "target_modules": None,
+                "model": "microsoft/deberta-v3-base", "task": "rte", "method": "adalora",
+                "preset": "paper", "n_modules": 72, "budget": 72}
+    assert {k: cfg.get(k) for k in expected} == expected
+    assert "microsoft/deberta-v3-base" in cfg["unresolved"]["model"]
+    assert "total_step" in cfg["unresolved"]
+    assert not list(tmp_path.iterdir())  # a dry run writes nothing
+
+
+def _spec_table() -> dict:
+    """Section 5's GLUE table: task -> {column: first number of the cell}."""
+    rows = {}
+    names = {"MNLI": "mnli", "RTE": "rte", "QNLI": "qnli", "MRPC": "mrpc", "QQP": "qqp",
+             "SST-2": "sst2", "CoLA": "cola", "STS-B": "stsb"}
+    section = SPEC.read_text().split("## 5.")[1].split("## 6.")[0]
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] in names:
+            nums = [re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", c) for c in cells[1:]]
+            r0, rT = nums[0][:2]
+            (alpha, lr, ep, ml, gamma, tinit, dt, tfinal, warm, cls, wd) = (float(n[0]) for n in nums[1:])
+            rows[names[cells[0]]] = dict(init_r=int(r0), target_r=int(rT), lora_alpha=alpha, lr=lr,
+                                         epochs=ep, max_length=ml, orth_reg_weight=gamma, tinit=tinit,
+                                         delta_t=dt, tfinal=tfinal, warmup=warm, cls_dropout=cls,
+                                         weight_decay=wd)
+    return rows
+
+
+@pytest.mark.skipif(not SPEC.is_file(), reason=f"spec not found at {SPEC}")
+@pytest.mark.parametrize("task", list(TASKS))
+def test_paper_dry_run_matches_spec_table(task, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    table = _spec_table()
+    assert set(table) == set(TASKS)
+    glue.main(["--preset", "paper", "--task", task, "--dry-run", "--output-dir", str(tmp_path)])
+    cfg = parse_dry_run(capsys.readouterr().out)
+    assert cfg["model"] == "microsoft/deberta-v3-base" and cfg["batch_size"] == 32
+    assert {k: cfg[k] for k in table[task]} == pytest.approx(table[task])
+
+
+def test_dry_run_with_local_model_resolves_everything(bert_dir, glue_dir, tmp_path, capsys):
+    glue.main(flags(bert_dir, glue_dir, tmp_path, "dry", "rte", "lora", 2, "--target-r", "2",
+                    "--dry-run"))
+    cfg = parse_dry_run(capsys.readouterr().out)
+    assert cfg["unresolved"] == {}
+    assert (cfg["n_modules"], cfg["budget"], cfg["lora_r"], cfg["total_step"]) == (12, 24, 2, 2)
+    assert cfg["n_train"] == 16 and cfg["n_eval"] == {"validation": 8}
+    assert no_results(tmp_path)
+
+
+# --------------------------------------------------------------------------- W&B
+def _wandb_records(run_dir: Path) -> list[dict]:
+    """Every record of the offline run's .wandb log, read back with `wandb leet inspect --json`
+    (wandb >= 0.2x ships it; one JSON object per line)."""
+    exe = shutil.which("wandb")
+    if exe is None:
+        pytest.skip("the wandb command is not on PATH")
+    log = next(run_dir.glob("run-*.wandb"))
+    out = subprocess.run([exe, "leet", "inspect", "--json", str(log)], capture_output=True,
+                         text=True, timeout=120, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_wandb_offline_run_reads_back(bert_dir, glue_dir, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
+    argv = flags(bert_dir, glue_dir, tmp_path / "runs", "wb-run", "rte", "adalora", 6,
+                 *adapter_flags())
+    argv[argv.index("--wandb") + 1] = "offline"
+    rec = glue.main(argv)
+    run_dirs = list((tmp_path / "wandb").glob("offline-run-*"))  # wandb dir = output dir's parent
+    assert len(run_dirs) == 1, list(tmp_path.rglob("*"))
+    records = _wandb_records(run_dirs[0])
+    run = next(r["run"] for r in records if r["type"] == "run")
+    assert run["display_name"] == "wb-run" and set(run["tags"]) == {"rte", "adalora"}
+    config = run["config"]["update"]
+    assert (config["task"], config["method"], config["budget"]) == ("rte", "adalora", 24)
+    history = [r["history"]["item"] for r in records if r["type"] == "history"]
+    mains = [h["eval/main"] for h in history if "eval/main" in h]
+    assert mains == [e["accuracy"] for e in rec["metrics"]["evals"]]
+    budgets = {h["train/global_step"]: h[k] for h in history for k in h if k.endswith("adalora/budget")}
+    assert budgets and all(budgets[s] == b for s, b in rec["budget"]["curve"] if s in budgets)
+    summary = {}
+    for r in records:
+        if r["type"] == "summary":
+            summary.update(r["summary"]["update"])
+    assert summary["eval/main_best"] == rec["metrics"]["main_best"]
+    assert summary["params/final_adapter"] == rec["params"]["final_adapter"]
+
+
+# --------------------------------------------------------------------------- real data
+@pytest.mark.skipif(not (REAL_GLUE / "CoLA" / "train.tsv").is_file(),
+                    reason=f"GLUE CoLA not found under {REAL_GLUE} (shared data folder absent)")
+def test_packaged_minilm_on_real_cola(tmp_path):
+    rec = glue.main(["--task", "cola", "--method", "adalora", "--model", "minilm",
+                     "--data-dir", str(REAL_GLUE), "--output-dir", str(tmp_path), "--run-name", "cola",
+                     "--max-train-samples", "64", "--max-eval-samples", "64", "--max-steps", "4",
+                     "--batch-size", "16", "--wandb", "disabled"])
+    assert rec["status"] == "ok" and rec["model_type"] == "bert"
+    assert rec["n_train"] == 64 and rec["n_eval"] == {"validation": 64}
+    assert rec["budget"]["n_modules"] == 36  # 6 layers x 6 matrices
+    assert rec["metrics"]["main"] == "mcc" and -1.0 <= rec["metrics"]["main_best"] <= 1.0
+    assert (tmp_path / "cola.json").is_file()
