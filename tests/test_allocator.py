@@ -1,0 +1,285 @@
+"""Importance scores, EMAs and masks against values worked out by hand (spec sections 3-4).
+
+The test model is two tiny Linear layers: ``a`` (2 -> 2) and ``b`` (2 -> 3), with r = 2, so
+Q = lora_A is 2 x 2, lambda = lora_E is 2 x 1, and P = lora_B is 2 x 2 (a) or 3 x 2 (b).
+Weights and gradients are set by hand; with beta1 = beta2 = 0.5 and powers of two every
+number below is exact in floating point, so the checks use exact equality.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from adalora import AdaLoraConfig, AdaLoraModel
+from adalora.schedule import budget_at
+
+from adalora_helpers import TwoLinear
+
+
+def make(targets=("a", "b"), **kw):
+    cfg = dict(init_r=2, target_r=1, beta1=0.5, beta2=0.5, tinit=0, tfinal=0, total_step=10,
+               target_modules=list(targets))
+    cfg.update(kw)
+    return AdaLoraModel(TwoLinear(), AdaLoraConfig(**cfg))
+
+
+def setp(m, module, attr, w=None, g=None):
+    """Set a weight (scalar or full value) and/or its gradient by hand."""
+    p = getattr(m.adapter_layers()[module], attr)
+    if w is not None:
+        w = torch.as_tensor(w, dtype=p.dtype)
+        with torch.no_grad():
+            p.copy_(w.expand_as(p) if w.dim() == 0 else w.view_as(p))
+    if g is not None:
+        p.grad = torch.as_tensor(g, dtype=p.dtype).view_as(p).clone()
+
+
+def set_module(m, module, w=1.0, gA=0.0, gB=0.0, gE=0.0):
+    layer = m.adapter_layers()[module]
+    for attr, g in (("lora_A", gA), ("lora_B", gB), ("lora_E", gE)):
+        p = getattr(layer, attr)
+        setp(m, module, attr, w=w)
+        g = torch.as_tensor(g, dtype=p.dtype)
+        p.grad = (g.expand_as(p) if g.dim() == 0 else g.view_as(p)).clone()
+
+
+def ema(m, attr):
+    """(Ibar, Ubar) of the single adapted module's parameter ``attr``, shaped like it."""
+    sd = m.rankallocator.state_dict()
+    key = {"lora_A": "ipt_lora_A", "lora_B": "ipt_lora_B", "lora_E": "ipt_E"}[attr]
+    ipt = [v for k, v in sd.items() if k.startswith(key)]
+    unc = [v for k, v in sd.items() if k.startswith(key.replace("ipt", "unc"))]
+    assert len(ipt) == len(unc) == 1
+    shape = getattr(next(iter(m.adapter_layers().values())), attr).shape
+    return ipt[0].reshape(shape), unc[0].reshape(shape)
+
+
+T = torch.tensor
+
+
+# ---------------------------------------------------------------- EMAs and triplet scores
+def two_steps(m):
+    """Step 1: Q = 1, gQ = [[4,2],[0,1]];  step 2: Q = 2, gQ = [[1,1],[0,2]].
+    P = 1, gP = [[2,0],[4,1]] and lambda = [1,2], g = [1,2] at both steps (tinit = 5: no mask)."""
+    for t, (wA, gA) in enumerate([(1.0, [[4., 2.], [0., 1.]]), (2.0, [[1., 1.], [0., 2.]])], 1):
+        setp(m, "a", "lora_A", w=wA, g=gA)
+        setp(m, "a", "lora_B", w=1.0, g=[[2., 0.], [4., 1.]])
+        setp(m, "a", "lora_E", w=[[1.], [2.]], g=[[1.], [2.]])
+        assert m.update_and_allocate(t) == (2, None)  # warm-up: b0 = 2, no mask
+
+
+def test_ema_after_two_steps_by_hand():
+    m = make(targets=["a"], tinit=5, target_r=1)
+    two_steps(m)
+    # Q: I1 = [[4,2],[0,1]], Ibar1 = I1/2, Ubar1 = |I1 - Ibar1|/2 = I1/4
+    #    I2 = [[2,2],[0,4]] (w = 2): Ibar2 = Ibar1/2 + I2/2 = [[2,1.5],[0,2.25]]
+    #    Ubar2 = Ubar1/2 + |I2 - Ibar2|/2 = [[0.5,0.25],[0,0.125]] + [[0,0.25],[0,0.875]]
+    ibar, ubar = ema(m, "lora_A")
+    assert torch.equal(ibar, T([[2., 1.5], [0., 2.25]]))
+    assert torch.equal(ubar, T([[0.5, 0.5], [0., 1.0]]))
+    # P, lambda: the same I at both steps -> Ibar2 = 3/4 I, Ubar2 = I/8 + |I - 3/4 I|/2 = I/4
+    ibar, ubar = ema(m, "lora_B")
+    assert torch.equal(ibar, T([[1.5, 0.], [3., 0.75]])) and torch.equal(ubar, T([[0.5, 0.], [1., 0.25]]))
+    ibar, ubar = ema(m, "lora_E")
+    assert torch.equal(ibar, T([[0.75], [3.]])) and torch.equal(ubar, T([[0.25], [1.]]))
+
+
+def test_triplet_scores_by_hand():
+    m = make(targets=["a"], tinit=5)
+    two_steps(m)
+    # s = Ibar * Ubar.  s(Q) = [[1, 0.75],[0, 2.25]] -> row means [0.875, 1.125]
+    # s(P) = [[0.75, 0],[3, 0.1875]] -> column means [1.875, 0.09375];  s(lambda) = [0.1875, 3]
+    # S = [0.1875 + 0.875 + 1.875, 3 + 1.125 + 0.09375]
+    assert torch.equal(m.rankallocator.triplet_scores(), T([[2.9375, 4.21875]]))
+    # k = 1: the lower-scored triplet 0 goes; lambda_0 zeroed, P and Q untouched
+    A, B = m.adapter_layers()["a"].lora_A.clone(), m.adapter_layers()["a"].lora_B.clone()
+    m.rankallocator.mask_to_budget(1)
+    assert m.rankallocator.threshold == 2.9375
+    assert m.rankallocator.mask.tolist() == [[False, True]]
+    layer = m.adapter_layers()["a"]
+    assert torch.equal(layer.lora_E.detach(), T([[0.], [2.]]))
+    assert torch.equal(layer.lora_A, A) and torch.equal(layer.lora_B, B)
+
+
+def test_sensitivity_score_uses_current_step_only():
+    m = make(targets=["a"], tinit=5, score="sensitivity")
+    two_steps(m)
+    # s = I of step 2: Q [[2,2],[0,4]] -> row means [2, 2]; P [[2,0],[4,1]] -> column means
+    # [3, 0.5]; lambda [1, 4]
+    assert torch.equal(m.rankallocator.triplet_scores(), T([[1. + 2. + 3., 4. + 2. + 0.5]]))
+
+
+def test_magnitude_score_is_abs_lambda_and_needs_no_gradient():
+    m = make(score="magnitude")
+    setp(m, "a", "lora_E", w=[[0.5], [-0.3]])
+    setp(m, "b", "lora_E", w=[[0.3], [-0.9]])
+    assert torch.equal(m.rankallocator.triplet_scores(), T([[0.5, 0.3], [0.3, 0.9]]))
+    # b(1) with b0 = 4, bT = 2, T = 10: int(2 * 0.9^3 + 2) = int(3.458) = 3 -> k = 1.
+    # threshold = 0.3, and both triplets tied at 0.3 are masked: 2 kept for a budget of 3.
+    budget, pattern = m.update_and_allocate(1)  # no gradients anywhere: fine for magnitude
+    assert budget == 3
+    assert dict(pattern) == {"a.lora_E": [True, False], "b.lora_E": [False, True]}
+    assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.5], [0.]]))
+    assert torch.equal(m.adapter_layers()["b"].lora_E.detach(), T([[0.], [-0.9]]))
+    # a masked lambda revived by the optimizer comes back at the next masking step
+    setp(m, "a", "lora_E", w=[[0.5], [5.0]])
+    budget, pattern = m.update_and_allocate(2)  # b(2) = int(2 * 0.8^3 + 2) = 3, k = 1
+    assert budget == 3 and dict(pattern) == {"a.lora_E": [True, True], "b.lora_E": [False, True]}
+
+
+def test_triplet_mask_with_ties_by_hand():
+    m = make()
+    # one step, beta = 0.5, w = 1: Ibar = I/2, Ubar = I/4, s = I^2 / 8 with I = |g|
+    set_module(m, "a", gE=T([[2.], [0.]]), gA=T([[0., 0.], [4., 4.]]))  # S_a = [0.5, 2]
+    set_module(m, "b", gA=T([[2., 2.], [0., 0.]]),                     # S_b = [0.5, 4/6]
+               gB=T([[0., 4.], [0., 0.], [0., 0.]]))
+    budget, pattern = m.update_and_allocate(1)
+    S = m.rankallocator.triplet_scores()
+    torch.testing.assert_close(S, T([[0.5, 2.0], [0.5, 2 / 3]]), rtol=0, atol=1e-7)
+    # budget 3 -> k = 1 -> threshold 0.5: the two triplets tied at 0.5 are both masked
+    assert budget == 3 and m.rankallocator.threshold == 0.5
+    assert dict(pattern) == {"a.lora_E": [False, True], "b.lora_E": [False, True]}
+    assert m.config_.rank_pattern is pattern
+    for name in ("a", "b"):
+        layer = m.adapter_layers()[name]
+        assert torch.equal(layer.lora_E.detach(), T([[0.], [1.]]))
+        assert torch.all(layer.lora_A == 1) and torch.all(layer.lora_B == 1)  # P, Q not zeroed
+    assert m.final_ranks() == {"a": 1, "b": 1}
+
+
+def test_k_zero_masks_nothing():
+    m = make(target_r=2)  # bT = b0: every masking step has k = 0 (kthvalue(k=0) would fail)
+    set_module(m, "a", w=0.5, gE=1.0)
+    set_module(m, "b", w=0.5, gE=1.0)
+    budget, pattern = m.update_and_allocate(1)
+    assert budget == 4 and all(all(v) for v in pattern.values())
+    assert m.rankallocator.threshold is None
+    assert torch.all(m.adapter_layers()["a"].lora_E == 0.5)
+    m2 = make()
+    setp(m2, "a", "lora_E", w=0.25)
+    m2.rankallocator.mask_to_budget(4)
+    assert m2.rankallocator.mask.all() and torch.all(m2.adapter_layers()["a"].lora_E == 0.25)
+
+
+def test_budgets_follow_the_schedule_and_masks_fit():
+    m = make(init_r=2, target_r=0.5, tinit=2, tfinal=3, total_step=12, deltaT=2)
+    g = torch.Generator().manual_seed(0)
+    prev = m.rankallocator.mask.clone()
+    for t in range(1, 13):
+        for name in ("a", "b"):
+            layer = m.adapter_layers()[name]
+            for p in (layer.lora_A, layer.lora_B, layer.lora_E):
+                p.grad = torch.randn(p.shape, generator=g)
+            with torch.no_grad():
+                layer.lora_E.add_(1.0)  # revive everything: the mask must be re-applied
+        budget, pattern = m.update_and_allocate(t)
+        assert budget == budget_at(t, 4, 1, 2, 3, 12, 2).budget
+        masking = t > 2 and (t % 2 == 0 or t >= 9)  # deltaT steps, T - tfinal, final phase
+        mask = m.rankallocator.mask
+        E = torch.cat([l.lora_E.detach().view(1, -1) for l in m.adapter_layers().values()])
+        if masking:
+            assert int(mask.sum()) <= budget
+            assert torch.all(E[~mask] == 0) and torch.all(E[mask] != 0)
+        else:
+            assert torch.equal(mask, prev) and torch.all(E != 0)
+        # "fixed": a pattern is returned on the deltaT steps and once at T - tfinal = 9
+        assert (pattern is not None) == (t in (4, 6, 8, 9))
+        prev = mask.clone()
+    assert m.rankallocator.bT == 1 and int(m.rankallocator.mask.sum()) == 1
+
+
+def test_target_total_rank():
+    m = make(target_total_rank=3, total_step=4)
+    assert (m.rankallocator.b0, m.rankallocator.bT) == (4, 3)
+    for t in range(1, 5):
+        set_module(m, "a", gE=float(t))
+        set_module(m, "b", gE=2.0)
+        budget, _ = m.update_and_allocate(t)
+    assert budget == 3 and int(m.rankallocator.mask.sum()) <= 3
+
+
+# ---------------------------------------------------------------- final phase
+def _final_phase_run(variant):
+    """T = 6, tinit = 1, tfinal = 2, deltaT = 5 (no scheduled mask in the budgeting phase).
+    Gradients only on lambda: a -> [1, 4], b -> [3, 2], so scores order a0 < b1 < b0 < a1,
+    and bT = 2 keeps a1 and b0."""
+    m = make(tinit=1, tfinal=2, total_step=6, deltaT=5, variant=variant)
+    out = []
+    for t in (1, 2, 3):
+        set_module(m, "a", gE=T([[1.], [4.]]))
+        set_module(m, "b", gE=T([[3.], [2.]]))
+        out.append(m.update_and_allocate(t))
+    assert [p for _, p in out] == [None, None, None]
+    return m
+
+
+def _revive_and_drop_grads(m):
+    for name in ("a", "b"):
+        layer = m.adapter_layers()[name]
+        with torch.no_grad():
+            layer.lora_E.fill_(7.0)  # the optimizer revived every masked lambda
+        for p in (layer.lora_A, layer.lora_B, layer.lora_E):
+            p.grad = None  # scores are frozen: no gradient needed any more
+
+
+EXPECTED = {"a.lora_E": [False, True], "b.lora_E": [True, False]}
+
+
+def test_final_phase_fixed():
+    m = _final_phase_run("peft")
+    _revive_and_drop_grads(m)
+    # t = T - tfinal = 4 (4 % deltaT != 0): the mask to bT is forced anyway, scores reset
+    budget, pattern = m.update_and_allocate(4)
+    assert budget == 2 and dict(pattern) == EXPECTED
+    assert torch.all(m.rankallocator.triplet_scores() == 0)  # reset_ipt, as PEFT
+    for t in (5, 6):
+        _revive_and_drop_grads(m)
+        budget, pattern = m.update_and_allocate(t)
+        assert (budget, pattern) == (2, None)  # the stored pattern is re-applied
+        assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.], [7.]]))
+        assert torch.equal(m.adapter_layers()["b"].lora_E.detach(), T([[7.], [0.]]))
+    assert dict(m.config_.rank_pattern) == EXPECTED
+
+
+def test_final_phase_frozen_scores():
+    m = _final_phase_run("authors")
+    frozen = m.rankallocator.triplet_scores().clone()
+    _revive_and_drop_grads(m)
+    # t = 4 is still a budgeting step and 4 % deltaT != 0: no mask yet, no score update
+    assert m.update_and_allocate(4) == (2, None)
+    assert torch.all(m.adapter_layers()["a"].lora_E == 7)
+    for t in (5, 6):  # final phase: re-masked every step from the frozen scores
+        _revive_and_drop_grads(m)
+        budget, pattern = m.update_and_allocate(t)
+        assert budget == 2 and dict(pattern) == EXPECTED
+        assert torch.equal(m.rankallocator.triplet_scores(), frozen)  # neither updated nor reset
+        assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.], [7.]]))
+
+
+# ---------------------------------------------------------------- pre-step (paper) weights
+@pytest.mark.parametrize("variant,expected", [("paper", [[1.], [2.]]), ("peft", [[3.], [6.]])])
+def test_score_weights_pre_and_post_step(variant, expected):
+    m = make(targets=["a"], variant=variant, tinit=5)
+    set_module(m, "a", w=1.0, gE=T([[2.], [4.]]))
+    setp(m, "a", "lora_E", w=[[1.], [1.]])
+    if variant == "paper":
+        m.update_importance()  # before optimizer.step(): w = 1
+    setp(m, "a", "lora_E", w=[[3.], [3.]])  # "optimizer.step()"
+    m.update_and_allocate(1)
+    ibar, _ = ema(m, "lora_E")  # Ibar = |w * g| / 2
+    assert torch.equal(ibar, T(expected))
+
+
+def test_pre_step_scores_freeze_in_final_phase():
+    m = make(targets=["a"], variant="paper", tinit=1, tfinal=2, total_step=5)
+    for t in (1, 2):
+        set_module(m, "a", gE=T([[1.], [2.]]))
+        m.update_importance()
+        m.update_and_allocate(t)
+    assert torch.all(m.rankallocator.state_dict()["ipt_E"] > 0)
+    for t in (3, 4, 5):  # t >= T - tfinal = 3: update_importance is a no-op, no gradient needed
+        m.adapter_layers()["a"].lora_E.grad = None
+        m.update_importance()
+        m.update_and_allocate(t)
+        assert torch.all(m.rankallocator.state_dict()["ipt_E"] == 0)  # reset at t = 3, then frozen
+    assert m.rankallocator.mask.tolist() == [[False, True]]
