@@ -138,7 +138,7 @@ class AdaLoraModel(nn.Module):
         c = self.config_
         loss = getattr(out, "loss", None)
         if (self.training and isinstance(c, AdaLoraConfig) and isinstance(loss, torch.Tensor)
-                and c.orth_reg_weight > 0 and not c.prune_lora):
+                and c.orth_reg_weight > 0 and not c.prune_lora and self._layer_names):
             reg = orth_regularizer(list(self.adapter_layers().values()), c.orth_reg_form)
             self.last_orth_reg = reg.detach()
             out.loss = loss + c.orth_reg_weight * reg
