@@ -50,10 +50,10 @@ def job(task, method, seed, name, flags, out):
 
 
 def plan(out: str, tasks: list[str], phases: str) -> list:
+    """Jobs in priority order: phase by phase, task by task (in ``tasks`` order), seed by seed.
+    A: AdaLoRA vs LoRA at both budgets at the shared LR; B: the sweep's other LRs;
+    C: the ablations on CoLA; D: full FT and BitFit."""
     jobs = []
-    # A: AdaLoRA vs LoRA at both budgets, shared LR, cheap tasks first
-    # B: the other two learning rates of the sweep
-    # C: ablations on CoLA;  D: full FT and BitFit;
     for phase in phases.split(","):
         for task in tasks:
             for seed in SEEDS:
@@ -78,8 +78,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--output-dir", default="results/runs/repro")
-    p.add_argument("--only", default=",".join(STEPS), help="comma-separated tasks")
-    p.add_argument("--phases", default="A,C,B,D")
+    p.add_argument("--only", default="sst2,stsb,cola,rte", help="comma-separated tasks, in priority order")
+    p.add_argument("--phases", default="A,B,C,D",
+                   help="A: LoRA vs AdaLoRA at the shared LR; B: the other LRs; C: ablations "
+                        "(CoLA); D: full FT and BitFit")
     p.add_argument("--dry-run", action="store_true")
     a = p.parse_args(argv)
     os.chdir(ROOT)
