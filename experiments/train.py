@@ -72,10 +72,14 @@ CHOICES = {"score": ("triplet", "sensitivity", "magnitude"), "schedule": ("cubic
            "variant": ("peft", "paper", "authors"), "precision": ("fp32", "bf16", "fp16")}
 
 
-def build_parser(description: str, tasks: list[str], presets: list[str]) -> argparse.ArgumentParser:
+def build_parser(description: str, tasks: list[str], presets: list[str],
+                 task_flags: tuple = ("--task",), extra_flags: Optional[dict] = None) -> argparse.ArgumentParser:
+    """``task_flags``: the flag names of the task argument (summarization.py: --dataset, --task).
+    ``extra_flags``: a runner's own hyperparameters, name -> (type, help[, choices]), parsed and
+    resolved like HP_FLAGS (None = not given, the preset decides)."""
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--task", default=tasks[0], choices=tasks)
+    p.add_argument(*task_flags, dest="task", default=tasks[0], choices=tasks)
     p.add_argument("--method", default="adalora", choices=METHODS,
                    help="adalora; lora (fixed rank, budget matched to AdaLoRA's final parameter "
                         "count); full fine-tuning; bitfit (biases + head); svd_lora (SVD adapters "
@@ -98,13 +102,16 @@ def build_parser(description: str, tasks: list[str], presets: list[str]) -> argp
     for name, (typ, help_) in HP_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
                        choices=CHOICES.get(name), help=help_)
+    for name, (typ, help_, *choices) in (extra_flags or {}).items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=typ, default=None,
+                       choices=choices[0] if choices else None, help=help_)
     return p
 
 
-def resolve_hp(args: argparse.Namespace, preset: dict) -> dict:
+def resolve_hp(args: argparse.Namespace, preset: dict, extra_flags: Optional[dict] = None) -> dict:
     """Preset values overridden by every flag given (flags left None keep the preset)."""
     hp = dict(preset)
-    for name in HP_FLAGS:
+    for name in [*HP_FLAGS, *(extra_flags or {})]:
         v = getattr(args, name)
         if v is not None:
             hp[name] = v
@@ -252,7 +259,7 @@ class Task:
     compute_metrics: Callable  # (eval_pred, split) -> dict
     trainer_kwargs: Callable[[dict], dict] = lambda hp: {}  # extra TrainingArguments
     seq2seq: bool = False
-    after_eval: Optional[Callable] = None  # (split, eval_pred, out_dir) e.g. save predictions
+    after_eval: Optional[Callable] = None  # (result path, trainer, eval_sets), after the result file
 
 
 def _versions() -> dict:
@@ -543,14 +550,20 @@ def _wandb_finish(wb, record: dict, ada_cb) -> None:
 
 
 def main(task_factory: Callable[[argparse.Namespace], Task], presets: dict[str, Callable],
-         description: str, tasks: list[str], argv: Optional[list[str]] = None) -> Optional[dict]:
-    """Parse flags, resolve the preset, build the task and run it."""
+         description: str, tasks: list[str], argv: Optional[list[str]] = None,
+         task_flags: tuple = ("--task",), extra_flags: Optional[dict] = None,
+         adjust_hp: Optional[Callable[[argparse.Namespace, dict], dict]] = None) -> Optional[dict]:
+    """Parse flags, resolve the preset, build the task and run it. ``task_flags`` and
+    ``extra_flags`` as in build_parser; ``adjust_hp(args, hp) -> hp`` lets a runner derive
+    hyperparameters from the resolved ones (summarization.py: --budget-level -> target_r)."""
     explicit_argv = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(description, tasks, list(presets)).parse_args(argv)
+    args = build_parser(description, tasks, list(presets), task_flags, extra_flags).parse_args(argv)
     preset = presets[args.preset](args.task, args.method)
-    hp = resolve_hp(args, preset)
+    hp = resolve_hp(args, preset, extra_flags)
     hp["model"] = args.model or preset["model"]
+    if adjust_hp is not None:
+        hp = adjust_hp(args, hp)
     prog = sys.argv[0]
     if explicit_argv:  # called in-process (glue.main([...])): record the runner, not the caller
         prog = getattr(sys.modules.get(task_factory.__module__), "__file__", None) or prog

