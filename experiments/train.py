@@ -378,6 +378,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
         use_cpu=not on_gpu, bf16=on_gpu and prec == "bf16", fp16=on_gpu and prec == "fp16",
         remove_unused_columns=False, label_names=["labels"], dataloader_num_workers=0, average_tokens_across_devices=False,
         disable_tqdm=False, ddp_backend="gloo" if (world > 1 and not on_gpu) else None,
+        ddp_find_unused_parameters=False,
         **task.trainer_kwargs(hp))
 
     evals: list[dict] = []
@@ -437,6 +438,8 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
     wall = time.time() - t0
 
     ranks = ada.final_ranks() if ada is not None else None
+    if ada is not None and ada.rankallocator is not None and world > 1:
+        _check_masks_agree(ada.rankallocator.mask, world)
     curve = None
     if ada_cb is not None:
         curve = [[h["step"], h["budget"]] for h in ada_cb.history]
@@ -524,6 +527,19 @@ def dry_run(task: Task, args: argparse.Namespace, hp: dict, world: int = 1) -> d
             "unresolved": unresolved}
     print(json.dumps(view, indent=2, sort_keys=True, default=str))
     return view
+
+
+def _check_masks_agree(mask, world: int) -> None:
+    """Under DDP every rank must hold the same rank mask (gradients are all-reduced before the
+    allocator reads them); a mismatch means a broken setup, so stop loudly."""
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        return
+    masks = [None] * world
+    dist.all_gather_object(masks, mask.cpu().tolist())
+    if any(m != masks[0] for m in masks):
+        raise RuntimeError("AdaLoRA rank masks differ between DDP ranks: the allocator saw "
+                           "different gradients; check that DDP wraps the AdaLoraModel.")
 
 
 def _wandb_finish(wb, record: dict, ada_cb) -> None:

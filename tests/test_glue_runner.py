@@ -22,6 +22,8 @@ from experiments.glue_data import TASKS, load_glue
 from experiments.results import REQUIRED_KEYS, SCHEMA
 from tests.helpers import glue_examples, save_tiny_model, write_glue_dir
 
+ROOT = Path(__file__).resolve().parents[1]
+
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "adalora.md"
 REAL_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 TIMING_KEYS = ("runtime", "samples_per_second", "steps_per_second")
@@ -424,3 +426,28 @@ def test_packaged_minilm_on_real_cola(tmp_path):
     assert rec["budget"]["n_modules"] == 36  # 6 layers x 6 matrices
     assert rec["metrics"]["main"] == "mcc" and -1.0 <= rec["metrics"]["main_best"] <= 1.0
     assert (tmp_path / "cola.json").is_file()
+
+
+def test_torchrun_two_processes_agree(tmp_path):
+    """2-process DDP (gloo, CPU) through torchrun: the run checks that both ranks end with the
+    same rank mask (it raises otherwise) and rank 0 alone writes the result."""
+    import os
+    import sys
+
+    model = save_tiny_model(tmp_path / "tiny")
+    data = write_glue_dir(tmp_path / "glue", tasks=["rte"], n_train=64, n_eval=16)
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           str(ROOT / "experiments" / "glue.py"), "--task", "rte", "--method", "adalora",
+           "--model", str(model), "--data-dir", str(data), "--max-steps", "8", "--tinit", "2",
+           "--tfinal", "2", "--batch-size", "4", "--wandb", "disabled", "--output-dir", str(out),
+           "--run-name", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    files = sorted(p.name for p in out.glob("*.json"))
+    assert files == ["ddp.json"]
+    rec = json.loads((out / "ddp.json").read_text())
+    assert rec["hardware"]["world_size"] == 2
+    assert rec["hyperparameters"]["total_step"] == 8
+    assert sum(rec["rank_pattern"].values()) == rec["budget"]["target_total_rank"]
