@@ -80,19 +80,6 @@ PRESETS = {"quick": quick_preset, "paper": paper_preset}
 
 
 # ---------------------------------------------------------------- task
-class _Encoded:
-    """A list of tokenized examples as a torch-style Dataset."""
-
-    def __init__(self, rows):
-        self.rows = rows
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, i):
-        return self.rows[i]
-
-
 def make_task(args) -> train.Task:
     meta = TASKS[args.task]
 
@@ -114,8 +101,8 @@ def make_task(args) -> train.Task:
         b = [r["sentence2"] for r in rows] if rows and rows[0]["sentence2"] is not None else None
         enc = tok(a, b, truncation=True, max_length=max_len)
         dtype = float if meta.is_regression else int
-        return _Encoded([{**{k: enc[k][i] for k in enc}, "labels": dtype(r["label"])}
-                         for i, r in enumerate(rows)])
+        # a list of feature dicts is all the Trainer's DataLoader needs
+        return [{**{k: enc[k][i] for k in enc}, "labels": dtype(r["label"])} for i, r in enumerate(rows)]
 
     def load_data(tok, hp, data_dir):
         tr = load_glue(args.task, "train", data_dir, limit=hp.get("max_train_samples"))

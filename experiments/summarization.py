@@ -208,19 +208,6 @@ def apply_budget_level(args, hp: dict) -> dict:
 
 
 # ---------------------------------------------------------------- data
-class _Encoded:
-    """A list of tokenized examples as a torch-style Dataset."""
-
-    def __init__(self, rows):
-        self.rows = rows
-
-    def __len__(self):
-        return len(self.rows)
-
-    def __getitem__(self, i):
-        return self.rows[i]
-
-
 def _local_dir(data_dir) -> Optional[str]:
     return data_dir or os.environ.get(SUMM_DIR_ENV) or None
 
@@ -295,8 +282,8 @@ def make_task(args) -> train.Task:
         enc = tok(src, max_length=hp["max_length"], truncation=True)
         labels = tok(text_target=[r["summary"] for r in rows], max_length=hp["max_target_length"],
                      truncation=True)["input_ids"]
-        return _Encoded([{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
-                          "labels": labels[i]} for i in range(len(rows))])
+        return [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
+                 "labels": labels[i]} for i in range(len(rows))]
 
     def load_data(tok, hp, data_dir):
         train_rows, eval_rows, note = split_examples(dataset, hp, data_dir)
