@@ -79,4 +79,4 @@ class AdaLoraCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.model is not None:
-            self.model.check_allocation_ran()
+            self.model.check_allocation_ran(trained=state.global_step > 0 or None)

@@ -80,7 +80,8 @@ class AdaLoraModel(nn.Module):
         self.peft_config = {adapter_name: config}
         self.trainable_adapter_name = adapter_name
         self.last_orth_reg: Optional[torch.Tensor] = None
-        self._allocations = 0
+        self._allocations = 0  # update_and_allocate calls
+        self._train_forwards = 0  # training forwards that returned a loss
         if config.modules_to_save is None:
             config.modules_to_save = head_modules(model)
         for p in model.parameters():
@@ -137,6 +138,8 @@ class AdaLoraModel(nn.Module):
         out = self.model(*args, **kwargs)
         c = self.config_
         loss = getattr(out, "loss", None)
+        if self.training and isinstance(loss, torch.Tensor):
+            self._train_forwards += 1
         if (self.training and isinstance(c, AdaLoraConfig) and isinstance(loss, torch.Tensor)
                 and c.orth_reg_weight > 0 and not c.prune_lora and self._layer_names):
             reg = orth_regularizer(list(self.adapter_layers().values()), c.orth_reg_form)
@@ -216,6 +219,7 @@ class AdaLoraModel(nn.Module):
 
     def merge_and_unload(self) -> nn.Module:
         """Fold every adapter into its base weight and return the plain base model."""
+        self.check_allocation_ran()
         for name, layer in self.adapter_layers().items():
             layer.merge()
             _set_submodule(self.model, name, layer.base_layer)
@@ -243,6 +247,7 @@ class AdaLoraModel(nn.Module):
 
     # ------------------------------------------------------------------ I/O
     def save_pretrained(self, path, resize: bool = True) -> None:
+        self.check_allocation_ran()
         from .io import save_adapter
         save_adapter(self, path, resize=resize)
 
@@ -252,9 +257,11 @@ class AdaLoraModel(nn.Module):
         from .io import load_adapter
         return load_adapter(model, path, adapter_name=adapter_name, is_trainable=is_trainable)
 
-    def check_allocation_ran(self) -> None:
-        """Warn if AdaLoRA trained but update_and_allocate was never called (no allocation)."""
-        if self.rankallocator is not None and self._allocations == 0:
+    def check_allocation_ran(self, trained: Optional[bool] = None) -> None:
+        """Warn if AdaLoRA trained (default: a training forward returned a loss) but
+        update_and_allocate was never called, i.e. no rank was allocated."""
+        trained = self._train_forwards > 0 if trained is None else trained
+        if self.rankallocator is not None and self._allocations == 0 and trained:
             warnings.warn("AdaLoRA trained without a single update_and_allocate() call: no rank "
                           "was allocated, this was plain SVD-LoRA. Call it after every "
                           "optimizer.step() or use AdaLoraCallback with the Trainer.", stacklevel=2)

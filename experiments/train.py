@@ -403,7 +403,8 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
                 status["value"] = "diverged"
                 control.should_training_stop = True
 
-    ada_cb = AdaLoraCallback() if (ada is not None and args.method in ("adalora", "prune_lora")) else None
+    # per-module ranks at every logging step when W&B records them (ranks over time)
+    ada_cb = AdaLoraCallback(log_ranks=wb is not None) if (ada is not None and args.method in ("adalora", "prune_lora")) else None
     trainer_cls = getattr(transformers, "Seq2SeqTrainer") if task.seq2seq else Trainer
     trainer = trainer_cls(model=net, args=targs, train_dataset=train_ds, eval_dataset=eval_sets,
                           data_collator=task.collator(tokenizer, model),

@@ -121,8 +121,13 @@ def test_callback_hooks_directly(base, tmp_path):
     m2 = AdaLoraModel(copy.deepcopy(base), AdaLoraConfig(init_r=2, target_r=1, total_step=50))
     with pytest.warns(UserWarning, match="total_step=50 but the Trainer runs 20"):
         cb.on_train_begin(a, _state(20), TrainerControl(), model=m2)
-    # training ended without a single allocation: warn
+    # training ended (20 optimizer steps) without a single allocation: warn
+    ended = _state(20)
+    ended.global_step = 20
     with pytest.warns(UserWarning, match="without a single update_and_allocate"):
+        cb.on_train_end(a, ended, TrainerControl(), model=m2)
+    with warnings.catch_warnings():  # no step was taken: nothing to warn about
+        warnings.simplefilter("error")
         cb.on_train_end(a, _state(20), TrainerControl(), model=m2)
     with pytest.raises(TypeError, match="needs the Trainer's model to be an AdaLoraModel"):
         cb.on_train_begin(a, _state(20), TrainerControl(), model=base)

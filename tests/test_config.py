@@ -164,12 +164,17 @@ def test_paper_variant_needs_update_importance_before_step():
         m.update_and_allocate(1)
 
 
-def test_warning_when_training_ended_without_allocation():
+def test_warning_when_training_ended_without_allocation(tmp_path):
     m = _model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.save_pretrained(tmp_path / "untrained")  # never trained: no warning
     opt = torch.optim.SGD(trainable(m), lr=0.1)
     _step(m, opt)
     with pytest.warns(UserWarning, match="without a single update_and_allocate"):
         m.check_allocation_ran()
+    with pytest.warns(UserWarning, match="without a single update_and_allocate"):
+        m.save_pretrained(tmp_path / "trained")  # saving is where a manual loop has ended
     m.update_and_allocate(1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
