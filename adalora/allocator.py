@@ -19,7 +19,7 @@ The arithmetic follows PEFT's operation order exactly, so scores and masks match
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -56,11 +56,11 @@ class RankPattern(Mapping):
         return f"RankPattern({self._materialise()!r})"
 
 
-class _Group:
-    """Indices of the modules whose lora_A (or lora_B) share one shape."""
-
-    def __init__(self, attr: str, index: list[int]):
-        self.attr, self.index = attr, index
+class _Group(NamedTuple):
+    """The modules whose lora_A (or lora_B) share one shape, and their buffers' names."""
+    attr: str  # "lora_A" or "lora_B"
+    index: list[int]  # positions in the allocator's module list
+    buffers: tuple[str, str, str]  # (Ibar, Ubar, index tensor) buffer names
 
 
 class RankAllocator(nn.Module):
@@ -87,13 +87,11 @@ class RankAllocator(nn.Module):
             for i, layer in enumerate(self._layers):
                 by_shape.setdefault(tuple(getattr(layer, attr).shape), []).append(i)
             for gi, (shape, idx) in enumerate(sorted(by_shape.items())):
-                g = _Group(attr, idx)
-                self._groups.append(g)
-                self.register_buffer(f"ipt_{attr}{gi}", torch.zeros(len(idx), *shape, device=self._device))
-                self.register_buffer(f"unc_{attr}{gi}", torch.zeros(len(idx), *shape, device=self._device))
-                self.register_buffer(f"idx_{attr}{gi}", torch.tensor(idx, device=self._device),
-                                     persistent=False)
-                g.buffers = (f"ipt_{attr}{gi}", f"unc_{attr}{gi}", f"idx_{attr}{gi}")
+                names = (f"ipt_{attr}{gi}", f"unc_{attr}{gi}", f"idx_{attr}{gi}")
+                self._groups.append(_Group(attr, idx, names))
+                self.register_buffer(names[0], torch.zeros(len(idx), *shape, device=self._device))
+                self.register_buffer(names[1], torch.zeros(len(idx), *shape, device=self._device))
+                self.register_buffer(names[2], torch.tensor(idx, device=self._device), persistent=False)
         self.register_buffer("ipt_E", torch.zeros(n, r, 1, device=self._device))
         self.register_buffer("unc_E", torch.zeros(n, r, 1, device=self._device))
         self.register_buffer("mask", torch.ones(n, r, dtype=torch.bool, device=self._device))
