@@ -312,20 +312,26 @@ def hub_error(what: str, reason: str, flag: str, env: str) -> RuntimeError:
         f"Pass {flag} DIR or set {env}=DIR to read local files instead.")
 
 
-def _load_glue_hub(t: GlueTask, split: str, limit: int | None) -> list[Example]:
-    """Load ``split`` of ``t`` from ``nyu-mll/glue`` and convert it to example dicts."""
-    what = f"{HF_GLUE_ID} (config {t.name!r}, split {split!r})"
+def load_hub_split(hf_id: str, config: str | None, split: str, limit: int | None, env: str):
+    """``datasets.load_dataset(hf_id, config, split=...)`` (first ``limit`` rows), or a
+    RuntimeError saying the Hub is offline / unreachable and how to use local files instead."""
+    what = f"{hf_id} ({f'config {config!r}, ' if config else ''}split {split!r})"
     if hub_offline():
         raise hub_error(what, "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)",
-                         "--data-dir", GLUE_DIR_ENV)
+                        "--data-dir", env)
     hf_split = split if limit is None else f"{split}[:{limit}]"
     try:
         import datasets
 
-        ds = datasets.load_dataset(HF_GLUE_ID, t.name, split=hf_split)
+        return datasets.load_dataset(hf_id, config, split=hf_split)
     except Exception as e:  # network errors, missing cache, ... all mean the same to us
         raise hub_error(what, f"the Hub is unreachable or failed ({type(e).__name__}: {e})",
-                         "--data-dir", GLUE_DIR_ENV) from e
+                        "--data-dir", env) from e
+
+
+def _load_glue_hub(t: GlueTask, split: str, limit: int | None) -> list[Example]:
+    """Load ``split`` of ``t`` from ``nyu-mll/glue`` and convert it to example dicts."""
+    ds = load_hub_split(HF_GLUE_ID, t.name, split, limit, GLUE_DIR_ENV)
     k1, k2 = t.text_keys
     return [{"sentence1": row[k1],
              "sentence2": None if k2 is None else row[k2],

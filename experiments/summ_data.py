@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.glue_data import hub_error, hub_offline
+from experiments.glue_data import load_hub_split
 
 SUMM_DIR_ENV = "SUMM_DIR"
 SPLITS = ("train", "validation", "test")
@@ -90,19 +90,7 @@ def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[E
 
 def _load_summ_hub(ds: SummDataset, split: str, limit: int | None) -> list[Example]:
     """Load ``split`` of ``ds`` from the Hub and convert it to example dicts."""
-    config = f"config {ds.hf_config!r}, " if ds.hf_config else ""
-    what = f"{ds.hf_id} ({config}split {split!r})"
-    if hub_offline():
-        raise hub_error(what, "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)",
-                         "--data-dir", SUMM_DIR_ENV)
-    hf_split = split if limit is None else f"{split}[:{limit}]"
-    try:
-        import datasets
-
-        hub = datasets.load_dataset(ds.hf_id, ds.hf_config, split=hf_split)
-    except Exception as e:  # network errors, missing cache, ... all mean the same to us
-        raise hub_error(what, f"the Hub is unreachable or failed ({type(e).__name__}: {e})",
-                         "--data-dir", SUMM_DIR_ENV) from e
+    hub = load_hub_split(ds.hf_id, ds.hf_config, split, limit, SUMM_DIR_ENV)
     return [{"document": row[ds.document_key] or "", "summary": row[ds.summary_key] or "",
              "id": str(row["id"])} for row in hub]
 
