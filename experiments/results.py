@@ -55,17 +55,16 @@ def result_path(output_dir: str | os.PathLike, run_name: str) -> Path:
     return Path(output_dir) / f"{run_name}.json"
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any, overwrite: bool = False) -> Path:
-    """Write JSON to ``path`` via a temp file + rename, so a reader never sees half a file.
+def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """Write ``text`` to ``path`` via a temp file, so a reader never sees half a file.
 
     Refuses to replace an existing file unless ``overwrite`` (results are never lost)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -80,6 +79,12 @@ def write_json_atomic(path: str | os.PathLike, data: Any, overwrite: bool = Fals
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any, overwrite: bool = False) -> Path:
+    """JSON (sorted keys, indented) through ``write_text_atomic``."""
+    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n",
+                             overwrite)
 
 
 def write_result(record: dict, output_dir: str | os.PathLike) -> Path:

@@ -57,7 +57,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -67,6 +66,7 @@ import numpy as np  # noqa: E402
 
 from experiments import train  # noqa: E402
 from experiments.metrics import rouge_scores  # noqa: E402
+from experiments.results import write_text_atomic  # noqa: E402
 from experiments.summ_data import DATASETS, SUMM_DIR_ENV, load_summarization, summ_jsonl_path  # noqa: E402
 
 MAIN_METRIC = "rougeL"
@@ -355,17 +355,8 @@ def predictions_path(result_file, which: str = "") -> Path:
 
 
 def _write_jsonl_atomic(path: Path, rows: list[dict]) -> Path:
-    """Temp file + link: readers never see half a file, and an existing file is never replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-    return path
+    """One JSON object a line; atomic and never replacing an existing file."""
+    return write_text_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
 def save_predictions(result_file, state: dict) -> list[Path]:

@@ -126,7 +126,7 @@ def resolve_hp(args: argparse.Namespace, preset: dict, extra_flags: Optional[dic
     return hp
 
 
-def variant_tag(method: str, hp: dict, preset: dict) -> str:
+def variant_tag(method: str, hp: dict) -> str:
     """'' for the method's default; else the ablation tags the result tables group by."""
     if method not in ("adalora", "svd_lora", "prune_lora"):
         return ""
@@ -356,7 +356,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
         import wandb
         wb = wandb.init(project=args.wandb_project, name=run_name, mode=wandb_mode,
                         dir=str(Path(args.output_dir).resolve().parent), reinit="finish_previous",
-                        config={**config_view, "variant_tag": variant_tag(args.method, hp, {}),
+                        config={**config_view, "variant_tag": variant_tag(args.method, hp),
                                 "sweep": sweep},
                         tags=[task.name, args.method])
         wb.define_metric("eval/main", summary="max")
@@ -469,7 +469,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
                   "avg_final_rank": round(hp["budget"] / hp["n_modules"], 4), "curve": curve}
     record = {
         "schema": SCHEMA, "run_name": run_name, "kind": task.kind, "task": task.name,
-        "method": args.method, "variant": variant_tag(args.method, hp, {}), "model": model_name,
+        "method": args.method, "variant": variant_tag(args.method, hp), "model": model_name,
         "model_type": getattr(getattr(model, "config", None), "model_type", None),
         "seed": args.seed, "preset": args.preset, "n_train": n_train, "n_eval": n_eval,
         "hyperparameters": {**{k: v for k, v in hp.items() if k != "model"},
