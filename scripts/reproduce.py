@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SEEDS = (1, 2, 3)
 BUDGETS = (2, 8)  # average final rank per matrix; LoRA gets r = the same value
-LRS = ("2e-3", "1e-3", "5e-4")  # the same sweep for LoRA and AdaLoRA (B runs them in this order)
+LRS = ("2e-3", "1e-3", "5e-4", "2e-4")  # the same sweep for LoRA and AdaLoRA (B runs them in this order)
 SHARED_LR = "1e-3"
 # task -> optimizer steps and extra flags (RTE: batch 16, its pairs are long)
 STEPS = {"cola": (300, []), "sst2": (300, []), "stsb": (200, []), "rte": (150, ["--batch-size", "16"])}
@@ -36,10 +36,11 @@ BASELINE_LR = {"full": "5e-5", "bitfit": "2e-3"}
 # and RTE both LoRA and AdaLoRA stayed at chance (MCC 0 / ~50% accuracy) at this scale, so
 # neither can rank ablation variants. After the shared LR, the sweep's most telling points:
 # at 1e-3 AdaLoRA trailed LoRA on SST-2 (does a higher LR close it?) and LoRA failed to learn
-# STS-B in 200 steps (a lower LR?). Then full FT / BitFit and the ablations where methods learn,
-# then the chance-level tasks, then the rest of the sweep.
-ORDER = ("A:sst2,A:stsb,B:sst2:2e-3:2,B:stsb:5e-4:2,D:sst2,D:stsb,C:sst2,A:rte,A:cola,D:rte,"
-         "D:cola,B:sst2,B:stsb,B:cola,B:rte")
+# STS-B in 200 steps (a lower LR?). Then full FT / BitFit; as full FT and BitFit learn STS-B,
+# LoRA's failure there gets the sweep's lowest LR next; then the ablations where methods
+# learn, then the chance-level tasks, then the rest of the sweep.
+ORDER = ("A:sst2,A:stsb,B:sst2:2e-3:2,B:stsb:5e-4:2,D:sst2,D:stsb,B:stsb:2e-4:2,C:sst2,A:rte,"
+         "A:cola,D:rte,D:cola,B:sst2,B:stsb,B:cola,B:rte")
 ABLATIONS = {  # name -> (method, flags); at the budget of avg rank 2, the shared LR
     "sensitivity": ("adalora", ["--score", "sensitivity"]),
     "magnitude": ("adalora", ["--score", "magnitude"]),

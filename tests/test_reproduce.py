@@ -1,0 +1,70 @@
+"""scripts/reproduce.py: the grid's expansion (names, flags, priority order, de-duplication),
+resuming from existing result files, and a bad --order."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scripts import reproduce
+
+
+def _flags(cmd: list, name: str) -> str:
+    return cmd[cmd.index(name) + 1]
+
+
+def test_phase_a_cells_and_flags():
+    jobs = reproduce.plan("out", "A:rte")
+    names = [n for n, _ in jobs]
+    # 3 seeds x 2 budgets x (adalora, lora), seed-major so a cut grid keeps whole seeds
+    assert len(names) == 12 and names[0] == "repro-rte-adalora-r2-lr1e-3-s1"
+    assert names[3] == "repro-rte-lora-r8-lr1e-3-s1" and names[-1].endswith("-s3")
+    cmd = dict(jobs)["repro-rte-lora-r8-lr1e-3-s1"]
+    assert _flags(cmd, "--method") == "lora" and _flags(cmd, "--target-r") == "8"
+    assert _flags(cmd, "--lr") == "1e-3" and _flags(cmd, "--max-steps") == "150"
+    assert _flags(cmd, "--batch-size") == "16" and _flags(cmd, "--output-dir") == "out"
+
+
+def test_narrowed_b_item_and_dedup():
+    jobs = reproduce.plan("out", "B:stsb:2e-4:2,B:stsb")
+    names = [n for n, _ in jobs]
+    assert names[:6] == [f"repro-stsb-{m}-r2-lr2e-4-s{s}" for s in (1, 2, 3) for m in ("adalora", "lora")]
+    # the full B item repeats the 2e-4 r=2 runs: each run is planned once, first position kept
+    assert len(names) == len(set(names)) == 6 + 3 * 3 * 2 * 2 - 6
+    assert not any("lr1e-3" in n for n in names)  # the shared LR belongs to phase A
+
+
+def test_ablations_and_baselines():
+    c = dict(reproduce.plan("out", "C:sst2"))
+    assert len(c) == 3 * len(reproduce.ABLATIONS)
+    cmd = c["repro-sst2-abl-sensitivity-r2-lr1e-3-s2"]
+    assert _flags(cmd, "--score") == "sensitivity" and _flags(cmd, "--method") == "adalora"
+    assert _flags(c["repro-sst2-abl-gamma0-r2-lr1e-3-s1"], "--orth-reg-weight") == "0"
+    assert _flags(c["repro-sst2-abl-svd_lora-r2-lr1e-3-s3"], "--method") == "svd_lora"
+    d = dict(reproduce.plan("out", "D:cola"))
+    assert sorted(d) == sorted(f"repro-cola-{m}-lr{lr}-s{s}" for m, lr in reproduce.BASELINE_LR.items()
+                               for s in (1, 2, 3))
+
+
+def test_default_order_is_valid_and_covers_every_task():
+    jobs = reproduce.plan("out", reproduce.ORDER)
+    tasks = {n.split("-")[1] for n, _ in jobs}
+    assert tasks == set(reproduce.STEPS)
+    for t in reproduce.STEPS:  # every task has LoRA vs AdaLoRA at both budgets and both baselines
+        for cell in [f"{m}-r{b}-lr{reproduce.SHARED_LR}" for m in ("adalora", "lora") for b in (2, 8)] \
+                + [f"{m}-lr{lr}" for m, lr in reproduce.BASELINE_LR.items()]:
+            assert f"repro-{t}-{cell}-s3" in dict(jobs), (t, cell)
+
+
+def test_bad_order_rejected():
+    with pytest.raises(SystemExit, match="unknown phase 'E'"):
+        reproduce.plan("out", "E:sst2")
+
+
+def test_dry_run_skips_finished_runs(tmp_path, capsys):
+    (tmp_path / "repro-rte-adalora-r2-lr1e-3-s1.json").write_text(json.dumps({"status": "ok"}))
+    assert reproduce.main(["--output-dir", str(tmp_path), "--order", "A:rte", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "12 runs in the grid, 1 done, 11 to run" in out
+    assert "repro-rte-adalora-r2-lr1e-3-s1 " not in out + " "
+    assert "--run-name repro-rte-lora-r2-lr1e-3-s1 " in out
