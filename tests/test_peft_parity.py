@@ -160,3 +160,49 @@ def test_lora_export_import(base, tmp_path):
     assert isinstance(ol.config_, LoraConfig) and len(ol.adapter_layers()) == 4
     with torch.no_grad():
         torch.testing.assert_close(ol(input_ids=X).logits, ref, rtol=0, atol=1e-6)
+
+
+def test_lora_training_parity_regression():
+    """Our fixed-rank LoRA trains like PEFT's LoRA (same init, AdamW with weight decay, a
+    regression head as on STS-B): per-step losses and the final adapters agree. The LoRA baseline
+    of the reproduction grid is therefore PEFT's LoRA, not a variant of it."""
+    base = tiny_bert(num_labels=1)
+    kw = dict(r=2, lora_alpha=32, target_modules=BERT_TARGETS, lora_dropout=0.0)
+    pm = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(task_type="SEQ_CLS", **kw))
+    om = AdaLoraModel(copy.deepcopy(base), LoraConfig(task_type="SEQ_CLS", **kw))
+    # same init distribution before copying PEFT's draws in: B = 0, A kaiming-uniform(a=sqrt(5))
+    for n, p in om.model.named_parameters():
+        if "lora_B" in n:
+            assert not p.any(), n
+        elif "lora_A" in n:
+            assert 0 < p.abs().max() <= 1 / p.shape[1] ** 0.5 + 1e-6, n
+    psd = {k.replace("base_model.model.", "").replace(".default", ""): v
+           for k, v in pm.state_dict().items()}
+    def peft_name(n):  # PEFT: ...query.lora_A.default.weight, classifier.modules_to_save...
+        n = n + ".weight" if n.rsplit(".", 1)[-1] in ("lora_A", "lora_B") else n
+        return n.replace("classifier.", "classifier.modules_to_save.") if n.startswith("classifier") else n
+
+    with torch.no_grad():
+        for n, p in om.model.named_parameters():
+            p.copy_(psd[peft_name(n)])
+    n_peft = sum(p.numel() for p in pm.parameters() if p.requires_grad)
+    assert om.trainable_parameters() == n_peft
+    po = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    oo = torch.optim.AdamW(trainable(om), lr=1e-2, weight_decay=0.1)
+    pm.train(), om.train()
+    g = torch.Generator().manual_seed(3)
+    for step in range(10):
+        x = torch.randint(0, 100, (4, 7), generator=g)
+        y = torch.rand(4, generator=g) * 5  # STS-B-like targets in [0, 5]
+        lp, lo = pm(input_ids=x, labels=y).loss, om(input_ids=x, labels=y).loss
+        torch.testing.assert_close(lo, lp, rtol=0, atol=1e-5, msg=f"step {step}")
+        lp.backward(), lo.backward()
+        po.step(), oo.step()
+        po.zero_grad(), oo.zero_grad()
+    moved = 0
+    for n, p in om.model.named_parameters():
+        if "lora_" in n:
+            q = psd[peft_name(n)]  # PEFT's live tensor (state_dict shares storage)
+            torch.testing.assert_close(p, q, rtol=0, atol=1e-5, msg=n)
+            moved += int(p.abs().sum() > 0)
+    assert moved == 2 * 12  # A and B of all 12 matrices trained
