@@ -527,13 +527,23 @@ def ablation_table(recs: list) -> list:
     header = ["model", "task", "budget"] + [c[2] for c in cols]
     rows = []
     for model, task, level in keys:
+        # Compare at the ablations' LR when they share one (a reference column at its best LR
+        # would mix an LR effect into the ablation); otherwise every cell at its best LR.
+        abl = [r for (mo, t, lv, m, v), rs in idx.items() for r in rs
+               if (mo, t, lv) == (model, task, level) and (m, v) not in reference]
+        one_lr = lr_of(abl[0]) if len({lr_key(lr_of(r)) for r in abl}) == 1 else None
+
+        def cell(runs):
+            return lr_stats(runs, one_lr) if one_lr is not None else best_lr_stats(runs)
         rows.append([model, task_name(task), level_text(level)] + [
-            fmt_cell(best_lr_stats(idx.get((model, task, level, m, v), []))) for m, v, _ in cols])
+            fmt_cell(cell(idx.get((model, task, level, m, v), []))) for m, v, _ in cols])
     if not rows:
         rows.append(["(no ablation runs yet)", "-", "-"] + ["-"] * len(cols))
     lines = ["### Ours: ablations (Tables 4 / 5)", "",
              "Rows: (model, task, budget level) with at least one ablation run; columns: method "
-             "and `variant`. Each cell: best LR, mean ± std (n) over \"ok\" runs. Runs from "
+             "and `variant`. Each cell: mean ± std (n) over \"ok\" runs, at the LR all the row's "
+             "ablation runs share (AdaLoRA and LoRA included, so that columns differ only in the "
+             "ablated part), or at each cell's best LR where the ablations used several. Runs from "
              "hyperparameter sweeps are only in the sweep tables below.", ""]
     return lines + md_table(header, rows)
 

@@ -186,6 +186,24 @@ def test_summarization_table(tmp_path):
     assert row[6:] == ["-", "-", "-"]
 
 
+def test_ablation_table_compares_at_the_ablations_lr(tmp_path):
+    """AdaLoRA / LoRA columns use the LR the row's ablations share, not their own best LR (which
+    would mix an LR effect into the ablation); with ablations at several LRs, best LR per cell."""
+    res = tmp_path / "results"
+    write_all(res, [record("g0", variant="gamma=0", main=0.70), record("a1", main=0.60),
+                    record("a2", lr=2e-3, main=0.90), record("l1", method="lora", main=0.65)])
+    row = lambda text: next(r for r in rows_of(text) if r[:3] == ["tiny-bert", "RTE", "r=2"]  # noqa: E731
+                            and len(r) > 6)
+    header = next(r for r in rows_of(generate(tmp_path, res)) if r[:3] == ["model", "task", "budget"])
+    r = row(generate(tmp_path, res))
+    assert r[header.index("AdaLoRA")] == "60.00 (n=1, lr=0.001)"
+    assert r[header.index("LoRA")] == "65.00 (n=1, lr=0.001)"
+    write_all(res, [record("g2", variant="gamma=0", lr=2e-3, main=0.75)])
+    r = row(generate(tmp_path, res))
+    assert r[header.index("AdaLoRA")] == "90.00 (n=1, lr=0.002)"
+    assert r[header.index("AdaLoRA gamma=0")] == "75.00 (n=1, lr=0.002)"
+
+
 def test_ablation_schedule_and_sweep_tables(tmp_path):
     res = tmp_path / "results"
     write_all(res, [
