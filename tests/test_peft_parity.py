@@ -27,16 +27,27 @@ def base():
     return tiny_bert()
 
 
+def copy_from_peft(pm, om) -> dict:
+    """Copy PEFT's weights into ours; returns PEFT's live tensors keyed by our parameter names.
+    PEFT names: ``base_model.model.`` prefix, ``.default`` adapter key, ``.weight`` on LoRA's
+    nn.Linear adapters (AdaLoRA's are bare parameters), ``classifier.modules_to_save.``."""
+    psd = {k.replace("base_model.model.", "").replace(".default", ""): v
+           for k, v in pm.state_dict().items()}
+    theirs = {}
+    for n, _ in om.model.named_parameters():
+        k = n.replace("classifier.", "classifier.modules_to_save.") if n.startswith("classifier") else n
+        theirs[n] = psd[k if k in psd else f"{k}.weight"]
+    with torch.no_grad():
+        for n, p in om.model.named_parameters():
+            p.copy_(theirs[n])
+    return theirs
+
+
 def peft_and_ours(base, **kw):
     """A PEFT AdaLoRA model and ours with PEFT's initial weights copied in."""
     pm = peft.get_peft_model(copy.deepcopy(base), peft.AdaLoraConfig(task_type="SEQ_CLS", **kw))
     om = AdaLoraModel(copy.deepcopy(base), AdaLoraConfig(task_type="SEQ_CLS", **kw))
-    psd = {k.replace("base_model.model.", "").replace(".default", ""): v
-           for k, v in pm.state_dict().items()}
-    with torch.no_grad():
-        for n, p in om.model.named_parameters():
-            p.copy_(psd[n.replace("classifier.", "classifier.modules_to_save.")
-                        if n.startswith("classifier") else n])
+    copy_from_peft(pm, om)
     return pm, om
 
 
@@ -176,15 +187,7 @@ def test_lora_training_parity_regression():
             assert not p.any(), n
         elif "lora_A" in n:
             assert 0 < p.abs().max() <= 1 / p.shape[1] ** 0.5 + 1e-6, n
-    psd = {k.replace("base_model.model.", "").replace(".default", ""): v
-           for k, v in pm.state_dict().items()}
-    def peft_name(n):  # PEFT: ...query.lora_A.default.weight, classifier.modules_to_save...
-        n = n + ".weight" if n.rsplit(".", 1)[-1] in ("lora_A", "lora_B") else n
-        return n.replace("classifier.", "classifier.modules_to_save.") if n.startswith("classifier") else n
-
-    with torch.no_grad():
-        for n, p in om.model.named_parameters():
-            p.copy_(psd[peft_name(n)])
+    theirs = copy_from_peft(pm, om)
     n_peft = sum(p.numel() for p in pm.parameters() if p.requires_grad)
     assert om.trainable_parameters() == n_peft
     po = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
@@ -202,7 +205,6 @@ def test_lora_training_parity_regression():
     moved = 0
     for n, p in om.model.named_parameters():
         if "lora_" in n:
-            q = psd[peft_name(n)]  # PEFT's live tensor (state_dict shares storage)
-            torch.testing.assert_close(p, q, rtol=0, atol=1e-5, msg=n)
+            torch.testing.assert_close(p, theirs[n], rtol=0, atol=1e-5, msg=n)  # PEFT's live tensor
             moved += int(p.abs().sum() > 0)
     assert moved == 2 * 12  # A and B of all 12 matrices trained
