@@ -445,6 +445,9 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
     if ada_cb is not None:
         curve = [[h["step"], h["budget"]] for h in ada_cb.history]
     final_adapter = ada.adapter_parameters(ranks) if ada is not None else None
+    # the training curve (every logging step): shows when a run that ends at chance stopped learning
+    train_log = [{k: h[k] for k in ("step", "loss", "grad_norm", "learning_rate") if k in h}
+                 for h in trainer.state.log_history if "loss" in h and "step" in h]
     main = task.main_metric
     primary = splits[0]
     main_rows = [e for e in evals if e["split"] == primary and main in e]
@@ -476,7 +479,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> Opti
                             **({"sweep": sweep} if sweep else {})},
         "budget": budget,
         "params": {"trainable": n_trainable, "final_adapter": final_adapter, "total": n_total},
-        "rank_pattern": ranks, "metrics": metrics, "status": status["value"],
+        "rank_pattern": ranks, "metrics": metrics, "train_log": train_log, "status": status["value"],
         "wall_time_s": round(wall, 2), "versions": _versions(), "hardware": _hardware(),
         "command": shlex.join([sys.executable.split("/")[-1]] + argv),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -423,6 +423,38 @@ def table1(recs: list, shared: Optional[float]) -> list:
     return lines
 
 
+def param_table(recs: list) -> list:
+    """Final adapter parameters per (model, task, budget level): b(T) fixes the total rank, not
+    the parameter count, so AdaLoRA's count depends on where it put its ranks (a rank of a
+    384 x 1536 matrix costs 1921 parameters, one of a 384 x 384 matrix 769)."""
+    runs = [r for r in recs if r.get("kind") == "glue" and (r.get("variant") or "") == ""
+            and r.get("method") in ("lora", "adalora") and is_main(r)
+            and (r.get("params") or {}).get("final_adapter") is not None]
+    cells = defaultdict(list)
+    for r in runs:
+        cells[(r.get("model"), r.get("task"), level_of(r), r.get("method"))].append(
+            int(r["params"]["final_adapter"]))
+    keys = sorted({k[:3] for k in cells}, key=lambda k: (str(k[0]), task_rank(k[1]), level_key(k[2])))
+    rng = lambda v: f"{min(v):,d}" if min(v) == max(v) else f"{min(v):,d}-{max(v):,d}"  # noqa: E731
+    rows = []
+    for model, task, level in keys:
+        lo, ada = cells.get((model, task, level, "lora")), cells.get((model, task, level, "adalora"))
+        ratio = "-"
+        if lo and ada:
+            ratio = f"{min(ada) / max(lo):.2f}-{max(ada) / min(lo):.2f}"
+        rows.append([str(model), task_name(task), level_text(level), rng(lo) if lo else "-",
+                     f"{rng(ada)} (n={len(ada)})" if ada else "-", ratio])
+    lines = ["### Final adapter parameters at matched budgets (ours)", "",
+             "The budget b(T) matches total rank (the paper's definition), not parameters: "
+             "AdaLoRA's final count depends on where its ranks went. `params.final_adapter` "
+             "over every LoRA / AdaLoRA run of Table 1 (all LRs); ratio: AdaLoRA / LoRA, "
+             "lowest-highest.", ""]
+    if not rows:
+        return lines + ["No runs yet."]
+    return lines + md_table(["model", "task", "budget (avg final rank)", "LoRA",
+                             "AdaLoRA", "AdaLoRA / LoRA"], rows)
+
+
 # --------------------------------------------------------------------------------------------
 # Table 3 (summarisation)
 # --------------------------------------------------------------------------------------------
@@ -1004,6 +1036,7 @@ def generate(recs: list, results_dir: Path, out_path: Path, fig_dir: Path,
          "## Discussion", "", discussion or "-", ""]
     L += accounting(recs) + [""]
     L += table1(recs, shared) + [""]
+    L += param_table(recs) + [""]
     L += table3(recs) + [""]
     L += ["## Tables 4 and 5: ablations", ""] + paper_ablation_tables() + [""]
     L += ablation_table(recs) + [""]

@@ -207,6 +207,10 @@ def test_result_file_schema(first_run):
         ("rte", "adalora", "", "quick", "ok")
     assert r["model"] == argv[argv.index("--model") + 1] and r["model_type"] == "bert"
     assert r["seed"] == 7 and type(r["seed"]) is int
+    # the training curve: one row per logging step, in step order, ending at T
+    steps = [row["step"] for row in r["train_log"]]
+    assert steps and steps == sorted(steps) and steps[-1] <= r["hyperparameters"]["total_step"]
+    assert all(math.isfinite(row["loss"]) and "learning_rate" in row for row in r["train_log"])
     assert type(r["n_train"]) is int and all(type(v) is int for v in r["n_eval"].values())
     hp = r["hyperparameters"]
     for k in ("lr", "epochs", "batch_size", "max_length", "init_r", "target_r", "lora_alpha",

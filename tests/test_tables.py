@@ -204,6 +204,21 @@ def test_ablation_table_compares_at_the_ablations_lr(tmp_path):
     assert r[header.index("AdaLoRA gamma=0")] == "75.00 (n=1, lr=0.002)"
 
 
+def test_param_table_ranges_and_ratio(tmp_path):
+    """Final adapter parameters per task and level: LoRA's, AdaLoRA's range over its runs and
+    the AdaLoRA / LoRA ratio range; ablation variants and sweeps stay out."""
+    res = tmp_path / "results"
+    recs = [record("a1", seed=1), record("a2", seed=2), record("l1", method="lora"),
+            record("g0", variant="gamma=0"), record("sw", sweep={"lora_alpha": 2})]
+    for r, n in zip(recs, (90, 110, 100, 5, 5)):
+        r["params"]["final_adapter"] = n
+    write_all(res, recs)
+    text = generate(tmp_path, res)
+    section = text.split("### Final adapter parameters")[1].split("##")[0]
+    assert find_row(section, "tiny-bert", "RTE", "r=2") == ["tiny-bert", "RTE", "r=2", "100",
+                                                            "90-110 (n=2)", "0.90-1.10"]
+
+
 def test_ablation_schedule_and_sweep_tables(tmp_path):
     res = tmp_path / "results"
     write_all(res, [
@@ -225,7 +240,8 @@ def test_ablation_schedule_and_sweep_tables(tmp_path):
     assert row[header.index("AdaLoRA")] == "80.00 (n=1, lr=0.001)"  # sweep runs excluded
     assert row[header.index("SVD-LoRA")] == "-"
     # schedule table
-    sched = [r for r in rows_of(text) if r[:3] == ["tiny-bert", "RTE", "r=2"] and len(r) == 6]
+    sched = [r for r in rows_of(text.split("## Tables 4 and 5")[1])
+             if r[:3] == ["tiny-bert", "RTE", "r=2"] and len(r) == 6]
     assert sched == [["tiny-bert", "RTE", "r=2", "80.00 (n=1, lr=0.001)",
                       "77.00 (n=1, lr=0.001)", "-"]]
     # sweep marginal on tinit: tinit=100 pools delta_t 1 and 10 -> mean(60, 64) = 62
