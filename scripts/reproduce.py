@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -38,10 +39,13 @@ BASELINE_LR = {"full": "5e-5", "bitfit": "2e-3"}
 # at 1e-3 AdaLoRA trailed LoRA on SST-2 (does a higher LR close it?) and LoRA failed to learn
 # STS-B in 200 steps (a lower LR?). Then full FT / BitFit; as full FT and BitFit learn STS-B,
 # LoRA's failure there gets the sweep's lowest LR next; then the ablations where methods
-# learn; as LoRA failed STS-B at 2e-4 too, its highest LR; then the chance-level tasks, then
-# the rest of the sweep.
+# learn; as LoRA failed STS-B at 2e-4 too, its highest LR; then the chance-level tasks and
+# their full FT / BitFit; then the sweep points that can change a best-LR comparison: SST-2
+# r=8 at 2e-3 (AdaLoRA's best at r=2), SST-2 r=2 at 5e-4 (below LoRA's best), CoLA and RTE
+# at 2e-3 (does a larger step leave chance?), STS-B r=8 at 2e-3; then the rest of the sweep.
 ORDER = ("A:sst2,A:stsb,B:sst2:2e-3:2,B:stsb:5e-4:2,D:sst2,D:stsb,B:stsb:2e-4:2,C:sst2,"
-         "B:stsb:2e-3:2,A:rte,A:cola,D:rte,D:cola,B:sst2,B:stsb,B:cola,B:rte")
+         "B:stsb:2e-3:2,A:rte,A:cola,D:rte,D:cola,E:stsb,B:sst2:2e-3:8,B:sst2:5e-4:2,B:cola:2e-3:2,"
+         "B:rte:2e-3:2,B:stsb:2e-3:8,B:sst2,B:stsb,B:cola,B:rte")
 ABLATIONS = {  # name -> (method, flags); at the budget of avg rank 2, the shared LR
     "sensitivity": ("adalora", ["--score", "sensitivity"]),
     "magnitude": ("adalora", ["--score", "magnitude"]),
@@ -49,12 +53,17 @@ ABLATIONS = {  # name -> (method, flags); at the budget of avg rank 2, the share
     "svd_lora": ("svd_lora", []),
     "prune_lora": ("prune_lora", []),
 }
+# E: why LoRA stays at the mean on STS-B (r=2, shared LR): its scale alpha / r (32 / 2 = 16)
+# cut to 1 (alpha = r), then the same LoRA with 3x the steps. Tagged as sweeps
+# (hyperparameters.sweep), so they appear in the sweep tables, never in Table 1.
+DIAGNOSTICS = (("alpha2", ["--lora-alpha", "2"], {"lora_alpha": 2}, 1),  # (tag, flags, sweep, steps x)
+               ("T3x", [], {}, 3))
 
 
-def job(task, method, seed, name, flags, out):
+def job(task, method, seed, name, flags, out, steps_factor=1):
     steps, extra = STEPS[task]
     cmd = [sys.executable, "experiments/glue.py", "--task", task, "--method", method, "--seed", str(seed),
-           "--max-steps", str(steps), "--evals", "2", "--wandb", "disabled", "--output-dir", out,
+           "--max-steps", str(steps * steps_factor), "--evals", "2", "--wandb", "disabled", "--output-dir", out,
            "--run-name", name, *extra, *flags]
     return name, cmd
 
@@ -62,12 +71,20 @@ def job(task, method, seed, name, flags, out):
 def plan(out: str, order: str) -> list:
     """Jobs in priority order. ``order``: comma-separated PHASE:task items, each expanded seed by
     seed. A: AdaLoRA vs LoRA at both budgets at the shared LR; B: the sweep's other LRs;
-    C: the ablations (avg rank 2, shared LR); D: full FT and BitFit."""
+    C: the ablations (avg rank 2, shared LR); D: full FT and BitFit; E: the LoRA
+    diagnostics (``DIAGNOSTICS``)."""
     jobs = []
     for item in order.split(","):
         phase, task, *only = item.split(":")  # optional ":lr" and ":budget" narrow a B item
-        if phase not in "ABCD" or len(phase) != 1:
-            raise SystemExit(f"unknown phase {phase!r} in --order (A, B, C or D)")
+        if phase not in "ABCDE" or len(phase) != 1:
+            raise SystemExit(f"unknown phase {phase!r} in --order (A, B, C, D or E)")
+        if phase == "E":  # each diagnostic with all seeds, then the next
+            for (tag, flags, sweep, factor), seed in itertools.product(DIAGNOSTICS, SEEDS):
+                sweep = {**sweep, **({"max_steps": STEPS[task][0] * factor} if factor != 1 else {})}
+                jobs.append(job(task, "lora", seed, f"repro-{task}-lora-r2-{tag}-lr{SHARED_LR}-s{seed}",
+                                ["--target-r", "2", "--lr", SHARED_LR, *flags,
+                                 "--sweep-json", json.dumps(sweep)], out, factor))
+            continue
         lrs = {"A": [SHARED_LR], "B": [lr for lr in LRS if lr != SHARED_LR]}.get(phase, [SHARED_LR])
         lrs = [only[0]] if only else lrs
         budgets = [int(only[1])] if len(only) > 1 else BUDGETS

@@ -56,9 +56,22 @@ def test_default_order_is_valid_and_covers_every_task():
             assert f"repro-{t}-{cell}-s3" in dict(jobs), (t, cell)
 
 
+def test_lora_diagnostics_are_sweeps():
+    """E: LoRA at scale 1 (alpha = r) and LoRA with 3x the steps, 3 seeds each; tagged as
+    sweeps so the tables keep them out of Table 1."""
+    e = dict(reproduce.plan("out", "E:stsb"))
+    assert list(e)[:3] == [f"repro-stsb-lora-r2-alpha2-lr1e-3-s{s}" for s in (1, 2, 3)] and len(e) == 6
+    cmd = e["repro-stsb-lora-r2-alpha2-lr1e-3-s2"]
+    assert _flags(cmd, "--lora-alpha") == "2" and _flags(cmd, "--max-steps") == "200"
+    assert json.loads(_flags(cmd, "--sweep-json")) == {"lora_alpha": 2}
+    cmd = e["repro-stsb-lora-r2-T3x-lr1e-3-s3"]
+    assert _flags(cmd, "--max-steps") == "600" and "--lora-alpha" not in cmd
+    assert json.loads(_flags(cmd, "--sweep-json")) == {"max_steps": 600}
+
+
 def test_bad_order_rejected():
-    with pytest.raises(SystemExit, match="unknown phase 'E'"):
-        reproduce.plan("out", "E:sst2")
+    with pytest.raises(SystemExit, match="unknown phase 'F'"):
+        reproduce.plan("out", "F:sst2")
 
 
 def test_dry_run_skips_finished_runs(tmp_path, capsys):
