@@ -811,7 +811,39 @@ def figure_specs(recs: list, fig_dir: Path) -> list:
             "score", fig_dir / f"score_vs_budget_{task}_{model_slug(model)}.png",
             f"Dev score vs budget (avg final rank), LoRA vs AdaLoRA, {task_name(task)}, {model} "
             "(best LR per point, error bars: std over seeds)", pts[(model, task)]))
+
+    logs = defaultdict(lambda: defaultdict(list))  # (model, task) -> curve label -> runs
+    for r in recs:
+        if r.get("kind") == "glue" and r.get("train_log"):
+            logs[(str(r.get("model")), str(r.get("task")))][curve_label(r)].append(r)
+    for (model, task) in sorted(logs):
+        specs.append(Figure(
+            "loss", fig_dir / f"train_loss_{task}_{model_slug(model)}.png",
+            f"Training loss, {task_name(task)}, {model}: mean over seeds at each logging step, "
+            "runs that record train_log", dict(logs[(model, task)])))
     return specs
+
+
+def curve_label(rec: dict) -> str:
+    """One legend entry per (method, variant, budget level, LR, sweep point)."""
+    parts = [METHOD_NAMES.get(rec.get("method"), str(rec.get("method")))]
+    parts += [rec["variant"]] if rec.get("variant") else []
+    parts += [level_text(level_of(rec))] if level_of(rec) != "-" else []
+    parts += [f"lr={lr_text(lr_of(rec))}"]
+    parts += [fmt_sweep({k: v for k, v in sweep_of(rec).items() if k not in MAIN_SWEEP_KEYS})] \
+        if set(sweep_of(rec)) - MAIN_SWEEP_KEYS else []
+    return ", ".join(parts)
+
+
+def mean_curve(runs: list) -> tuple:
+    """(steps, mean loss over the runs that logged each step), finite losses only."""
+    at = defaultdict(list)
+    for r in runs:
+        for row in r.get("train_log") or []:
+            if isinstance(row.get("loss"), (int, float)) and math.isfinite(row["loss"]):
+                at[row["step"]].append(row["loss"])
+    steps = sorted(at)
+    return steps, [math.fsum(at[s]) / len(at[s]) for s in steps]
 
 
 def _pyplot():
@@ -894,6 +926,15 @@ def render_figures(specs: list) -> None:
             ax.set_xlabel("budget (avg final rank)")
             ax.set_ylabel("dev score x100")
             ax.legend(fontsize=7)
+        elif spec.kind == "loss":
+            fig, ax = plt.subplots(figsize=(6.5, 4))
+            for label in sorted(spec.data):
+                xs, ys = mean_curve(spec.data[label])
+                ax.plot(xs, ys, label=f"{label} (n={len(spec.data[label])})", linewidth=1)
+            ax.set_yscale("log")
+            ax.set_xlabel("step")
+            ax.set_ylabel("training loss")
+            ax.legend(fontsize=6)
         else:  # pragma: no cover
             continue
         ax.set_title("\n".join(textwrap.wrap(spec.caption, 60)), fontsize=8)

@@ -299,6 +299,25 @@ def test_figures(tmp_path):
     assert not list((res / "figures").glob("*.png"))
 
 
+def test_training_loss_figure(tmp_path):
+    """Runs that record train_log get one loss figure per task: one curve per (method, level,
+    LR, sweep point), averaged over seeds at each logged step; runs without a curve add none."""
+    res = tmp_path / "results"
+    a1, a2 = record("a1"), record("a2", seed=2)
+    a1["train_log"] = [{"step": 10, "loss": 2.0}, {"step": 20, "loss": 1.0}]
+    a2["train_log"] = [{"step": 10, "loss": 4.0}, {"step": 20, "loss": float("nan")}]
+    sw = record("sw", method="lora", sweep={"lora_alpha": 2})
+    sw["train_log"] = [{"step": 10, "loss": 3.0}]
+    write_all(res, [a1, a2, sw, record("old", task="cola")])
+    text = generate(tmp_path, res)
+    assert (res / "figures" / "train_loss_rte_tiny-bert.png").stat().st_size > 1000
+    assert not (res / "figures" / "train_loss_cola_tiny-bert.png").exists()
+    assert "(results/figures/train_loss_rte_tiny-bert.png)" in text
+    spec = next(f for f in mt.figure_specs(mt.load_results(res), res / "figures") if f.kind == "loss")
+    assert sorted(spec.data) == ["AdaLoRA, r=2, lr=0.001", "LoRA, r=2, lr=0.001, lora_alpha=2"]
+    assert mt.mean_curve(spec.data["AdaLoRA, r=2, lr=0.001"]) == ([10, 20], [3.0, 1.0])
+
+
 @pytest.mark.parametrize("name,expected", [
     ("bert.encoder.layer.3.attention.self.query", (3, "Wq")),
     ("bert.encoder.layer.3.attention.output.dense", (3, "Wo")),
