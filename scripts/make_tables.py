@@ -624,13 +624,24 @@ def sweep_tables(recs: list) -> list:
 
     lines.append("Marginal tables: runs grouped by one swept hyperparameter (and model, task, "
                  "method, variant, budget level, LR), pooled over the other swept values that "
-                 "are listed. Mean ± std (n) over \"ok\" runs.")
+                 "are listed, beside the plain (unswept) runs of the same cell at their own "
+                 "value. Mean ± std (n) over \"ok\" runs.")
     for k in keys:
         groups = defaultdict(list)
         for r in runs:
             if k in sweep_of(r):
                 lr = None if k == "lr" else lr_of(r)
                 groups[(base(r), lr, sweep_of(r)[k])].append(r)
+        # the unswept runs of the same cell, at their own value of k: the point of comparison
+        plain = set()
+        if k != "lr":
+            cells = {(b, lr) for (b, lr, _) in groups}
+            for r in recs:
+                v = (r.get("hyperparameters") or {}).get(k)
+                if not sweep_of(r) and v is not None and (base(r), lr_of(r)) in cells:
+                    if (base(r), lr_of(r), v) not in groups or (base(r), lr_of(r), v) in plain:
+                        plain.add((base(r), lr_of(r), v))
+                        groups[(base(r), lr_of(r), v)].append(r)
         rows = []
         for (b, lr, v) in sorted(groups, key=lambda g: (base_sort(g[0]), lr_key(g[1]),
                                                          value_key(g[2]))):
@@ -642,6 +653,8 @@ def sweep_tables(recs: list) -> list:
                         others[ok].add(ov)
             other_txt = "; ".join(f"{ok} in {{{', '.join(str(x) for x in sorted(vs, key=value_key))}}}"
                                   for ok, vs in sorted(others.items())) or "-"
+            if (b, lr, v) in plain:
+                other_txt = "not swept (the plain runs)"
             st = stats_of(rr)
             rows.append([b[0], task_name(b[1]), b[2], b[3] or "-", level_text(b[4]),
                          lr_text(lr) if k != "lr" else "(swept)", str(v), fmt_cell(st),

@@ -251,6 +251,11 @@ def test_ablation_schedule_and_sweep_tables(tmp_path):
                      f"62.00 ± {math.sqrt(8):.2f} (n=2)", "delta_t in {1, 10}"]]
     assert find_row(text, "tiny-bert", "RTE", "adalora", "-", "r=2", "0.001",
                     "delta_t=1, tinit=200")[7] == "70.00 (n=1)"
+    # beside the sweep, the plain run of the same cell at its own tinit (10)
+    tinit = text.split("### Sweep: `tinit`")[1].split("###")[0]
+    assert find_row(tinit, "tiny-bert", "RTE", "adalora", "-", "r=2", "0.001", "10") == [
+        "tiny-bert", "RTE", "adalora", "-", "r=2", "0.001", "10", "80.00 (n=1)",
+        "not swept (the plain runs)"]
 
 
 def test_deterministic_and_check(tmp_path, glue_results):
