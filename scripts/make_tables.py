@@ -423,6 +423,35 @@ def table1(recs: list, shared: Optional[float]) -> list:
     return lines
 
 
+def lr_table(recs: list) -> list:
+    """Every LR of the sweep for each LoRA / AdaLoRA cell of Table 1 (and full FT / BitFit at
+    theirs): mean ± std (n) of the plain runs, and the per-seed scores, so a seed that stays at
+    chance shows as one."""
+    runs = [r for r in recs if r.get("kind") == "glue" and (r.get("variant") or "") == ""
+            and r.get("method") in ("full", "bitfit", "lora", "adalora") and is_main(r)]
+    idx = _index(runs)
+    lrs = sorted({lr_of(r) for r in runs}, key=lr_key)
+    keys = sorted(idx, key=lambda k: (str(k[0]), task_rank(k[1]), str(k[1]), level_key(k[3]),
+                                      METHOD_ORDER.index(k[2]) if k[2] in METHOD_ORDER else 99))
+    rows = []
+    for model, task, method, level in keys:
+        cells = []
+        for lr in lrs:
+            rr = [r for r in idx[(model, task, method, level)] if lr_of(r) == lr]
+            st = stats_of(rr)
+            seeds = ", ".join(f"{score_of(r):.1f}" if score_of(r) is not None else status_of(r)
+                              for r in sorted(rr, key=lambda r: value_key(r.get("seed"))))
+            cells.append(f"{fmt_cell(st, show_lr=False)} [{seeds}]" if rr else "-")
+        rows.append([str(model), task_name(task), level_text(level), METHOD_NAMES[method]] + cells)
+    lines = ["### Every learning rate (ours)", "",
+             "The cells behind Table 1's \"best LR\" and \"shared LR\" rows: mean ± std (n) over "
+             "\"ok\" runs at each LR, then every run's score in seed order (x100).", ""]
+    if not rows:
+        return lines + ["No runs yet."]
+    return lines + md_table(["model", "task", "budget (avg final rank)", "method"]
+                            + [f"lr={lr_text(lr)}" for lr in lrs], rows)
+
+
 def param_table(recs: list) -> list:
     """Final adapter parameters per (model, task, budget level): b(T) fixes the total rank, not
     the parameter count, so AdaLoRA's count depends on where it put its ranks (a rank of a
@@ -1090,6 +1119,7 @@ def generate(recs: list, results_dir: Path, out_path: Path, fig_dir: Path,
          "## Discussion", "", discussion or "-", ""]
     L += accounting(recs) + [""]
     L += table1(recs, shared) + [""]
+    L += lr_table(recs) + [""]
     L += param_table(recs) + [""]
     L += table3(recs) + [""]
     L += ["## Tables 4 and 5: ablations", ""] + paper_ablation_tables() + [""]

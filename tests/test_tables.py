@@ -204,6 +204,19 @@ def test_ablation_table_compares_at_the_ablations_lr(tmp_path):
     assert r[header.index("AdaLoRA gamma=0")] == "75.00 (n=1, lr=0.002)"
 
 
+def test_lr_table_every_lr_and_seed(tmp_path, glue_results):
+    """Every LR of a cell side by side, with each seed's score (a diverged run by its status)."""
+    text = generate(tmp_path, glue_results)
+    section = text.split("### Every learning rate")[1].split("###")[0]
+    header = next(r for r in rows_of(section) if r[0] == "model")
+    assert header[4:] == ["lr=2e-05", "lr=0.0005", "lr=0.001"]
+    lora = find_row(section, "tiny-bert", "RTE", "r=2", "LoRA")
+    assert lora[4:] == ["-", "75.00 ± 0.00 (n=2) [75.0, 75.0]",
+                        f"72.00 ± {math.sqrt(8):.2f} (n=2) [70.0, 74.0]"]
+    ada = find_row(section, "tiny-bert", "RTE", "r=2", "AdaLoRA")
+    assert ada[6] == "82.00 ± 2.00 (n=3, 1 diverged) [80.0, 82.0, 84.0, diverged]"
+
+
 def test_param_table_ranges_and_ratio(tmp_path):
     """Final adapter parameters per task and level: LoRA's, AdaLoRA's range over its runs and
     the AdaLoRA / LoRA ratio range; ablation variants and sweeps stay out."""
