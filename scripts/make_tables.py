@@ -200,13 +200,17 @@ def by_lr(runs: list) -> dict:
 
 
 def best_lr_stats(runs: list, key: Optional[str] = None, select_key: Optional[str] = None) -> Stats:
-    """Stats at the LR with the highest mean (ties: the smaller LR). ``select_key`` picks the
+    """Stats at the LR with the highest mean (ties: the smaller LR), among the LRs with the
+    most runs: a sweep point with fewer seeds does not win on them. ``select_key`` picks the
     metric that chooses the LR (default: the reported one)."""
     if not runs:
         return Stats()
     groups = by_lr(runs)
+    most = max(len(g) for g in groups.values())
     cands = []
     for lr in sorted(groups, key=lr_key):
+        if len(groups[lr]) < most:
+            continue
         sel = stats_of(groups[lr], select_key if select_key is not None else key)
         if sel.n:
             cands.append((-sel.mean, lr_key(lr), lr))
@@ -316,17 +320,18 @@ def _index(runs: list) -> dict:
 
 
 def shared_lr(idx: dict, model, task, level, forced: Optional[float]) -> Optional[float]:
-    """The LR at which LoRA and AdaLoRA both have ok runs maximising the mean of their means."""
+    """The LR at which LoRA and AdaLoRA both have ok runs maximising the mean of their means,
+    among the LRs where both have the most runs (fewer seeds do not win)."""
     if forced is not None:
         return forced
     lo = by_lr(idx.get((model, task, "lora", level), []))
     ad = by_lr(idx.get((model, task, "adalora", level), []))
+    both = [lr for lr in set(lo) & set(ad) if lr is not None]
+    most = max((min(len(lo[lr]), len(ad[lr])) for lr in both), default=0)
     cands = []
-    for lr in set(lo) & set(ad):
-        if lr is None:
-            continue
+    for lr in both:
         a, b = stats_of(lo[lr]), stats_of(ad[lr])
-        if a.n and b.n:
+        if a.n and b.n and min(len(lo[lr]), len(ad[lr])) == most:
             cands.append((-(a.mean + b.mean) / 2, lr))
     return min(cands)[1] if cands else None
 
@@ -411,11 +416,13 @@ def table1(recs: list, shared: Optional[float]) -> list:
                  "cell, not averaged. Budget level = `budget.avg_final_rank` rounded (LoRA runs: "
                  "their matched level); full FT / BitFit have no budget (\"-\").")
     lines.append("")
-    lines.append("\"best LR\": per task, the LR with the highest mean for that method and budget. "
-                 "\"shared LR\": " + (
+    lines.append("\"best LR\": per task, the LR with the highest mean for that method and budget, "
+                 "among its LRs with the most runs (a sweep point with fewer seeds cannot win on "
+                 "them; table \"Every learning rate\" shows all). \"shared LR\": " + (
                      f"fixed at lr={lr_text(shared)} (--shared-lr)." if shared is not None else
                      "per task and budget, the LR at which LoRA and AdaLoRA both have ok runs that "
-                     "maximises the average of their two means (shown in each cell).")
+                     "maximises the average of their two means, among the LRs where both have the "
+                     "most runs (shown in each cell).")
                  + " AdaLoRA − LoRA: difference of means ± combined std sqrt(s1²/n1 + s2²/n2); "
                  "\"*\" marks |diff| > 2 × combined std. avg: mean over the tasks with runs.")
     lines.append("")

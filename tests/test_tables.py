@@ -217,6 +217,19 @@ def test_lr_table_every_lr_and_seed(tmp_path, glue_results):
     assert ada[6] == "82.00 ± 2.00 (n=3, 1 diverged) [80.0, 82.0, 84.0, diverged]"
 
 
+def test_partial_sweep_point_does_not_win_best_or_shared_lr(tmp_path):
+    """A higher mean at an LR with fewer seeds is not chosen as best or shared LR."""
+    res = tmp_path / "results"
+    write_all(res, [record(f"a{s}", seed=s, main=0.70) for s in (1, 2)]
+              + [record(f"l{s}", method="lora", seed=s, main=0.60) for s in (1, 2)]
+              + [record("a9", lr=2e-3, main=0.95), record("l9", method="lora", lr=2e-3, main=0.9)])
+    text = generate(tmp_path, res)
+    best = find_row(text, "r=2", "AdaLoRA", "ours: tiny-bert, best LR")
+    shared = find_row(text, "r=2", "AdaLoRA − LoRA", "ours: tiny-bert, shared LR")
+    rte = col(text, "budget (avg final rank)", "RTE")
+    assert best[rte] == "70.00 ± 0.00 (n=2, lr=0.001)" and shared[rte].startswith("+10.00")
+
+
 def test_param_table_ranges_and_ratio(tmp_path):
     """Final adapter parameters per task and level: LoRA's, AdaLoRA's range over its runs and
     the AdaLoRA / LoRA ratio range; ablation variants and sweeps stay out."""
