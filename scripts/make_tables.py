@@ -336,9 +336,14 @@ def shared_lr(idx: dict, model, task, level, forced: Optional[float]) -> Optiona
     return min(cands)[1] if cands else None
 
 
-def table1(recs: list, shared: Optional[float]) -> list:
-    runs = [r for r in recs if r.get("kind") == "glue" and (r.get("variant") or "") == ""
+def table1_runs(recs: list) -> list:
+    """The runs Table 1 (and the tables behind it) draw on: plain GLUE runs of its methods."""
+    return [r for r in recs if r.get("kind") == "glue" and (r.get("variant") or "") == ""
             and r.get("method") in ("full", "bitfit", "lora", "adalora") and is_main(r)]
+
+
+def table1(recs: list, shared: Optional[float]) -> list:
+    runs = table1_runs(recs)
     tasks = sort_tasks(list(P.GLUE_TASKS) + [r.get("task") for r in runs], P.GLUE_TASKS)
     idx = _index(runs)
     models = sorted({r.get("model") for r in runs}) or [None]
@@ -434,8 +439,7 @@ def lr_table(recs: list) -> list:
     """Every LR of the sweep for each LoRA / AdaLoRA cell of Table 1 (and full FT / BitFit at
     theirs): mean ± std (n) of the plain runs, and the per-seed scores, so a seed that stays at
     chance shows as one."""
-    runs = [r for r in recs if r.get("kind") == "glue" and (r.get("variant") or "") == ""
-            and r.get("method") in ("full", "bitfit", "lora", "adalora") and is_main(r)]
+    runs = table1_runs(recs)
     idx = _index(runs)
     lrs = sorted({lr_of(r) for r in runs}, key=lr_key)
     keys = sorted(idx, key=lambda k: (str(k[0]), task_rank(k[1]), str(k[1]), level_key(k[3]),
@@ -443,8 +447,9 @@ def lr_table(recs: list) -> list:
     rows = []
     for model, task, method, level in keys:
         cells = []
+        at = by_lr(idx[(model, task, method, level)])
         for lr in lrs:
-            rr = [r for r in idx[(model, task, method, level)] if lr_of(r) == lr]
+            rr = at.get(lr, [])
             st = stats_of(rr)
             seeds = ", ".join(f"{score_of(r):.1f}" if score_of(r) is not None else status_of(r)
                               for r in sorted(rr, key=lambda r: value_key(r.get("seed"))))
@@ -463,8 +468,7 @@ def param_table(recs: list) -> list:
     """Final adapter parameters per (model, task, budget level): b(T) fixes the total rank, not
     the parameter count, so AdaLoRA's count depends on where it put its ranks (a rank of a
     384 x 1536 matrix costs 1921 parameters, one of a 384 x 384 matrix 769)."""
-    runs = [r for r in recs if r.get("kind") == "glue" and (r.get("variant") or "") == ""
-            and r.get("method") in ("lora", "adalora") and is_main(r)
+    runs = [r for r in table1_runs(recs) if r.get("method") in ("lora", "adalora")
             and (r.get("params") or {}).get("final_adapter") is not None]
     cells = defaultdict(list)
     for r in runs:
@@ -669,15 +673,16 @@ def sweep_tables(recs: list) -> list:
                 lr = None if k == "lr" else lr_of(r)
                 groups[(base(r), lr, sweep_of(r)[k])].append(r)
         # the unswept runs of the same cell, at their own value of k: the point of comparison
-        plain = set()
+        # (a value the sweep also ran keeps only the swept runs)
+        plain_groups = defaultdict(list)
         if k != "lr":
             cells = {(b, lr) for (b, lr, _) in groups}
             for r in recs:
                 v = (r.get("hyperparameters") or {}).get(k)
                 if not sweep_of(r) and v is not None and (base(r), lr_of(r)) in cells:
-                    if (base(r), lr_of(r), v) not in groups or (base(r), lr_of(r), v) in plain:
-                        plain.add((base(r), lr_of(r), v))
-                        groups[(base(r), lr_of(r), v)].append(r)
+                    plain_groups[(base(r), lr_of(r), v)].append(r)
+        plain = set(plain_groups) - set(groups)
+        groups.update({g: plain_groups[g] for g in plain})
         rows = []
         for (b, lr, v) in sorted(groups, key=lambda g: (base_sort(g[0]), lr_key(g[1]),
                                                          value_key(g[2]))):

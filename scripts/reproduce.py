@@ -80,10 +80,10 @@ def plan(out: str, order: str) -> list:
             raise SystemExit(f"unknown phase {phase!r} in --order (A, B, C, D or E)")
         if phase == "E":  # each diagnostic with all seeds, then the next
             for (tag, flags, sweep, factor), seed in itertools.product(DIAGNOSTICS, SEEDS):
-                sweep = {**sweep, **({"max_steps": STEPS[task][0] * factor} if factor != 1 else {})}
+                point = {**sweep, **({"max_steps": STEPS[task][0] * factor} if factor != 1 else {})}
                 jobs.append(job(task, "lora", seed, f"repro-{task}-lora-r2-{tag}-lr{SHARED_LR}-s{seed}",
                                 ["--target-r", "2", "--lr", SHARED_LR, *flags,
-                                 "--sweep-json", json.dumps(sweep)], out, factor))
+                                 "--sweep-json", json.dumps(point)], out, factor))
             continue
         lrs = {"A": [SHARED_LR], "B": [lr for lr in LRS if lr != SHARED_LR]}.get(phase, [SHARED_LR])
         lrs = [only[0]] if only else lrs
