@@ -866,6 +866,18 @@ def figure_specs(recs: list, fig_dir: Path) -> list:
             f"Dev score vs budget (avg final rank), LoRA vs AdaLoRA, {task_name(task)}, {model} "
             "(best LR per point, error bars: std over seeds)", pts[(model, task)]))
 
+    sweep = defaultdict(list)  # (model, task) -> the LoRA / AdaLoRA runs of the LR table
+    for r in table1_runs(recs):
+        if r.get("method") in ("lora", "adalora") and level_of(r) != "-" and lr_of(r) is not None:
+            sweep[(str(r.get("model")), str(r.get("task")))].append(r)
+    for (model, task) in sorted(sweep):
+        if len({lr_of(r) for r in sweep[(model, task)]}) < 2:
+            continue
+        specs.append(Figure(
+            "lr", fig_dir / f"score_vs_lr_{task}_{model_slug(model)}.png",
+            f"Dev score vs learning rate, LoRA vs AdaLoRA, {task_name(task)}, {model} "
+            "(line: mean of ok runs, bars: std, dots: each seed)", sweep[(model, task)]))
+
     logs = defaultdict(lambda: defaultdict(list))  # (model, task) -> curve label -> runs
     for r in recs:
         if r.get("kind") == "glue" and r.get("train_log"):
@@ -978,6 +990,31 @@ def render_figures(specs: list) -> None:
             ax.set_xticks(levels, [str(x) for x in levels])
             ax.minorticks_off()
             ax.set_xlabel("budget (avg final rank)")
+            ax.set_ylabel("dev score x100")
+            ax.legend(fontsize=7)
+        elif spec.kind == "lr":
+            fig, ax = plt.subplots(figsize=(6, 3.8))
+            cells = defaultdict(list)
+            for r in spec.data:
+                cells[(level_of(r), r.get("method"))].append(r)
+            for i, (lv, method) in enumerate(sorted(cells, key=lambda k: (level_key(k[0]), k[1] != "lora"))):
+                at = by_lr(cells[(lv, method)])
+                lrs = sorted(at)
+                mean = [stats_of(at[lr]) for lr in lrs]
+                line = ax.errorbar([lr for lr, st in zip(lrs, mean) if st.n],
+                                   [st.mean for st in mean if st.n],
+                                   yerr=[st.std or 0.0 for st in mean if st.n], marker="o", capsize=3,
+                                   linestyle="-" if method == "adalora" else "--",
+                                   label=f"{METHOD_NAMES[method]}, {level_text(lv)}")
+                dots = [(lr, score_of(r)) for lr in lrs for r in at[lr]
+                        if status_of(r) == "ok" and score_of(r) is not None]
+                ax.scatter([x * (1.04 ** (i - 1.5)) for x, _ in dots], [y for _, y in dots], s=9,
+                           color=line[0].get_color(), alpha=0.6)  # nudged apart so seeds show
+            ax.set_xscale("log")
+            lrs = sorted({lr_of(r) for r in spec.data})
+            ax.set_xticks(lrs, [lr_text(x) for x in lrs])
+            ax.minorticks_off()
+            ax.set_xlabel("learning rate")
             ax.set_ylabel("dev score x100")
             ax.legend(fontsize=7)
         elif spec.kind == "loss":

@@ -349,6 +349,23 @@ def test_training_loss_figure(tmp_path):
     assert mt.mean_curve(spec.data["AdaLoRA, r=2, lr=0.001"]) == ([10, 20], [3.0, 1.0])
 
 
+def test_score_vs_lr_figure(tmp_path):
+    """A task whose LoRA / AdaLoRA runs span two or more LRs gets a score-vs-LR figure drawn
+    from Table 1's runs only (no sweep points, no full FT); a task at one LR gets none."""
+    res = tmp_path / "results"
+    runs = [record("a1"), record("a2", lr=2e-3), record("l1", method="lora", lr=5e-4),
+            record("full", method="full", level=None, lr=5e-5),
+            record("sw", method="lora", sweep={"lora_alpha": 2}),
+            record("c1", task="cola"), record("c2", task="cola", method="lora")]
+    write_all(res, runs)
+    text = generate(tmp_path, res)
+    assert (res / "figures" / "score_vs_lr_rte_tiny-bert.png").stat().st_size > 1000
+    assert "(results/figures/score_vs_lr_rte_tiny-bert.png)" in text
+    assert not (res / "figures" / "score_vs_lr_cola_tiny-bert.png").exists()
+    spec = next(f for f in mt.figure_specs(mt.load_results(res), res / "figures") if f.kind == "lr")
+    assert sorted(r["run_name"] for r in spec.data) == ["a1", "a2", "l1"]
+
+
 @pytest.mark.parametrize("name,expected", [
     ("bert.encoder.layer.3.attention.self.query", (3, "Wq")),
     ("bert.encoder.layer.3.attention.output.dense", (3, "Wo")),
