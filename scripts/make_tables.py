@@ -948,6 +948,16 @@ def rank_heatmap_figure(rank_patterns, title: Optional[str] = None):
     return fig
 
 
+def _score_axes(ax, ticks: list, labels: list, xlabel: str, base: int = 10) -> None:
+    """Log x axis with a tick at each value, dev score on y (the score-vs-budget / -LR plots)."""
+    ax.set_xscale("log", base=base)
+    ax.set_xticks(ticks, labels)
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("dev score x100")
+    ax.legend(fontsize=7)
+
+
 def render_figures(specs: list) -> None:
     if not specs:
         return
@@ -985,13 +995,8 @@ def render_figures(specs: list) -> None:
                         es.append(st.std or 0.0)
                 if xs:
                     ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=METHOD_NAMES[method])
-            ax.set_xscale("log", base=2)
             levels = sorted({level_of(r) for r in spec.data})
-            ax.set_xticks(levels, [str(x) for x in levels])
-            ax.minorticks_off()
-            ax.set_xlabel("budget (avg final rank)")
-            ax.set_ylabel("dev score x100")
-            ax.legend(fontsize=7)
+            _score_axes(ax, levels, [str(x) for x in levels], "budget (avg final rank)", base=2)
         elif spec.kind == "lr":
             fig, ax = plt.subplots(figsize=(6, 3.8))
             cells = defaultdict(list)
@@ -1010,13 +1015,8 @@ def render_figures(specs: list) -> None:
                         if status_of(r) == "ok" and score_of(r) is not None]
                 ax.scatter([x * (1.04 ** (i - 1.5)) for x, _ in dots], [y for _, y in dots], s=9,
                            color=line[0].get_color(), alpha=0.6)  # nudged apart so seeds show
-            ax.set_xscale("log")
             lrs = sorted({lr_of(r) for r in spec.data})
-            ax.set_xticks(lrs, [lr_text(x) for x in lrs])
-            ax.minorticks_off()
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel("dev score x100")
-            ax.legend(fontsize=7)
+            _score_axes(ax, lrs, [lr_text(x) for x in lrs], "learning rate")
         elif spec.kind == "loss":
             fig, ax = plt.subplots(figsize=(6.5, 4))
             for label in sorted(spec.data):
