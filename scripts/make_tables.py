@@ -886,7 +886,8 @@ def figure_specs(recs: list, fig_dir: Path) -> list:
         specs.append(Figure(
             "loss", fig_dir / f"train_loss_{task}_{model_slug(model)}.png",
             f"Training loss, {task_name(task)}, {model}: mean over seeds at each logging step, "
-            "runs that record train_log", dict(logs[(model, task)])))
+            "runs that record train_log (AdaLoRA's and SVD-LoRA's include the orthogonal "
+            "regulariser gamma R)", dict(logs[(model, task)])))
     return specs
 
 
