@@ -1005,15 +1005,12 @@ def render_figures(specs: list) -> None:
                 cells[(level_of(r), r.get("method"))].append(r)
             for i, (lv, method) in enumerate(sorted(cells, key=lambda k: (level_key(k[0]), k[1] != "lora"))):
                 at = by_lr(cells[(lv, method)])
-                lrs = sorted(at)
-                mean = [stats_of(at[lr]) for lr in lrs]
-                line = ax.errorbar([lr for lr, st in zip(lrs, mean) if st.n],
-                                   [st.mean for st in mean if st.n],
-                                   yerr=[st.std or 0.0 for st in mean if st.n], marker="o", capsize=3,
+                pts = [(lr, st) for lr, st in ((lr, stats_of(at[lr])) for lr in sorted(at)) if st.n]
+                line = ax.errorbar([lr for lr, _ in pts], [st.mean for _, st in pts],
+                                   yerr=[st.std or 0.0 for _, st in pts], marker="o", capsize=3,
                                    linestyle="-" if method == "adalora" else "--",
                                    label=f"{METHOD_NAMES[method]}, {level_text(lv)}")
-                dots = [(lr, score_of(r)) for lr in lrs for r in at[lr]
-                        if status_of(r) == "ok" and score_of(r) is not None]
+                dots = [(lr, v) for lr, st in pts for v in st.values]  # the ok runs' scores
                 ax.scatter([x * (1.04 ** (i - 1.5)) for x, _ in dots], [y for _, y in dots], s=9,
                            color=line[0].get_color(), alpha=0.6)  # nudged apart so seeds show
             lrs = sorted({lr_of(r) for r in spec.data})
