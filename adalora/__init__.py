@@ -2,6 +2,7 @@
 
 Needs only torch (and transformers for the Trainer callback and Conv1D support).
 """
+
 from .allocator import RankAllocator, RankPattern
 from .config import AdaLoraConfig, LoraConfig
 from .layers import LoraLinear, SVDLinear
@@ -15,10 +16,23 @@ __version__ = "0.1.0"
 def __getattr__(name):  # the callback imports transformers: load it only when asked for
     if name == "AdaLoraCallback":
         from .callback import AdaLoraCallback
+
         return AdaLoraCallback
     raise AttributeError(name)
 
 
-__all__ = ["AdaLoraConfig", "LoraConfig", "AdaLoraModel", "AdaLoraCallback", "RankAllocator",
-           "RankPattern", "SVDLinear", "LoraLinear", "orth_regularizer", "budget_at",
-           "budget_curve", "DEFAULT_TARGET_MODULES", "find_targets"]
+__all__ = [
+    "AdaLoraConfig",
+    "LoraConfig",
+    "AdaLoraModel",
+    "AdaLoraCallback",
+    "RankAllocator",
+    "RankPattern",
+    "SVDLinear",
+    "LoraLinear",
+    "orth_regularizer",
+    "budget_at",
+    "budget_curve",
+    "DEFAULT_TARGET_MODULES",
+    "find_targets",
+]

@@ -16,10 +16,11 @@ over every parameter. Per entry w with gradient g (spec section 3):
 
 The arithmetic follows PEFT's operation order exactly, so scores and masks match bit for bit.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -58,6 +59,7 @@ class RankPattern(Mapping):
 
 class _Group(NamedTuple):
     """The modules whose lora_A (or lora_B) share one shape, and their buffers' names."""
+
     attr: str  # "lora_A" or "lora_B"
     index: list[int]  # positions in the allocator's module list
     buffers: tuple[str, str, str]  # (Ibar, Ubar, index tensor) buffer names
@@ -71,15 +73,22 @@ class RankAllocator(nn.Module):
         self._layers = list(layers.values())  # plain list: not registered twice as submodules
         r = config.init_r
         if any(layer.r != r for layer in self._layers):
-            raise ValueError("rank allocation needs every adapter at init_r; these modules were "
-                             "already resized (load a non-resized checkpoint to keep training).")
+            raise ValueError(
+                "rank allocation needs every adapter at init_r; these modules were "
+                "already resized (load a non-resized checkpoint to keep training)."
+            )
         n = len(self._layers)
         self.b0 = r * n
-        self.bT = (config.target_total_rank if config.target_total_rank is not None
-                   else int(round(config.target_r * n)))
+        self.bT = (
+            config.target_total_rank
+            if config.target_total_rank is not None
+            else int(round(config.target_r * n))
+        )
         if self.bT > self.b0:
-            raise ValueError(f"final budget {self.bT} exceeds the initial budget {self.b0} "
-                             f"(init_r {r} x {n} modules).")
+            raise ValueError(
+                f"final budget {self.bT} exceeds the initial budget {self.b0} "
+                f"(init_r {r} x {n} modules)."
+            )
         # one group per distinct lora_A shape and per distinct lora_B shape
         self._groups: list[_Group] = []
         for attr in ("lora_A", "lora_B"):
@@ -91,12 +100,14 @@ class RankAllocator(nn.Module):
                 self._groups.append(_Group(attr, idx, names))
                 self.register_buffer(names[0], torch.zeros(len(idx), *shape, device=self._device))
                 self.register_buffer(names[1], torch.zeros(len(idx), *shape, device=self._device))
-                self.register_buffer(names[2], torch.tensor(idx, device=self._device), persistent=False)
+                self.register_buffer(
+                    names[2], torch.tensor(idx, device=self._device), persistent=False
+                )
         self.register_buffer("ipt_E", torch.zeros(n, r, 1, device=self._device))
         self.register_buffer("unc_E", torch.zeros(n, r, 1, device=self._device))
         self.register_buffer("mask", torch.ones(n, r, dtype=torch.bool, device=self._device))
         self.register_buffer("step", torch.tensor(-1, dtype=torch.long))  # last step processed
-        self._threshold: Optional[torch.Tensor] = None
+        self._threshold: torch.Tensor | None = None
         self._ipt_fresh = False  # set by update_importance() in "pre_step" mode
         self.last_budget: int = self.b0
 
@@ -123,7 +134,8 @@ class RankAllocator(nn.Module):
                 raise RuntimeError(
                     f"{attr} has no gradient: call update_and_allocate after loss.backward() and "
                     "optimizer.step() but before optimizer.zero_grad() (and update_importance "
-                    "before optimizer.step()).")
+                    "before optimizer.step())."
+                )
         return torch.stack(ts)
 
     @torch.no_grad()
@@ -133,11 +145,17 @@ class RankAllocator(nn.Module):
             return
         for g in self._groups:
             ipt, unc, _ = (getattr(self, b) for b in g.buffers)
-            self._ema_(ipt, unc, self._stack(g.attr, g.index, False), self._stack(g.attr, g.index, True))
+            self._ema_(
+                ipt, unc, self._stack(g.attr, g.index, False), self._stack(g.attr, g.index, True)
+            )
         if not self.config.prune_lora:  # Prune LoRA's lambda is a fixed gate: no score of its own
             every = list(range(len(self._layers)))
-            self._ema_(self.ipt_E, self.unc_E, self._stack("lora_E", every, False),
-                       self._stack("lora_E", every, True))
+            self._ema_(
+                self.ipt_E,
+                self.unc_E,
+                self._stack("lora_E", every, False),
+                self._stack("lora_E", every, True),
+            )
 
     def reset_importance(self) -> None:
         for name, buf in self.named_buffers():
@@ -188,11 +206,11 @@ class RankAllocator(nn.Module):
         return RankPattern(self.names, self.mask.clone())
 
     @property
-    def threshold(self) -> Optional[float]:
+    def threshold(self) -> float | None:
         return None if self._threshold is None else float(self._threshold)
 
     # ---------------------------------------------------------------- one step
-    def update_and_allocate(self, t: int) -> tuple[int, Optional[RankPattern]]:
+    def update_and_allocate(self, t: int) -> tuple[int, RankPattern | None]:
         """One optimizer step's allocation. Returns (b(t), rank pattern if the mask changed).
 
         PEFT's phase rules ("fixed"): scores update while t < T - tfinal; at t = T - tfinal one
@@ -201,12 +219,16 @@ class RankAllocator(nn.Module):
         masks on the schedule's steps and every final-phase step, from the frozen scores."""
         c = self.config
         if c.total_step is None:
-            raise ValueError("total_step is not set: pass AdaLoraConfig(total_step=...) or train "
-                             "with AdaLoraCallback, which takes it from the Trainer.")
+            raise ValueError(
+                "total_step is not set: pass AdaLoraConfig(total_step=...) or train "
+                "with AdaLoraCallback, which takes it from the Trainer."
+            )
         t = int(t)
         if t <= int(self.step):
-            raise ValueError(f"update_and_allocate({t}) after step {int(self.step)}: it must be "
-                             "called once per optimizer step with an increasing step.")
+            raise ValueError(
+                f"update_and_allocate({t}) after step {int(self.step)}: it must be "
+                "called once per optimizer step with an increasing step."
+            )
         final_start = c.total_step - c.tfinal
         if t < final_start:
             if c.score_weights == "pre_step":
@@ -214,7 +236,8 @@ class RankAllocator(nn.Module):
                     raise RuntimeError(
                         "score_weights='pre_step' (the paper's variant) needs "
                         "model.update_importance() before optimizer.step() at every step; "
-                        "AdaLoraCallback does this for the Trainer.")
+                        "AdaLoraCallback does this for the Trainer."
+                    )
             else:
                 self.update_importance()
         self._ipt_fresh = False

@@ -12,6 +12,7 @@
   ``adalora/budget``, ``adalora/mask_threshold``, ``adalora/orth_reg``, and with
   ``log_ranks=True`` ``adalora/rank/<module>``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,7 +26,10 @@ from .model import AdaLoraModel
 def _find(model) -> AdaLoraModel:
     m = getattr(model, "module", model)  # DDP / accelerate wrappers
     if not isinstance(m, AdaLoraModel):
-        raise TypeError(f"AdaLoraCallback needs the Trainer's model to be an AdaLoraModel, got {type(m).__name__}.")
+        raise TypeError(
+            "AdaLoraCallback needs the Trainer's model to be an AdaLoraModel, "
+            f"got {type(m).__name__}."
+        )
     return m
 
 
@@ -43,14 +47,20 @@ class AdaLoraCallback(TrainerCallback):
         if c.total_step is None:
             c.total_step = state.max_steps
         elif c.total_step != state.max_steps:
-            warnings.warn(f"AdaLoraConfig.total_step={c.total_step} but the Trainer runs "
-                          f"{state.max_steps} optimizer steps: the schedule will not end where "
-                          "training does.", stacklevel=2)
+            warnings.warn(
+                f"AdaLoraConfig.total_step={c.total_step} but the Trainer runs "
+                f"{state.max_steps} optimizer steps: the schedule will not end where "
+                "training does.",
+                stacklevel=2,
+            )
         c.check_schedule(c.total_step)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
-        if self.model is not None and isinstance(self.model.config_, AdaLoraConfig) \
-                and self.model.config_.score_weights == "pre_step":
+        if (
+            self.model is not None
+            and isinstance(self.model.config_, AdaLoraConfig)
+            and self.model.config_.score_weights == "pre_step"
+        ):
             self.model.update_importance()
 
     def on_optimizer_step(self, args, state, control, **kwargs):

@@ -25,18 +25,21 @@ smoothing or uncertainty), "magnitude" (S_i = |lambda_i|).
 Schedule shapes (``schedule``): "cubic" (the paper's), "linear", "constant" (b = b(T) as soon as
 t > tinit).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
-from typing import Optional, Union
+from dataclasses import dataclass
 
 _VARIANT_DEFAULTS = {
     "peft": {"orth_reg_form": "norm_mean", "score_weights": "post_step", "final_phase": "fixed"},
     "paper": {"orth_reg_form": "squared_sum", "score_weights": "pre_step", "final_phase": "fixed"},
-    "authors": {"orth_reg_form": "norm_mean", "score_weights": "post_step",
-                "final_phase": "frozen_scores"},
+    "authors": {
+        "orth_reg_form": "norm_mean",
+        "score_weights": "post_step",
+        "final_phase": "frozen_scores",
+    },
 }
 _CHOICES = {
     "orth_reg_form": ("norm_mean", "squared_sum"),
@@ -54,8 +57,10 @@ def _check_common(cfg) -> None:
     if tm is not None and not isinstance(tm, str):
         cfg.target_modules = list(tm)
         if not cfg.target_modules or not all(isinstance(t, str) and t for t in cfg.target_modules):
-            raise ValueError("target_modules must be a regex string or a non-empty list of names "
-                             f"(module-name suffixes), got {tm!r}.")
+            raise ValueError(
+                "target_modules must be a regex string or a non-empty list of names "
+                f"(module-name suffixes), got {tm!r}."
+            )
     if isinstance(tm, str):
         try:
             re.compile(tm)
@@ -71,11 +76,11 @@ class LoraConfig:
 
     r: int = 8
     lora_alpha: float = 8
-    target_modules: Optional[Union[list, str]] = None  # None: per-architecture default
+    target_modules: list | str | None = None  # None: per-architecture default
     lora_dropout: float = 0.0
-    modules_to_save: Optional[list] = None  # e.g. ["classifier"]: trained in full, saved
+    modules_to_save: list | None = None  # e.g. ["classifier"]: trained in full, saved
     fan_in_fan_out: bool = False  # True for transformers' Conv1D (GPT-2); set automatically
-    task_type: Optional[str] = None  # "SEQ_CLS", "SEQ_2_SEQ_LM", ...: PEFT interop only
+    task_type: str | None = None  # "SEQ_CLS", "SEQ_2_SEQ_LM", ...: PEFT interop only
 
     peft_type = "LORA"
 
@@ -106,7 +111,7 @@ class AdaLoraConfig:
     init_r: int = 12
     target_r: float = 8  # average final rank per module; may be fractional if target_total_rank
     lora_alpha: float = 8
-    target_modules: Optional[Union[list, str]] = None
+    target_modules: list | str | None = None
     lora_dropout: float = 0.0
     tinit: int = 0
     tfinal: int = 0
@@ -114,16 +119,16 @@ class AdaLoraConfig:
     beta1: float = 0.85
     beta2: float = 0.85
     orth_reg_weight: float = 0.5
-    total_step: Optional[int] = None  # the Trainer callback fills it in when None
-    rank_pattern: Optional[dict] = None  # {"<module>.lora_E": [bool] * init_r}, set by allocation
-    modules_to_save: Optional[list] = None
+    total_step: int | None = None  # the Trainer callback fills it in when None
+    rank_pattern: dict | None = None  # {"<module>.lora_E": [bool] * init_r}, set by allocation
+    modules_to_save: list | None = None
     fan_in_fan_out: bool = False
-    task_type: Optional[str] = None
-    target_total_rank: Optional[int] = None  # absolute b(T); overrides target_r * n_modules
+    task_type: str | None = None
+    target_total_rank: int | None = None  # absolute b(T); overrides target_r * n_modules
     variant: str = "peft"
-    orth_reg_form: Optional[str] = None  # None: from variant
-    score_weights: Optional[str] = None  # None: from variant
-    final_phase: Optional[str] = None  # None: from variant
+    orth_reg_form: str | None = None  # None: from variant
+    score_weights: str | None = None  # None: from variant
+    final_phase: str | None = None  # None: from variant
     score: str = "triplet"
     schedule: str = "cubic"
     prune_lora: bool = False  # "Prune LoRA" ablation: lambda frozen as a 0/1 gate, P = 0 at init
@@ -132,7 +137,9 @@ class AdaLoraConfig:
 
     def __post_init__(self):
         if self.variant not in _VARIANT_DEFAULTS:
-            raise ValueError(f"variant must be one of {sorted(_VARIANT_DEFAULTS)}, got {self.variant!r}.")
+            raise ValueError(
+                f"variant must be one of {sorted(_VARIANT_DEFAULTS)}, got {self.variant!r}."
+            )
         for k, v in _VARIANT_DEFAULTS[self.variant].items():
             if getattr(self, k) is None:
                 setattr(self, k, v)
@@ -146,7 +153,8 @@ class AdaLoraConfig:
         if self.target_r > self.init_r:
             raise ValueError(
                 f"target_r ({self.target_r}) > init_r ({self.init_r}): AdaLoRA only prunes ranks. "
-                "Set init_r >= target_r (the paper uses init_r = 1.5 x the final average rank).")
+                "Set init_r >= target_r (the paper uses init_r = 1.5 x the final average rank)."
+            )
         if self.target_total_rank is not None and self.target_total_rank < 0:
             raise ValueError(f"target_total_rank must be >= 0, got {self.target_total_rank}.")
         for name in ("beta1", "beta2"):
@@ -158,8 +166,10 @@ class AdaLoraConfig:
         if not isinstance(self.deltaT, int) or self.deltaT < 1:
             raise ValueError(f"deltaT must be an integer >= 1, got {self.deltaT!r}.")
         if self.tinit < 0 or self.tfinal < 0:
-            raise ValueError(f"tinit and tfinal are step counts >= 0, got tinit={self.tinit}, "
-                             f"tfinal={self.tfinal}.")
+            raise ValueError(
+                f"tinit and tfinal are step counts >= 0, got tinit={self.tinit}, "
+                f"tfinal={self.tfinal}."
+            )
         if self.total_step is not None:
             self.check_schedule(self.total_step)
         _check_common(self)
@@ -172,7 +182,8 @@ class AdaLoraConfig:
             raise ValueError(
                 f"No budgeting phase: tinit ({self.tinit}) + tfinal ({self.tfinal}) >= total_step "
                 f"({total_step}). tinit and tfinal are durations in steps; decrease them or train "
-                "longer so that tinit + tfinal < total_step.")
+                "longer so that tinit + tfinal < total_step."
+            )
 
     @property
     def scaling(self) -> float:
@@ -185,7 +196,7 @@ class AdaLoraConfig:
 
 
 def config_from_dict(d: dict):
-    """Inverse of ``to_dict`` (also accepts a PEFT adapter_config.json dict: unknown keys dropped)."""
+    """Inverse of ``to_dict``; also takes a PEFT adapter_config.json dict (drops unknown keys)."""
     d = dict(d)
     peft_type = d.pop("peft_type", "ADALORA")
     cls = {"ADALORA": AdaLoraConfig, "LORA": LoraConfig}.get(peft_type)

@@ -11,6 +11,7 @@ A saved folder holds:
 With resize=True (the default, PEFT's behaviour) only the kept triplets are written and the
 loader resizes each module to its rank in rank_pattern (rank 0 allowed).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,12 +22,26 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import AdaLoraConfig, LoraConfig, config_from_dict
+from .config import AdaLoraConfig, config_from_dict
 
 PREFIX = "base_model.model."
-_PEFT_KEYS = ("init_r", "target_r", "lora_alpha", "lora_dropout", "tinit", "tfinal", "deltaT",
-              "beta1", "beta2", "orth_reg_weight", "total_step", "r", "fan_in_fan_out",
-              "modules_to_save", "task_type")
+_PEFT_KEYS = (
+    "init_r",
+    "target_r",
+    "lora_alpha",
+    "lora_dropout",
+    "tinit",
+    "tfinal",
+    "deltaT",
+    "beta1",
+    "beta2",
+    "orth_reg_weight",
+    "total_step",
+    "r",
+    "fan_in_fan_out",
+    "modules_to_save",
+    "task_type",
+)
 
 
 def _atomic(path: Path, write) -> None:
@@ -45,11 +60,16 @@ def _write_json(path: Path, data: dict) -> None:
         with open(tmp, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
+
     _atomic(path, w)
 
 
 def _param_keys(config) -> tuple[str, ...]:
-    return ("lora_A", "lora_B", "lora_E") if isinstance(config, AdaLoraConfig) else ("lora_A.weight", "lora_B.weight")
+    return (
+        ("lora_A", "lora_B", "lora_E")
+        if isinstance(config, AdaLoraConfig)
+        else ("lora_A.weight", "lora_B.weight")
+    )
 
 
 def adapter_state_dict(model, resize: bool = True) -> dict[str, torch.Tensor]:
@@ -100,7 +120,10 @@ def save_adapter(model, path, resize: bool = True) -> None:
     if model.rankallocator is None and isinstance(c, AdaLoraConfig) and not resize:
         raise ValueError("this model was resized: save it with resize=True.")
     sd = adapter_state_dict(model, resize=resize)
-    _atomic(path / "adapter_model.safetensors", lambda tmp: save_file(sd, tmp, metadata={"format": "pt"}))
+    _atomic(
+        path / "adapter_model.safetensors",
+        lambda tmp: save_file(sd, tmp, metadata={"format": "pt"}),
+    )
     _write_json(path / "adapter_config.json", peft_config_dict(model))
     ours = c.to_dict()
     if ours.get("rank_pattern") is not None:
@@ -124,8 +147,10 @@ def load_adapter(base_model, path, adapter_name: str = "default", is_trainable: 
     path = Path(path)
     ours, peft = path / "adalora_config.json", path / "adapter_config.json"
     if not ours.exists() and not peft.exists():
-        raise FileNotFoundError(f"{path} holds no adalora_config.json or adapter_config.json: "
-                                "not an adapter folder saved by save_pretrained.")
+        raise FileNotFoundError(
+            f"{path} holds no adalora_config.json or adapter_config.json: "
+            "not an adapter folder saved by save_pretrained."
+        )
     raw = json.loads((ours if ours.exists() else peft).read_text())
     names = raw.get("target_module_names")
     config = config_from_dict(raw)
@@ -137,24 +162,33 @@ def load_adapter(base_model, path, adapter_name: str = "default", is_trainable: 
         present = dict(base_model.named_modules())
         config.modules_to_save = [m for m in config.modules_to_save if m in present]
     pattern = getattr(config, "rank_pattern", None)  # LoraConfig has none
-    pattern = ({k.replace(f".{adapter_name}", ""): v for k, v in pattern.items()}
-               if pattern else None)
+    pattern = (
+        {k.replace(f".{adapter_name}", ""): v for k, v in pattern.items()} if pattern else None
+    )
     if isinstance(config, AdaLoraConfig):
         config.rank_pattern = pattern
     model = AdaLoraModel(base_model, config, adapter_name)
     sd = load_file(str(path / "adapter_model.safetensors"))
-    resized = raw.get("resized", pattern is not None) if isinstance(config, AdaLoraConfig) else False
+    resized = (
+        raw.get("resized", pattern is not None) if isinstance(config, AdaLoraConfig) else False
+    )
     if resized and pattern is not None:
         model.resize_modules_by_rank_pattern(pattern)
     model_sd = model.model.state_dict()
     expected = set(adapter_state_dict(model, resize=False))
     missing, unexpected = expected - set(sd), set(sd) - expected
     if missing or unexpected:
-        raise ValueError(f"adapter weights in {path} do not match the model: missing "
-                         f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+        raise ValueError(
+            f"adapter weights in {path} do not match the model: missing "
+            f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        )
     with torch.no_grad():
         for key, t in sd.items():
-            model_sd[key[len(PREFIX):].replace("lora_A.weight", "lora_A").replace("lora_B.weight", "lora_B")].copy_(t)
+            model_sd[
+                key[len(PREFIX) :]
+                .replace("lora_A.weight", "lora_A")
+                .replace("lora_B.weight", "lora_B")
+            ].copy_(t)
     state_file = path / "allocator_state.safetensors"
     if state_file.exists() and model.rankallocator is not None:
         model.rankallocator.load_state_dict(load_file(str(state_file)), strict=True)

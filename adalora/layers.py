@@ -12,6 +12,7 @@ The SVD scale divides by the *initial* rank for the whole run (masking or resizi
 change it); the +1e-5 is what both the authors' code and PEFT do, kept for exact interop.
 Adapter parameters stay in their own dtype (fp32) under mixed precision.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,8 +91,15 @@ class SVDLinear(_AdapterLayer):
     LoRA's init, lambda fixed at 1 (not trained) so it only acts as the 0/1 rank gate.
     """
 
-    def __init__(self, base: nn.Module, r: int, lora_alpha: float, dropout: float = 0.0,
-                 fan_in_fan_out: bool = False, prune_lora: bool = False):
+    def __init__(
+        self,
+        base: nn.Module,
+        r: int,
+        lora_alpha: float,
+        dropout: float = 0.0,
+        fan_in_fan_out: bool = False,
+        prune_lora: bool = False,
+    ):
         super().__init__(base, dropout, fan_in_fan_out)
         self.r_init = r
         alpha = lora_alpha if lora_alpha > 0 else float(r)
@@ -139,8 +147,14 @@ class SVDLinear(_AdapterLayer):
 class LoraLinear(_AdapterLayer):
     """Fixed-rank LoRA layer with loralib's init: A ~ kaiming-uniform, B = 0."""
 
-    def __init__(self, base: nn.Module, r: int, lora_alpha: float, dropout: float = 0.0,
-                 fan_in_fan_out: bool = False):
+    def __init__(
+        self,
+        base: nn.Module,
+        r: int,
+        lora_alpha: float,
+        dropout: float = 0.0,
+        fan_in_fan_out: bool = False,
+    ):
         super().__init__(base, dropout, fan_in_fan_out)
         self.scale = lora_alpha / r
         dev = base.weight.device

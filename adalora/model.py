@@ -8,12 +8,12 @@ regulariser to the loss and runs rank allocation. PEFT's API, one adapter, no cl
 
 The same wrapper takes a ``LoraConfig`` for the fixed-rank baseline (no allocation, no R).
 """
+
 from __future__ import annotations
 
 import inspect
 import types
 import warnings
-from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -72,14 +72,18 @@ class AdaLoraModel(nn.Module):
     # take num_items_in_batch (letting it pass through doubled losses under DDP/accumulation).
     accepts_loss_kwargs = False
 
-    def __init__(self, model: nn.Module, config: Union[AdaLoraConfig, LoraConfig],
-                 adapter_name: str = "default"):
+    def __init__(
+        self,
+        model: nn.Module,
+        config: AdaLoraConfig | LoraConfig,
+        adapter_name: str = "default",
+    ):
         super().__init__()
         self.model = model
         self.forward = _forward_showing_signature(self)  # the Trainer reads its signature
         self.peft_config = {adapter_name: config}
         self.trainable_adapter_name = adapter_name
-        self.last_orth_reg: Optional[torch.Tensor] = None
+        self.last_orth_reg: torch.Tensor | None = None
         self._allocations = 0  # update_and_allocate calls
         self._train_forwards = 0  # training forwards that returned a loss
         if config.modules_to_save is None:
@@ -92,8 +96,14 @@ class AdaLoraModel(nn.Module):
             base = model.get_submodule(name)
             fan = config.fan_in_fan_out or is_conv1d(base)
             if isinstance(config, AdaLoraConfig):
-                layer = SVDLinear(base, config.init_r, config.lora_alpha, config.lora_dropout, fan,
-                                  prune_lora=config.prune_lora)
+                layer = SVDLinear(
+                    base,
+                    config.init_r,
+                    config.lora_alpha,
+                    config.lora_dropout,
+                    fan,
+                    prune_lora=config.prune_lora,
+                )
             else:
                 layer = LoraLinear(base, config.r, config.lora_alpha, config.lora_dropout, fan)
             _set_submodule(model, name, layer)
@@ -103,9 +113,11 @@ class AdaLoraModel(nn.Module):
             try:
                 sub = model.get_submodule(m)
             except AttributeError:
-                raise ValueError(f"modules_to_save entry {m!r} is not a submodule of "
-                                 f"{type(model).__name__}; top-level modules: "
-                                 f"{[n for n, _ in model.named_children()]}") from None
+                raise ValueError(
+                    f"modules_to_save entry {m!r} is not a submodule of "
+                    f"{type(model).__name__}; top-level modules: "
+                    f"{[n for n, _ in model.named_children()]}"
+                ) from None
             for p in sub.parameters():
                 p.requires_grad_(True)
         self.rankallocator = None
@@ -116,7 +128,7 @@ class AdaLoraModel(nn.Module):
 
     # ------------------------------------------------------------------ access
     @property
-    def config_(self) -> Union[AdaLoraConfig, LoraConfig]:
+    def config_(self) -> AdaLoraConfig | LoraConfig:
         return self.peft_config[self.trainable_adapter_name]
 
     def adapter_layers(self) -> dict[str, _AdapterLayer]:
@@ -140,8 +152,14 @@ class AdaLoraModel(nn.Module):
         loss = getattr(out, "loss", None)
         if self.training and isinstance(loss, torch.Tensor):
             self._train_forwards += 1
-        if (self.training and isinstance(c, AdaLoraConfig) and isinstance(loss, torch.Tensor)
-                and c.orth_reg_weight > 0 and not c.prune_lora and self._layer_names):
+        if (
+            self.training
+            and isinstance(c, AdaLoraConfig)
+            and isinstance(loss, torch.Tensor)
+            and c.orth_reg_weight > 0
+            and not c.prune_lora
+            and self._layer_names
+        ):
             reg = orth_regularizer(list(self.adapter_layers().values()), c.orth_reg_form)
             self.last_orth_reg = reg.detach()
             out.loss = loss + c.orth_reg_weight * reg
@@ -154,12 +172,16 @@ class AdaLoraModel(nn.Module):
     def _allocator(self) -> RankAllocator:
         if self.rankallocator is None:
             if isinstance(self.config_, AdaLoraConfig):
-                raise RuntimeError("the adapters were resized to their final ranks (resized "
-                                   "checkpoint or resize_modules_by_rank_pattern): allocation "
-                                   "cannot continue. To keep training, load a checkpoint saved "
-                                   "with resize=False.")
-            raise TypeError("update_and_allocate needs an AdaLoraConfig; this model holds a "
-                            "fixed-rank LoraConfig.")
+                raise RuntimeError(
+                    "the adapters were resized to their final ranks (resized "
+                    "checkpoint or resize_modules_by_rank_pattern): allocation "
+                    "cannot continue. To keep training, load a checkpoint saved "
+                    "with resize=False."
+                )
+            raise TypeError(
+                "update_and_allocate needs an AdaLoraConfig; this model holds a "
+                "fixed-rank LoraConfig."
+            )
         return self.rankallocator
 
     def update_importance(self) -> None:
@@ -193,8 +215,9 @@ class AdaLoraModel(nn.Module):
         return dict(zip(self.rankallocator.names, counts))
 
     @torch.no_grad()
-    def resize_modules_by_rank_pattern(self, rank_pattern: Optional[dict] = None,
-                                       adapter_name: Optional[str] = None) -> None:
+    def resize_modules_by_rank_pattern(
+        self, rank_pattern: dict | None = None, adapter_name: str | None = None
+    ) -> None:
         """Physically drop masked triplets (rank 0 allowed); the scale alpha / r_init stays.
         After resizing, allocation cannot continue (the allocator needs full rank)."""
         rank_pattern = rank_pattern if rank_pattern is not None else self.config_.rank_pattern
@@ -230,38 +253,49 @@ class AdaLoraModel(nn.Module):
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
-    def adapter_parameters(self, ranks: Optional[dict[str, int]] = None) -> int:
+    def adapter_parameters(self, ranks: dict[str, int] | None = None) -> int:
         """Adapter parameter count at the given ranks (default: the current/final ranks).
         SVD: r (in + out + 1); LoRA: r (in + out)."""
         ranks = ranks or self.final_ranks()
         total = 0
         for name, layer in self.adapter_layers().items():
-            per_rank = layer.in_features + layer.out_features + (1 if isinstance(layer, SVDLinear) else 0)
+            per_rank = (
+                layer.in_features + layer.out_features + (1 if isinstance(layer, SVDLinear) else 0)
+            )
             total += ranks[name] * per_rank
         return total
 
     def print_trainable_parameters(self) -> None:
         n_all = sum(p.numel() for p in self.parameters())
         n = self.trainable_parameters()
-        print(f"trainable params: {n:,d} || all params: {n_all:,d} || trainable%: {100 * n / n_all:.4f}")
+        print(
+            f"trainable params: {n:,d} || all params: {n_all:,d} || "
+            f"trainable%: {100 * n / n_all:.4f}"
+        )
 
     # ------------------------------------------------------------------ I/O
     def save_pretrained(self, path, resize: bool = True) -> None:
         self.check_allocation_ran()
         from .io import save_adapter
+
         save_adapter(self, path, resize=resize)
 
     @classmethod
-    def from_pretrained(cls, model: nn.Module, path, adapter_name: str = "default",
-                        is_trainable: bool = False) -> "AdaLoraModel":
+    def from_pretrained(
+        cls, model: nn.Module, path, adapter_name: str = "default", is_trainable: bool = False
+    ) -> AdaLoraModel:
         from .io import load_adapter
+
         return load_adapter(model, path, adapter_name=adapter_name, is_trainable=is_trainable)
 
-    def check_allocation_ran(self, trained: Optional[bool] = None) -> None:
+    def check_allocation_ran(self, trained: bool | None = None) -> None:
         """Warn if AdaLoRA trained (default: a training forward returned a loss) but
         update_and_allocate was never called, i.e. no rank was allocated."""
         trained = self._train_forwards > 0 if trained is None else trained
         if self.rankallocator is not None and self._allocations == 0 and trained:
-            warnings.warn("AdaLoRA trained without a single update_and_allocate() call: no rank "
-                          "was allocated, this was plain SVD-LoRA. Call it after every "
-                          "optimizer.step() or use AdaLoraCallback with the Trainer.", stacklevel=2)
+            warnings.warn(
+                "AdaLoRA trained without a single update_and_allocate() call: no rank "
+                "was allocated, this was plain SVD-LoRA. Call it after every "
+                "optimizer.step() or use AdaLoraCallback with the Trainer.",
+                stacklevel=2,
+            )

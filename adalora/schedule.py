@@ -2,12 +2,14 @@
 
 Phases, with T = total_step (tinit and tfinal are durations in steps):
     warm-up     t <= tinit                 b = b0, no masking
-    budgeting   tinit < t <= T - tfinal    b = bT + (b0 - bT) * (1 - (t - tinit) / (T - tfinal - tinit))^p,
+    budgeting   tinit < t <= T - tfinal    b = bT + (b0 - bT) * (1 - (t - tinit) / D)^p,
+                                           D = T - tfinal - tinit,
                                            truncated to int, p = 3 ("cubic", the paper's), 1
                                            ("linear"), or b = bT at once ("constant");
                                            masking when t % deltaT == 0
     final       t > T - tfinal             b = bT, the mask is fixed
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -21,8 +23,16 @@ class Budget(NamedTuple):
     phase: str  # "warmup" | "budgeting" | "final"
 
 
-def budget_at(t: int, b0: int, bT: int, tinit: int, tfinal: int, total_step: int,
-              deltaT: int = 1, shape: str = "cubic") -> Budget:
+def budget_at(
+    t: int,
+    b0: int,
+    bT: int,
+    tinit: int,
+    tfinal: int,
+    total_step: int,
+    deltaT: int = 1,
+    shape: str = "cubic",
+) -> Budget:
     if t <= tinit:
         return Budget(b0, False, "warmup")
     if t > total_step - tfinal:
@@ -33,12 +43,15 @@ def budget_at(t: int, b0: int, bT: int, tinit: int, tfinal: int, total_step: int
         power = {"cubic": 3, "linear": 1}[shape]
         frac = 1 - (t - tinit) / (total_step - tfinal - tinit)
         # same expression order as PEFT and the authors' code, so int() truncates identically
-        b = int((b0 - bT) * (frac ** power) + bT)
+        b = int((b0 - bT) * (frac**power) + bT)
     return Budget(b, t % deltaT == 0, "budgeting")
 
 
-def budget_curve(b0: int, bT: int, tinit: int, tfinal: int, total_step: int,
-                 shape: str = "cubic") -> list[tuple[int, int]]:
+def budget_curve(
+    b0: int, bT: int, tinit: int, tfinal: int, total_step: int, shape: str = "cubic"
+) -> list[tuple[int, int]]:
     """[(t, b(t))] for t = 0..T, e.g. for plots."""
-    return [(t, budget_at(t, b0, bT, tinit, tfinal, total_step, 1, shape).budget)
-            for t in range(total_step + 1)]
+    return [
+        (t, budget_at(t, b0, bT, tinit, tfinal, total_step, 1, shape).budget)
+        for t in range(total_step + 1)
+    ]

@@ -1,19 +1,54 @@
 """Which Linear layers get adapters: defaults per architecture, matching, and clear errors."""
+
 from __future__ import annotations
 
 import re
-from typing import Iterable, Optional, Union
+from collections.abc import Iterable
 
 from torch import nn
 
 # All six matrix types of every layer (Wq, Wk, Wv, Wo, Wf1, Wf2), the paper's default.
 DEFAULT_TARGET_MODULES = {
-    "bert": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "roberta": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "xlm-roberta": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "electra": ["query", "key", "value", "attention.output.dense", "intermediate.dense", "output.dense"],
-    "deberta-v2": ["query_proj", "key_proj", "value_proj", "attention.output.dense",
-                   "intermediate.dense", "output.dense"],  # DeBERTa v2 and v3
+    "bert": [
+        "query",
+        "key",
+        "value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ],
+    "roberta": [
+        "query",
+        "key",
+        "value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ],
+    "xlm-roberta": [
+        "query",
+        "key",
+        "value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ],
+    "electra": [
+        "query",
+        "key",
+        "value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ],
+    "deberta-v2": [
+        "query_proj",
+        "key_proj",
+        "value_proj",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ],  # DeBERTa v2 and v3
     "deberta": ["in_proj", "attention.output.dense", "intermediate.dense", "output.dense"],
     "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"],
     "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
@@ -50,7 +85,8 @@ def default_targets(model: nn.Module) -> list[str]:
         raise ValueError(
             f"no default target_modules for model_type {model_type!r}; pass target_modules "
             f"explicitly. Known defaults: {sorted(DEFAULT_TARGET_MODULES)}. "
-            f"Linear layers of this model: {_linear_summary(model)}")
+            f"Linear layers of this model: {_linear_summary(model)}"
+        )
     return DEFAULT_TARGET_MODULES[model_type]
 
 
@@ -64,8 +100,11 @@ def _under(name: str, prefixes: Iterable[str]) -> bool:
     return any(name == p or name.startswith(p + ".") or f".{p}." in f".{name}." for p in prefixes)
 
 
-def find_targets(model: nn.Module, target_modules: Optional[Union[list, str]],
-                 modules_to_save: Optional[list] = None) -> list[str]:
+def find_targets(
+    model: nn.Module,
+    target_modules: list | str | None,
+    modules_to_save: list | None = None,
+) -> list[str]:
     """Names of the Linear/Conv1D modules to adapt.
 
     ``target_modules``: a list of names matched as suffixes ("query" matches
@@ -89,11 +128,14 @@ def find_targets(model: nn.Module, target_modules: Optional[Union[list, str]],
         raise ValueError(
             f"target_modules {keys!r} matched no Linear layer of {type(model).__name__}. "
             f"Its Linear layers are: {_linear_summary(model)}. Pass names from this list "
-            "(suffixes) or a regex.")
+            "(suffixes) or a regex."
+        )
     return found
 
 
 def head_modules(model: nn.Module) -> list[str]:
     """Top-level task heads present in the model (the default ``modules_to_save``)."""
     children = dict(model.named_children())
-    return [h for h in ("classifier", "score", "classification_head", "qa_outputs") if h in children]
+    return [
+        h for h in ("classifier", "score", "classification_head", "qa_outputs") if h in children
+    ]

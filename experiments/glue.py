@@ -8,6 +8,7 @@
 Data: --data-dir (or GLUE_DIR) in the official GLUE TSV layout, else the Hub (nyu-mll/glue).
 Every flag overrides the preset; --help lists them. Results: results/runs/<run-name>.json.
 """
+
 from __future__ import annotations
 
 import sys
@@ -35,18 +36,46 @@ PAPER = {
     "cola": (3, 1, 32, 8e-4, 25, 64, 0.1, 800, 10, 3500, 100, 0.1, 0.0),
     "stsb": (2, 1, 32, 2.2e-3, 25, 128, 0.3, 800, 10, 2000, 100, 0.2, 0.1),
 }
-COMMON = {"batch_size": 32, "grad_accum": 1, "beta1": 0.85, "beta2": 0.85, "lora_dropout": 0.0,
-          "score": "triplet", "schedule": "cubic", "variant": "peft", "target_modules": None,
-          "precision": "fp32", "max_train_samples": None, "max_eval_samples": None, "lora_r": None,
-          "budget": None}
+COMMON = {
+    "batch_size": 32,
+    "grad_accum": 1,
+    "beta1": 0.85,
+    "beta2": 0.85,
+    "lora_dropout": 0.0,
+    "score": "triplet",
+    "schedule": "cubic",
+    "variant": "peft",
+    "target_modules": None,
+    "precision": "fp32",
+    "max_train_samples": None,
+    "max_eval_samples": None,
+    "lora_r": None,
+    "budget": None,
+}
 
 
 def paper_preset(task: str, method: str) -> dict:
     r0, rT, alpha, lr, ep, ml, gamma, tinit, dt, tfinal, warm, cls, wd = PAPER[task]
-    return {**COMMON, "model": "microsoft/deberta-v3-base", "init_r": r0, "target_r": rT,
-            "lora_alpha": alpha, "lr": lr, "epochs": ep, "max_length": ml, "orth_reg_weight": gamma,
-            "tinit": tinit, "delta_t": dt, "tfinal": tfinal, "warmup": warm, "cls_dropout": cls,
-            "weight_decay": wd, "evals": int(ep), "eval_batch_size": 64, "precision": "bf16"}
+    return {
+        **COMMON,
+        "model": "microsoft/deberta-v3-base",
+        "init_r": r0,
+        "target_r": rT,
+        "lora_alpha": alpha,
+        "lr": lr,
+        "epochs": ep,
+        "max_length": ml,
+        "orth_reg_weight": gamma,
+        "tinit": tinit,
+        "delta_t": dt,
+        "tfinal": tfinal,
+        "warmup": warm,
+        "cls_dropout": cls,
+        "weight_decay": wd,
+        "evals": int(ep),
+        "eval_batch_size": 64,
+        "precision": "bf16",
+    }
 
 
 # quick: the packaged all-MiniLM-L6-v2, one pass over (at most 8000) training examples, sized
@@ -63,17 +92,41 @@ QUICK = {
     "qqp": (1, 128, 8000, 32, 0.1, 16, 10, 0.15, 0.01),
     "mnli": (1, 128, 8000, 32, 0.1, 16, 10, 0.15, 0.0),
 }
-QUICK_LR = {"adalora": 1e-3, "lora": 1e-3, "svd_lora": 1e-3, "prune_lora": 1e-3,
-            "full": 5e-5, "bitfit": 1e-3}
+QUICK_LR = {
+    "adalora": 1e-3,
+    "lora": 1e-3,
+    "svd_lora": 1e-3,
+    "prune_lora": 1e-3,
+    "full": 5e-5,
+    "bitfit": 1e-3,
+}
 
 
 def quick_preset(task: str, method: str) -> dict:
     ep, ml, cap, bs, gamma, alpha, dt, cls, wd = QUICK[task]
-    return {**COMMON, "model": "minilm", "batch_size": bs, "init_r": None, "target_r": 8, "lora_alpha": alpha,
-            "lr": QUICK_LR[method], "epochs": ep, "max_length": ml, "orth_reg_weight": gamma,
-            "tinit": None, "tinit_frac": 0.15, "tfinal": None, "tfinal_frac": 0.45, "delta_t": dt,
-            "warmup": 0.06, "cls_dropout": cls, "weight_decay": wd, "evals": 2,
-            "eval_batch_size": 128, "max_train_samples": cap}
+    return {
+        **COMMON,
+        "model": "minilm",
+        "batch_size": bs,
+        "init_r": None,
+        "target_r": 8,
+        "lora_alpha": alpha,
+        "lr": QUICK_LR[method],
+        "epochs": ep,
+        "max_length": ml,
+        "orth_reg_weight": gamma,
+        "tinit": None,
+        "tinit_frac": 0.15,
+        "tfinal": None,
+        "tfinal_frac": 0.45,
+        "delta_t": dt,
+        "warmup": 0.06,
+        "cls_dropout": cls,
+        "weight_decay": wd,
+        "evals": 2,
+        "eval_batch_size": 128,
+        "max_train_samples": cap,
+    }
 
 
 PRESETS = {"quick": quick_preset, "paper": paper_preset}
@@ -85,6 +138,7 @@ def make_task(args) -> train.Task:
 
     def load_model(name, hp):
         from transformers import AutoConfig, AutoModelForSequenceClassification
+
         kw = {"num_labels": meta.num_labels}
         cfg = train.load_pretrained(AutoConfig, name, **kw)
         if hp.get("cls_dropout") is not None:
@@ -94,6 +148,7 @@ def make_task(args) -> train.Task:
 
     def load_tokenizer(name):
         from transformers import AutoTokenizer
+
         return train.load_pretrained(AutoTokenizer, name)
 
     def encode(tok, rows, max_len):
@@ -102,18 +157,27 @@ def make_task(args) -> train.Task:
         enc = tok(a, b, truncation=True, max_length=max_len)
         dtype = float if meta.is_regression else int
         # a list of feature dicts is all the Trainer's DataLoader needs
-        return [{**{k: enc[k][i] for k in enc}, "labels": dtype(r["label"])} for i, r in enumerate(rows)]
+        return [
+            {**{k: enc[k][i] for k in enc}, "labels": dtype(r["label"])} for i, r in enumerate(rows)
+        ]
 
     def load_data(tok, hp, data_dir):
         tr = load_glue(args.task, "train", data_dir, limit=hp.get("max_train_samples"))
-        evs = {s: load_glue(args.task, s, data_dir, limit=hp.get("max_eval_samples"))
-               for s in meta.eval_splits}
+        evs = {
+            s: load_glue(args.task, s, data_dir, limit=hp.get("max_eval_samples"))
+            for s in meta.eval_splits
+        }
         ml = hp["max_length"]
-        return (encode(tok, tr, ml), {s: encode(tok, v, ml) for s, v in evs.items()},
-                len(tr), {s: len(v) for s, v in evs.items()})
+        return (
+            encode(tok, tr, ml),
+            {s: encode(tok, v, ml) for s, v in evs.items()},
+            len(tr),
+            {s: len(v) for s, v in evs.items()},
+        )
 
     def collator(tok, model):
         from transformers import DataCollatorWithPadding
+
         return DataCollatorWithPadding(tok)
 
     def compute_metrics(eval_pred, split):
@@ -123,9 +187,16 @@ def make_task(args) -> train.Task:
         preds = np.reshape(logits, -1) if meta.is_regression else np.argmax(logits, axis=-1)
         return glue_metrics(args.task, preds, eval_pred.label_ids)
 
-    return train.Task(kind="glue", name=args.task, main_metric=meta.main_metric, load_model=load_model,
-                      load_tokenizer=load_tokenizer, load_data=load_data, collator=collator,
-                      compute_metrics=compute_metrics)
+    return train.Task(
+        kind="glue",
+        name=args.task,
+        main_metric=meta.main_metric,
+        load_model=load_model,
+        load_tokenizer=load_tokenizer,
+        load_data=load_data,
+        collator=collator,
+        compute_metrics=compute_metrics,
+    )
 
 
 def main(argv=None):

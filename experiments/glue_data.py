@@ -20,7 +20,8 @@ A local directory must follow the layout written by GLUE's ``download_glue_data.
     <data_dir>/MRPC/{train,dev}.tsv          Quality, #1 ID, #2 ID, #1 String, #2 String (BOM)
     <data_dir>/QQP/{train,dev}.tsv           id, qid1, qid2, question1, question2, is_duplicate
     <data_dir>/STS-B/{train,dev}.tsv         10 columns: ..., sentence1, sentence2, score
-    <data_dir>/MNLI/{train,dev_matched,dev_mismatched}.tsv   ..., sentence1, sentence2, ..., gold_label
+    <data_dir>/MNLI/{train,dev_matched,dev_mismatched}.tsv
+                                             ..., sentence1, sentence2, ..., gold_label
     <data_dir>/QNLI/{train,dev}.tsv          index, question, sentence, label
     <data_dir>/RTE/{train,dev}.tsv           index, sentence1, sentence2, label
 
@@ -28,14 +29,16 @@ Files are read exactly as GLUE's own loaders read them: ``csv.reader`` with a ta
 delimiter and ``quoting=csv.QUOTE_NONE``. With default quoting, fields that begin with
 ``"`` (present in MRPC, QNLI, STS-B and RTE) swallow the following lines and rows merge.
 """
+
 from __future__ import annotations
 
 import csv
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +94,10 @@ class GlueTask:
         """File name (inside ``dir_name``) holding ``split``; ValueError for unknown splits."""
         files = dict(self.tsv_files)
         if split not in files:
-            raise ValueError(f"GLUE task {self.name!r} has no split {split!r}; "
-                             f"valid splits: {', '.join(self.splits)}")
+            raise ValueError(
+                f"GLUE task {self.name!r} has no split {split!r}; "
+                f"valid splits: {', '.join(self.splits)}"
+            )
         return files[split]
 
 
@@ -102,30 +107,116 @@ _NLI2 = ("entailment", "not_entailment")
 TASKS: dict[str, GlueTask] = {
     t.name: t
     for t in [
-        GlueTask("cola", "CoLA", ("sentence", None), 2, _BINARY, False, "mcc", ("mcc",),
-                 ("validation",), has_header=False, tsv_columns=(3, None, 1)),
-        GlueTask("sst2", "SST-2", ("sentence", None), 2, _BINARY, False, "accuracy",
-                 ("accuracy",), ("validation",), True, ("sentence", None, "label")),
-        GlueTask("mrpc", "MRPC", ("sentence1", "sentence2"), 2, _BINARY, False, "accuracy",
-                 ("accuracy", "f1"), ("validation",), True,
-                 ("#1 String", "#2 String", "Quality")),
-        GlueTask("qqp", "QQP", ("question1", "question2"), 2, _BINARY, False, "accuracy",
-                 ("accuracy", "f1"), ("validation",), True,
-                 ("question1", "question2", "is_duplicate"), skip_malformed=True),
-        GlueTask("stsb", "STS-B", ("sentence1", "sentence2"), 1, (), True, "pearson",
-                 ("pearson", "spearman", "corr"), ("validation",), True,
-                 ("sentence1", "sentence2", "score")),
-        GlueTask("mnli", "MNLI", ("premise", "hypothesis"), 3,
-                 ("entailment", "neutral", "contradiction"), False, "accuracy", ("accuracy",),
-                 ("validation_matched", "validation_mismatched"), True,
-                 ("sentence1", "sentence2", "gold_label"),
-                 tsv_files=(("train", "train.tsv"),
-                            ("validation_matched", "dev_matched.tsv"),
-                            ("validation_mismatched", "dev_mismatched.tsv"))),
-        GlueTask("qnli", "QNLI", ("question", "sentence"), 2, _NLI2, False, "accuracy",
-                 ("accuracy",), ("validation",), True, ("question", "sentence", "label")),
-        GlueTask("rte", "RTE", ("sentence1", "sentence2"), 2, _NLI2, False, "accuracy",
-                 ("accuracy",), ("validation",), True, ("sentence1", "sentence2", "label")),
+        GlueTask(
+            "cola",
+            "CoLA",
+            ("sentence", None),
+            2,
+            _BINARY,
+            False,
+            "mcc",
+            ("mcc",),
+            ("validation",),
+            has_header=False,
+            tsv_columns=(3, None, 1),
+        ),
+        GlueTask(
+            "sst2",
+            "SST-2",
+            ("sentence", None),
+            2,
+            _BINARY,
+            False,
+            "accuracy",
+            ("accuracy",),
+            ("validation",),
+            True,
+            ("sentence", None, "label"),
+        ),
+        GlueTask(
+            "mrpc",
+            "MRPC",
+            ("sentence1", "sentence2"),
+            2,
+            _BINARY,
+            False,
+            "accuracy",
+            ("accuracy", "f1"),
+            ("validation",),
+            True,
+            ("#1 String", "#2 String", "Quality"),
+        ),
+        GlueTask(
+            "qqp",
+            "QQP",
+            ("question1", "question2"),
+            2,
+            _BINARY,
+            False,
+            "accuracy",
+            ("accuracy", "f1"),
+            ("validation",),
+            True,
+            ("question1", "question2", "is_duplicate"),
+            skip_malformed=True,
+        ),
+        GlueTask(
+            "stsb",
+            "STS-B",
+            ("sentence1", "sentence2"),
+            1,
+            (),
+            True,
+            "pearson",
+            ("pearson", "spearman", "corr"),
+            ("validation",),
+            True,
+            ("sentence1", "sentence2", "score"),
+        ),
+        GlueTask(
+            "mnli",
+            "MNLI",
+            ("premise", "hypothesis"),
+            3,
+            ("entailment", "neutral", "contradiction"),
+            False,
+            "accuracy",
+            ("accuracy",),
+            ("validation_matched", "validation_mismatched"),
+            True,
+            ("sentence1", "sentence2", "gold_label"),
+            tsv_files=(
+                ("train", "train.tsv"),
+                ("validation_matched", "dev_matched.tsv"),
+                ("validation_mismatched", "dev_mismatched.tsv"),
+            ),
+        ),
+        GlueTask(
+            "qnli",
+            "QNLI",
+            ("question", "sentence"),
+            2,
+            _NLI2,
+            False,
+            "accuracy",
+            ("accuracy",),
+            ("validation",),
+            True,
+            ("question", "sentence", "label"),
+        ),
+        GlueTask(
+            "rte",
+            "RTE",
+            ("sentence1", "sentence2"),
+            2,
+            _NLI2,
+            False,
+            "accuracy",
+            ("accuracy",),
+            ("validation",),
+            True,
+            ("sentence1", "sentence2", "label"),
+        ),
     ]
 }
 
@@ -139,6 +230,7 @@ def get_task(task: str) -> GlueTask:
 
 
 # ---------------------------------------------------------------------------- reading TSVs
+
 
 def glue_tsv_path(task: str, split: str, data_dir: str | os.PathLike) -> Path:
     """Path of ``split`` of ``task`` inside a folder in the official GLUE layout."""
@@ -194,7 +286,8 @@ def read_glue_tsv(task: str, path: str | os.PathLike) -> tuple[list[Example], in
         if t.has_header and header is None:
             raise ValueError(f"{path}: empty file, expected a header row")
         s1_col, s2_col, label_col = (
-            None if c is None else _column_index(c, header, path) for c in t.tsv_columns)
+            None if c is None else _column_index(c, header, path) for c in t.tsv_columns
+        )
         used = [c for c in (s1_col, s2_col, label_col) if c is not None]
         # Like GLUE's processors, only the columns actually used must be present.
         min_fields = max(c + 1 if c >= 0 else -c for c in used)
@@ -205,17 +298,22 @@ def read_glue_tsv(task: str, path: str | os.PathLike) -> tuple[list[Example], in
                 if t.skip_malformed:
                     skipped += 1
                     continue
-                raise ValueError(f"{path}, row {reader.line_num}: {len(row)} fields, "
-                                 f"expected at least {min_fields}")
-            examples.append({
-                "sentence1": row[s1_col],
-                "sentence2": None if s2_col is None else row[s2_col],
-                "label": _parse_label(t, row[label_col], path, reader.line_num),
-            })
+                raise ValueError(
+                    f"{path}, row {reader.line_num}: {len(row)} fields, "
+                    f"expected at least {min_fields}"
+                )
+            examples.append(
+                {
+                    "sentence1": row[s1_col],
+                    "sentence2": None if s2_col is None else row[s2_col],
+                    "label": _parse_label(t, row[label_col], path, reader.line_num),
+                }
+            )
     return examples, skipped
 
 
 # ---------------------------------------------------------------------------- writing TSVs
+
 
 def _fields_for_row(t: GlueTask, split: str, i: int, ex: Example) -> list[str]:
     """One row in the official column layout of ``t`` (placeholders for unused columns)."""
@@ -230,13 +328,32 @@ def _fields_for_row(t: GlueTask, split: str, i: int, ex: Example) -> list[str]:
     if t.name == "qqp":
         return [str(i), str(2 * i + 1), str(2 * i + 2), s1, s2, lab]
     if t.name == "stsb":
-        return [str(i), "main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none",
-                s1, s2, lab]
+        return [
+            str(i),
+            "main-captions",
+            "MSRvid",
+            "2012test",
+            f"{i:04d}",
+            "none",
+            "none",
+            s1,
+            s2,
+            lab,
+        ]
     if t.name == "mnli":
         parses = [f"( {s1} )", f"( {s2} )", f"(ROOT {s1})", f"(ROOT {s2})"]
         n_annot = 1 if split == "train" else 5
-        return [str(i), str(10 * i), f"{10 * i}e", "fiction", *parses, s1, s2,
-                *([lab] * n_annot), lab]
+        return [
+            str(i),
+            str(10 * i),
+            f"{10 * i}e",
+            "fiction",
+            *parses,
+            s1,
+            s2,
+            *([lab] * n_annot),
+            lab,
+        ]
     return [str(i), s1, s2, lab]  # qnli, rte
 
 
@@ -246,21 +363,43 @@ def _header(t: GlueTask, split: str) -> list[str] | None:
         "sst2": ["sentence", "label"],
         "mrpc": ["Quality", "#1 ID", "#2 ID", "#1 String", "#2 String"],
         "qqp": ["id", "qid1", "qid2", "question1", "question2", "is_duplicate"],
-        "stsb": ["index", "genre", "filename", "year", "old_index", "source1", "source2",
-                 "sentence1", "sentence2", "score"],
+        "stsb": [
+            "index",
+            "genre",
+            "filename",
+            "year",
+            "old_index",
+            "source1",
+            "source2",
+            "sentence1",
+            "sentence2",
+            "score",
+        ],
         "qnli": ["index", "question", "sentence", "label"],
         "rte": ["index", "sentence1", "sentence2", "label"],
     }
     if t.name == "mnli":
         n_annot = 1 if split == "train" else 5
-        return ["index", "promptID", "pairID", "genre", "sentence1_binary_parse",
-                "sentence2_binary_parse", "sentence1_parse", "sentence2_parse", "sentence1",
-                "sentence2", *[f"label{k}" for k in range(1, n_annot + 1)], "gold_label"]
+        return [
+            "index",
+            "promptID",
+            "pairID",
+            "genre",
+            "sentence1_binary_parse",
+            "sentence2_binary_parse",
+            "sentence1_parse",
+            "sentence2_parse",
+            "sentence1",
+            "sentence2",
+            *[f"label{k}" for k in range(1, n_annot + 1)],
+            "gold_label",
+        ]
     return headers.get(t.name)
 
 
-def write_glue_tsv(task: str, split: str, examples: Iterable[Example],
-                   data_dir: str | os.PathLike) -> Path:
+def write_glue_tsv(
+    task: str, split: str, examples: Iterable[Example], data_dir: str | os.PathLike
+) -> Path:
     """Write examples as ``<data_dir>/<TaskDir>/<file>.tsv`` in the official GLUE layout.
 
     Meant for small test fixtures. The output reads back through :func:`load_glue` to the
@@ -299,17 +438,21 @@ def write_glue_tsv(task: str, split: str, examples: Iterable[Example],
 
 # ---------------------------------------------------------------------------- HF Hub
 
+
 def hub_offline() -> bool:
     """True when HF_DATASETS_OFFLINE or HF_HUB_OFFLINE is set to a true value."""
-    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-               for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE"))
+    return any(
+        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+        for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
+    )
 
 
 def hub_error(what: str, reason: str, flag: str, env: str) -> RuntimeError:
     """RuntimeError telling the user that the Hub cannot be used and how to use local data."""
     return RuntimeError(
         f"cannot load {what} from the Hugging Face Hub: {reason}. "
-        f"Pass {flag} DIR or set {env}=DIR to read local files instead.")
+        f"Pass {flag} DIR or set {env}=DIR to read local files instead."
+    )
 
 
 def load_hub_split(hf_id: str, config: str | None, split: str, limit: int | None, env: str):
@@ -317,32 +460,40 @@ def load_hub_split(hf_id: str, config: str | None, split: str, limit: int | None
     RuntimeError saying the Hub is offline / unreachable and how to use local files instead."""
     what = f"{hf_id} ({f'config {config!r}, ' if config else ''}split {split!r})"
     if hub_offline():
-        raise hub_error(what, "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)",
-                        "--data-dir", env)
+        raise hub_error(
+            what, "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)", "--data-dir", env
+        )
     hf_split = split if limit is None else f"{split}[:{limit}]"
     try:
         import datasets
 
         return datasets.load_dataset(hf_id, config, split=hf_split)
     except Exception as e:  # network errors, missing cache, ... all mean the same to us
-        raise hub_error(what, f"the Hub is unreachable or failed ({type(e).__name__}: {e})",
-                        "--data-dir", env) from e
+        raise hub_error(
+            what, f"the Hub is unreachable or failed ({type(e).__name__}: {e})", "--data-dir", env
+        ) from e
 
 
 def _load_glue_hub(t: GlueTask, split: str, limit: int | None) -> list[Example]:
     """Load ``split`` of ``t`` from ``nyu-mll/glue`` and convert it to example dicts."""
     ds = load_hub_split(HF_GLUE_ID, t.name, split, limit, GLUE_DIR_ENV)
     k1, k2 = t.text_keys
-    return [{"sentence1": row[k1],
-             "sentence2": None if k2 is None else row[k2],
-             "label": float(row["label"]) if t.is_regression else int(row["label"])}
-            for row in ds]
+    return [
+        {
+            "sentence1": row[k1],
+            "sentence2": None if k2 is None else row[k2],
+            "label": float(row["label"]) if t.is_regression else int(row["label"]),
+        }
+        for row in ds
+    ]
 
 
 # ---------------------------------------------------------------------------- entry point
 
-def load_glue(task: str, split: str, data_dir: str | os.PathLike | None = None,
-              limit: int | None = None) -> list[Example]:
+
+def load_glue(
+    task: str, split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None
+) -> list[Example]:
     """Load one split of a GLUE task.
 
     Args:
@@ -374,9 +525,11 @@ def load_glue(task: str, split: str, data_dir: str | os.PathLike | None = None,
     if not path.is_file():
         raise FileNotFoundError(
             f"GLUE file not found: {path}. Pass --data-dir DIR or set {GLUE_DIR_ENV}=DIR to a "
-            f"folder in the official GLUE layout (DIR/{t.dir_name}/{t.tsv_file(split)}).")
+            f"folder in the official GLUE layout (DIR/{t.dir_name}/{t.tsv_file(split)})."
+        )
     examples, skipped = read_glue_tsv(task, path)
     if skipped:
-        logger.warning("%s: skipped %d malformed rows with missing fields (as GLUE does)",
-                       path, skipped)
+        logger.warning(
+            "%s: skipped %d malformed rows with missing fields (as GLUE does)", path, skipped
+        )
     return examples if limit is None else examples[:limit]

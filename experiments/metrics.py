@@ -3,10 +3,11 @@
 All values are fractions (accuracy, F1, ROUGE in [0, 1]; MCC and correlations in
 [-1, 1]); result tables multiply by 100.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,8 +43,9 @@ def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict
         raise ValueError(f"unknown GLUE task {task!r}; known: {', '.join(_GLUE_METRICS)}")
     preds, refs = np.asarray(predictions), np.asarray(references)
     if preds.shape != refs.shape or preds.ndim != 1:
-        raise ValueError(f"predictions {preds.shape} and references {refs.shape} must be "
-                         f"1-d and of equal length")
+        raise ValueError(
+            f"predictions {preds.shape} and references {refs.shape} must be 1-d and of equal length"
+        )
     if preds.size == 0:
         raise ValueError("no predictions to score")
 
@@ -76,10 +78,50 @@ def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict
 # Tokens ending in "." after which a sentence does not end. Compared case-insensitively,
 # except those in _ABBREV_CASED (so "No. 10" is kept together but "He said no. Then" splits).
 _ABBREV = {
-    "mr.", "mrs.", "ms.", "dr.", "st.", "prof.", "jr.", "sr.", "mt.", "ft.", "gen.", "col.",
-    "lt.", "sgt.", "capt.", "gov.", "sen.", "rep.", "rev.", "hon.", "u.s.", "u.k.", "u.n.",
-    "e.g.", "i.e.", "etc.", "vs.", "v.", "inc.", "ltd.", "co.", "corp.", "approx.", "est.",
-    "jan.", "feb.", "mar.", "apr.", "aug.", "sept.", "sep.", "oct.", "nov.", "dec.",
+    "mr.",
+    "mrs.",
+    "ms.",
+    "dr.",
+    "st.",
+    "prof.",
+    "jr.",
+    "sr.",
+    "mt.",
+    "ft.",
+    "gen.",
+    "col.",
+    "lt.",
+    "sgt.",
+    "capt.",
+    "gov.",
+    "sen.",
+    "rep.",
+    "rev.",
+    "hon.",
+    "u.s.",
+    "u.k.",
+    "u.n.",
+    "e.g.",
+    "i.e.",
+    "etc.",
+    "vs.",
+    "v.",
+    "inc.",
+    "ltd.",
+    "co.",
+    "corp.",
+    "approx.",
+    "est.",
+    "jan.",
+    "feb.",
+    "mar.",
+    "apr.",
+    "aug.",
+    "sept.",
+    "sep.",
+    "oct.",
+    "nov.",
+    "dec.",
 }
 _ABBREV_CASED = {"No.", "Nos.", "Fig.", "Vol."}
 
@@ -88,8 +130,7 @@ _CLOSERS = "\"'`”’)]"
 # End punctuation (optionally followed by closing quotes/brackets), then whitespace, then
 # the start of a new sentence: an optional opening quote/bracket and an uppercase letter or
 # a digit. Only the punctuation and closers are consumed; the split is at the match end.
-_BOUNDARY = re.compile(
-    rf"[.!?]+[{re.escape(_CLOSERS)}]*(?=\s+[{re.escape(_OPENERS)}]*[A-Z0-9])")
+_BOUNDARY = re.compile(rf"[.!?]+[{re.escape(_CLOSERS)}]*(?=\s+[{re.escape(_OPENERS)}]*[A-Z0-9])")
 
 
 def _is_abbreviation(token: str) -> bool:
@@ -118,10 +159,10 @@ def split_sentences(text: str) -> list[str]:
         for m in _BOUNDARY.finditer(line):
             punct = m.group(0).rstrip(_CLOSERS)
             if punct == ".":
-                word = line[:m.start() + 1].rsplit(None, 1)[-1]  # word ending in the "."
+                word = line[: m.start() + 1].rsplit(None, 1)[-1]  # word ending in the "."
                 if _is_abbreviation(word):
                     continue
-            sentences.append(line[start:m.end()])
+            sentences.append(line[start : m.end()])
             start = m.end()
         sentences.append(line[start:])
     return [s.strip() for s in sentences if s.strip()]
@@ -132,8 +173,9 @@ def split_sentences(text: str) -> list[str]:
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 
 
-def rouge_scores(predictions: Sequence[str], references: Sequence[str],
-                 use_stemmer: bool = True) -> dict[str, float]:
+def rouge_scores(
+    predictions: Sequence[str], references: Sequence[str], use_stemmer: bool = True
+) -> dict[str, float]:
     """Mean ROUGE F-measures of ``predictions`` against ``references`` (one reference each).
 
     Uses ``rouge_score.rouge_scorer.RougeScorer`` (Porter stemming when ``use_stemmer``).
@@ -156,6 +198,7 @@ def rouge_scores(predictions: Sequence[str], references: Sequence[str],
     for pred, ref in zip(predictions, references):
         for name, score in plain.score(ref, pred).items():  # score(target, prediction)
             totals[name] += score.fmeasure
-        totals["rougeLsum"] += lsum.score("\n".join(split_sentences(ref)),
-                                          "\n".join(split_sentences(pred)))["rougeLsum"].fmeasure
+        totals["rougeLsum"] += lsum.score(
+            "\n".join(split_sentences(ref)), "\n".join(split_sentences(pred))
+        )["rougeLsum"].fmeasure
     return {name: total / len(predictions) for name, total in totals.items()}

@@ -35,6 +35,7 @@ Schema ``adalora.result/1`` (every runner writes exactly these top-level keys):
     command           the exact command line (shlex-joined argv)
     created           ISO-8601 UTC time the file was written
 """
+
 from __future__ import annotations
 
 import json
@@ -45,9 +46,29 @@ from typing import Any
 
 SCHEMA = "adalora.result/1"
 REQUIRED_KEYS = (
-    "schema", "run_name", "kind", "task", "method", "variant", "model", "model_type", "seed",
-    "preset", "n_train", "n_eval", "hyperparameters", "budget", "params", "rank_pattern",
-    "metrics", "status", "wall_time_s", "versions", "hardware", "command", "created",
+    "schema",
+    "run_name",
+    "kind",
+    "task",
+    "method",
+    "variant",
+    "model",
+    "model_type",
+    "seed",
+    "preset",
+    "n_train",
+    "n_eval",
+    "hyperparameters",
+    "budget",
+    "params",
+    "rank_pattern",
+    "metrics",
+    "status",
+    "wall_time_s",
+    "versions",
+    "hardware",
+    "command",
+    "created",
 )
 
 
@@ -74,7 +95,8 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
             except FileExistsError:
                 raise FileExistsError(
                     f"{path} already exists; results are never overwritten. "
-                    "Choose another --run-name or --output-dir.") from None
+                    "Choose another --run-name or --output-dir."
+                ) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -83,8 +105,9 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
 
 def write_json_atomic(path: str | os.PathLike, data: Any, overwrite: bool = False) -> Path:
     """JSON (sorted keys, indented) through ``write_text_atomic``."""
-    return write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n",
-                             overwrite)
+    return write_text_atomic(
+        path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", overwrite
+    )
 
 
 def write_result(record: dict, output_dir: str | os.PathLike) -> Path:

@@ -19,6 +19,7 @@ A local folder holds one JSON-lines file per split::
 with one object per line carrying at least "document", "summary" and "id" (other fields
 are ignored). A ``null`` document or summary is read as "".
 """
+
 from __future__ import annotations
 
 import json
@@ -48,8 +49,9 @@ class SummDataset:
 
 DATASETS: dict[str, SummDataset] = {
     "xsum": SummDataset("xsum", "EdinburghNLP/xsum", None, "document", "summary"),
-    "cnn_dailymail": SummDataset("cnn_dailymail", "abisee/cnn_dailymail", "3.0.0",
-                                 "article", "highlights"),
+    "cnn_dailymail": SummDataset(
+        "cnn_dailymail", "abisee/cnn_dailymail", "3.0.0", "article", "highlights"
+    ),
 }
 
 
@@ -83,20 +85,32 @@ def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[E
             missing = [k for k in ("document", "summary", "id") if k not in obj]
             if missing:
                 raise ValueError(f"{path}, line {line_no}: missing field(s) {missing}")
-            out.append({"document": obj["document"] or "", "summary": obj["summary"] or "",
-                        "id": str(obj["id"])})
+            out.append(
+                {
+                    "document": obj["document"] or "",
+                    "summary": obj["summary"] or "",
+                    "id": str(obj["id"]),
+                }
+            )
     return out
 
 
 def _load_summ_hub(ds: SummDataset, split: str, limit: int | None) -> list[Example]:
     """Load ``split`` of ``ds`` from the Hub and convert it to example dicts."""
     hub = load_hub_split(ds.hf_id, ds.hf_config, split, limit, SUMM_DIR_ENV)
-    return [{"document": row[ds.document_key] or "", "summary": row[ds.summary_key] or "",
-             "id": str(row["id"])} for row in hub]
+    return [
+        {
+            "document": row[ds.document_key] or "",
+            "summary": row[ds.summary_key] or "",
+            "id": str(row["id"]),
+        }
+        for row in hub
+    ]
 
 
-def load_summarization(dataset: str, split: str, data_dir: str | os.PathLike | None = None,
-                       limit: int | None = None) -> list[Example]:
+def load_summarization(
+    dataset: str, split: str, data_dir: str | os.PathLike | None = None, limit: int | None = None
+) -> list[Example]:
     """Load one split of a summarisation dataset.
 
     Args:
@@ -116,8 +130,7 @@ def load_summarization(dataset: str, split: str, data_dir: str | os.PathLike | N
         RuntimeError: no local folder was given and the Hub is offline or unreachable.
     """
     if dataset not in DATASETS:
-        raise ValueError(f"unknown summarization dataset {dataset!r}; "
-                         f"known: {', '.join(DATASETS)}")
+        raise ValueError(f"unknown summarization dataset {dataset!r}; known: {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
     if limit is not None and limit < 0:
@@ -137,5 +150,6 @@ def load_summarization(dataset: str, split: str, data_dir: str | os.PathLike | N
             found = f"the folder {folder} does not exist"
         raise FileNotFoundError(
             f"summarization file not found: {path} ({found}). Pass --data-dir DIR or set "
-            f"{SUMM_DIR_ENV}=DIR to a folder holding {dataset}/<split>.jsonl.")
+            f"{SUMM_DIR_ENV}=DIR to a folder holding {dataset}/<split>.jsonl."
+        )
     return read_summ_jsonl(path, limit)

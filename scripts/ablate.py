@@ -16,6 +16,7 @@ from (task, method, sorted grid point, seed) (plus a hash of the extra args when
 is skipped, so an interrupted grid resumes where it stopped. Failed runs are listed at the end
 and make the exit status non-zero.
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,29 +33,66 @@ import json  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import subprocess  # noqa: E402
-from typing import Optional  # noqa: E402
 
 GLUE_SCRIPT = "experiments/glue.py"
 # The command-line flags of experiments/glue.py.
 GLUE_FLAGS = (
-    "--task", "--method", "--model", "--data-dir", "--seed", "--preset", "--output-dir",
-    "--run-name", "--max-steps", "--wandb", "--lr", "--epochs", "--batch-size", "--max-length",
-    "--init-r", "--target-r", "--lora-r", "--lora-alpha", "--tinit", "--tfinal", "--delta-t",
-    "--beta1", "--beta2", "--orth-reg-weight", "--target-modules", "--budget", "--warmup",
-    "--weight-decay", "--cls-dropout", "--score", "--schedule", "--max-train-samples",
-    "--max-eval-samples", "--sweep-json", "--dry-run",
+    "--task",
+    "--method",
+    "--model",
+    "--data-dir",
+    "--seed",
+    "--preset",
+    "--output-dir",
+    "--run-name",
+    "--max-steps",
+    "--wandb",
+    "--lr",
+    "--epochs",
+    "--batch-size",
+    "--max-length",
+    "--init-r",
+    "--target-r",
+    "--lora-r",
+    "--lora-alpha",
+    "--tinit",
+    "--tfinal",
+    "--delta-t",
+    "--beta1",
+    "--beta2",
+    "--orth-reg-weight",
+    "--target-modules",
+    "--budget",
+    "--warmup",
+    "--weight-decay",
+    "--cls-dropout",
+    "--score",
+    "--schedule",
+    "--max-train-samples",
+    "--max-eval-samples",
+    "--sweep-json",
+    "--dry-run",
     # further flags of the real parser (experiments/train.py build_parser)
-    "--wandb-project", "--eval-batch-size", "--grad-accum", "--lora-dropout", "--variant",
-    "--evals", "--precision",
+    "--wandb-project",
+    "--eval-batch-size",
+    "--grad-accum",
+    "--lora-dropout",
+    "--variant",
+    "--evals",
+    "--precision",
 )
 # Flags ablate.py sets itself: not allowed as grid keys or extra arguments.
 RESERVED_FLAGS = ("--task", "--method", "--seed", "--run-name", "--output-dir", "--sweep-json")
 TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
 METHODS = ("adalora", "lora", "full", "bitfit", "svd_lora", "prune_lora")
-CHOICES = {"score": ("triplet", "sensitivity", "magnitude"),
-           "schedule": ("cubic", "linear", "constant"),
-           "preset": ("quick", "paper"), "wandb": ("online", "offline", "disabled"),
-           "variant": ("peft", "paper", "authors"), "precision": ("fp32", "bf16", "fp16")}
+CHOICES = {
+    "score": ("triplet", "sensitivity", "magnitude"),
+    "schedule": ("cubic", "linear", "constant"),
+    "preset": ("quick", "paper"),
+    "wandb": ("online", "offline", "disabled"),
+    "variant": ("peft", "paper", "authors"),
+    "precision": ("fp32", "bf16", "fp16"),
+}
 
 
 class GridError(ValueError):
@@ -77,7 +115,7 @@ def parse_value(text: str):
         return text
 
 
-def parse_grid(items: list, schedules: Optional[list] = None) -> dict:
+def parse_grid(items: list, schedules: list | None = None) -> dict:
     """``["tinit=100,200", "delta_t=1"]`` -> {"delta_t": ["1"], "tinit": ["100", "200"]}
     (values kept as written; validated against GLUE_FLAGS)."""
     grid = {}
@@ -87,8 +125,9 @@ def parse_grid(items: list, schedules: Optional[list] = None) -> dict:
         if not sep or not key or not vals:
             raise GridError(f"grid item {item!r} is not KEY=V1,V2,...")
         if key.startswith("-"):
-            raise GridError(f"grid key {key!r}: write it without dashes, with underscores "
-                            f"(e.g. delta_t=1,10)")
+            raise GridError(
+                f"grid key {key!r}: write it without dashes, with underscores (e.g. delta_t=1,10)"
+            )
         values = [v.strip() for v in vals.split(",") if v.strip()]
         if not values:
             raise GridError(f"grid item {item!r} has no values")
@@ -97,25 +136,35 @@ def parse_grid(items: list, schedules: Optional[list] = None) -> dict:
         grid[key] = values
     if schedules:
         if "schedule" in grid:
-            raise GridError("give the schedule either with --schedules or --grid schedule=..., "
-                            "not both")
+            raise GridError(
+                "give the schedule either with --schedules or --grid schedule=..., not both"
+            )
         grid["schedule"] = list(schedules)
     for key, values in grid.items():
         flag = flag_of(key)
         if flag not in GLUE_FLAGS:
-            valid = ", ".join(sorted(f[2:].replace("-", "_") for f in GLUE_FLAGS
-                                     if f not in RESERVED_FLAGS and f != "--dry-run"))
-            raise GridError(f"unknown grid key {key!r} (no glue.py flag {flag}). Valid keys: "
-                            f"{valid}")
+            valid = ", ".join(
+                sorted(
+                    f[2:].replace("-", "_")
+                    for f in GLUE_FLAGS
+                    if f not in RESERVED_FLAGS and f != "--dry-run"
+                )
+            )
+            raise GridError(
+                f"unknown grid key {key!r} (no glue.py flag {flag}). Valid keys: {valid}"
+            )
         if flag in RESERVED_FLAGS or flag == "--dry-run":
             what = {"--seed": "use --seeds", "--task": "use --task", "--method": "use --method"}
-            raise GridError(f"grid key {key!r} is set by ablate.py itself"
-                            + (f" ({what[flag]})" if flag in what else ""))
+            raise GridError(
+                f"grid key {key!r} is set by ablate.py itself"
+                + (f" ({what[flag]})" if flag in what else "")
+            )
         if key in CHOICES:
             bad = [v for v in values if v not in CHOICES[key]]
             if bad:
-                raise GridError(f"grid key {key!r}: invalid value(s) {bad}; choose from "
-                                f"{list(CHOICES[key])}")
+                raise GridError(
+                    f"grid key {key!r}: invalid value(s) {bad}; choose from {list(CHOICES[key])}"
+                )
         if len(set(values)) != len(values):
             raise GridError(f"grid key {key!r} repeats a value: {values}")
     return {k: grid[k] for k in sorted(grid)}
@@ -131,7 +180,7 @@ def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", text)
 
 
-def run_name(task: str, method: str, point: dict, seed: int, extra: Optional[list] = None) -> str:
+def run_name(task: str, method: str, point: dict, seed: int, extra: list | None = None) -> str:
     parts = ["abl", task, method] + [f"{k}={point[k]}" for k in sorted(point)]
     if extra:
         parts.append("x" + hashlib.sha1(shlex.join(extra).encode()).hexdigest()[:8])
@@ -140,18 +189,40 @@ def run_name(task: str, method: str, point: dict, seed: int, extra: Optional[lis
 
 
 def sweep_json(point: dict) -> str:
-    return json.dumps({k: parse_value(point[k]) for k in sorted(point)}, sort_keys=True,
-                      separators=(",", ":"))
+    return json.dumps(
+        {k: parse_value(point[k]) for k in sorted(point)}, sort_keys=True, separators=(",", ":")
+    )
 
 
-def build_command(task: str, method: str, point: dict, seed: int, output_dir: str,
-                  extra: Optional[list] = None, python: Optional[str] = None) -> list:
-    cmd = [python or sys.executable, GLUE_SCRIPT, "--task", task, "--method", method,
-           "--seed", str(seed)]
+def build_command(
+    task: str,
+    method: str,
+    point: dict,
+    seed: int,
+    output_dir: str,
+    extra: list | None = None,
+    python: str | None = None,
+) -> list:
+    cmd = [
+        python or sys.executable,
+        GLUE_SCRIPT,
+        "--task",
+        task,
+        "--method",
+        method,
+        "--seed",
+        str(seed),
+    ]
     for k in sorted(point):
         cmd += [flag_of(k), str(point[k])]
-    cmd += ["--run-name", run_name(task, method, point, seed, extra), "--output-dir",
-            str(output_dir), "--sweep-json", sweep_json(point)]
+    cmd += [
+        "--run-name",
+        run_name(task, method, point, seed, extra),
+        "--output-dir",
+        str(output_dir),
+        "--sweep-json",
+        sweep_json(point),
+    ]
     return cmd + list(extra or [])
 
 
@@ -160,20 +231,32 @@ def check_extra(extra: list) -> None:
     for a in extra:
         flag = a.split("=", 1)[0]
         if flag in RESERVED_FLAGS:
-            raise GridError(f"extra argument {flag} is set by ablate.py itself; use its own "
-                            "option (--task/--method/--seeds/--output-dir)")
+            raise GridError(
+                f"extra argument {flag} is set by ablate.py itself; use its own "
+                "option (--task/--method/--seeds/--output-dir)"
+            )
 
 
-def plan(tasks: list, methods: list, grid: dict, seeds: list, output_dir: str,
-         extra: Optional[list] = None) -> list:
+def plan(
+    tasks: list,
+    methods: list,
+    grid: dict,
+    seeds: list,
+    output_dir: str,
+    extra: list | None = None,
+) -> list:
     """[(name, command)] in run order: task, method, grid point, seed."""
     out = []
     for task in tasks:
         for method in methods:
             for point in expand(grid):
                 for seed in seeds:
-                    out.append((run_name(task, method, point, seed, extra),
-                                build_command(task, method, point, seed, output_dir, extra)))
+                    out.append(
+                        (
+                            run_name(task, method, point, seed, extra),
+                            build_command(task, method, point, seed, output_dir, extra),
+                        )
+                    )
     return out
 
 
@@ -186,21 +269,32 @@ def _display_dir(path: str) -> str:
         return str(p)
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra = []
     if "--" in argv:
         i = argv.index("--")
-        argv, extra = argv[:i], argv[i + 1:]
+        argv, extra = argv[:i], argv[i + 1 :]
     ap = argparse.ArgumentParser(
         description="Run a hyperparameter grid of experiments/glue.py runs (resumable).",
-        epilog="Arguments after -- are passed to every glue.py command.")
+        epilog="Arguments after -- are passed to every glue.py command.",
+    )
     ap.add_argument("--task", nargs="+", required=True, choices=TASKS)
     ap.add_argument("--method", nargs="+", default=["adalora"], choices=METHODS)
-    ap.add_argument("--grid", nargs="*", default=[], metavar="KEY=V1,V2",
-                    help="grid axes; keys are glue.py flags with underscores (delta_t=1,10)")
-    ap.add_argument("--schedules", nargs="+", default=None, choices=CHOICES["schedule"],
-                    help="shortcut for --grid schedule=...")
+    ap.add_argument(
+        "--grid",
+        nargs="*",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="grid axes; keys are glue.py flags with underscores (delta_t=1,10)",
+    )
+    ap.add_argument(
+        "--schedules",
+        nargs="+",
+        default=None,
+        choices=CHOICES["schedule"],
+        help="shortcut for --grid schedule=...",
+    )
     ap.add_argument("--seeds", nargs="+", type=int, default=[1])
     ap.add_argument("--output-dir", default="results/ablations")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
@@ -232,8 +326,11 @@ def main(argv: Optional[list] = None) -> int:
             failures.append((name, f"exited 0 but wrote no {out_dir / (name + '.json')}"))
         else:
             done += 1
-    print(f"{len(runs)} runs: {done} ran, {skipped} skipped, {len(failures)} failed"
-          + (" (dry run)" if args.dry_run else ""), flush=True)
+    print(
+        f"{len(runs)} runs: {done} ran, {skipped} skipped, {len(failures)} failed"
+        + (" (dry run)" if args.dry_run else ""),
+        flush=True,
+    )
     if failures:
         print("FAILED:", file=sys.stderr)
         for name, why in failures:

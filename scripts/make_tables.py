@@ -12,6 +12,7 @@ counted and shown in the cell, never dropped silently. Output is deterministic (
 timestamps); ``--check`` exits 1 when the existing file differs from what would be generated
 (figures are not rendered in --check mode).
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,18 +29,34 @@ import re  # noqa: E402
 import statistics  # noqa: E402
 import textwrap  # noqa: E402
 from collections import defaultdict  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
-from typing import Any, Iterable, Optional  # noqa: E402
+from typing import Any
 
 from experiments.results import SCHEMA, load_results  # noqa: E402
 from scripts import paper_numbers as P  # noqa: E402
 
 REGEN_COMMAND = "python scripts/make_tables.py"
-METHOD_ORDER = ("full", "bitfit", "hadapter", "padapter", "lora", "adalora", "svd_lora",
-                "prune_lora")
-METHOD_NAMES = {"full": "Full FT", "bitfit": "BitFit", "hadapter": "HAdapter",
-                "padapter": "PAdapter", "lora": "LoRA", "adalora": "AdaLoRA",
-                "svd_lora": "SVD-LoRA", "prune_lora": "Prune LoRA"}
+METHOD_ORDER = (
+    "full",
+    "bitfit",
+    "hadapter",
+    "padapter",
+    "lora",
+    "adalora",
+    "svd_lora",
+    "prune_lora",
+)
+METHOD_NAMES = {
+    "full": "Full FT",
+    "bitfit": "BitFit",
+    "hadapter": "HAdapter",
+    "padapter": "PAdapter",
+    "lora": "LoRA",
+    "adalora": "AdaLoRA",
+    "svd_lora": "SVD-LoRA",
+    "prune_lora": "Prune LoRA",
+}
 DEFAULT_LEVELS = (8, 4, 2)  # the paper's GLUE budgets (avg final rank)
 # Sweep keys that the main tables can absorb because grouping already separates them
 # (lr: grouped by LR; score/schedule: carried in ``variant``; target_r/lora_r/budget: the level).
@@ -61,6 +78,7 @@ MATRIX_ORDER = ("Wq", "Wk", "Wv", "Wo", "Wf1", "Wf2")
 # record accessors
 # --------------------------------------------------------------------------------------------
 
+
 def level_of(rec: dict) -> Any:
     """Budget level: budget.avg_final_rank rounded to an int; "-" for runs without a budget."""
     b = rec.get("budget")
@@ -77,7 +95,7 @@ def level_text(level: Any) -> str:
     return "-" if level == "-" else f"r={level}"
 
 
-def lr_of(rec: dict) -> Optional[float]:
+def lr_of(rec: dict) -> float | None:
     lr = (rec.get("hyperparameters") or {}).get("lr")
     try:
         return float(lr) if lr is not None else None
@@ -85,11 +103,11 @@ def lr_of(rec: dict) -> Optional[float]:
         return None
 
 
-def lr_key(lr: Optional[float]):
+def lr_key(lr: float | None):
     return (lr is None, lr or 0.0)
 
 
-def lr_text(lr: Optional[float]) -> str:
+def lr_text(lr: float | None) -> str:
     return "?" if lr is None else f"{lr:g}"
 
 
@@ -117,7 +135,7 @@ def status_of(rec: dict) -> str:
     return str(rec.get("status") or "unknown")
 
 
-def score_of(rec: dict, key: Optional[str] = None) -> Optional[float]:
+def score_of(rec: dict, key: str | None = None) -> float | None:
     """The table score x100: main_best/main_final per metrics.table_uses, or metric ``key``
     from metrics.best/final (e.g. "rougeL"). None when absent or not finite."""
     m = rec.get("metrics") or {}
@@ -156,11 +174,12 @@ def value_key(v):
 # statistics and cells
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Stats:
     values: list = field(default_factory=list)
     other: dict = field(default_factory=dict)  # status (or "no score") -> count
-    lr: Optional[float] = None
+    lr: float | None = None
     lr_known: bool = False
     other_lrs: dict = field(default_factory=dict)  # non-ok runs at LRs not chosen
 
@@ -169,15 +188,15 @@ class Stats:
         return len(self.values)
 
     @property
-    def mean(self) -> Optional[float]:
+    def mean(self) -> float | None:
         return math.fsum(self.values) / len(self.values) if self.values else None
 
     @property
-    def std(self) -> Optional[float]:
+    def std(self) -> float | None:
         return statistics.stdev(self.values) if len(self.values) >= 2 else None
 
 
-def stats_of(runs: list, key: Optional[str] = None) -> Stats:
+def stats_of(runs: list, key: str | None = None) -> Stats:
     st = Stats()
     for r in runs:
         s = status_of(r)
@@ -199,7 +218,7 @@ def by_lr(runs: list) -> dict:
     return g
 
 
-def best_lr_stats(runs: list, key: Optional[str] = None, select_key: Optional[str] = None) -> Stats:
+def best_lr_stats(runs: list, key: str | None = None, select_key: str | None = None) -> Stats:
     """Stats at the LR with the highest mean (ties: the smaller LR), among the LRs with the
     most runs: a sweep point with fewer seeds does not win on them. ``select_key`` picks the
     metric that chooses the LR (default: the reported one)."""
@@ -227,9 +246,12 @@ def best_lr_stats(runs: list, key: Optional[str] = None, select_key: Optional[st
     return st
 
 
-def lr_stats(runs: list, lr: Optional[float], key: Optional[str] = None) -> Stats:
-    sel = [r for r in runs if lr_of(r) is not None and lr is not None
-           and math.isclose(lr_of(r), lr, rel_tol=1e-9)]
+def lr_stats(runs: list, lr: float | None, key: str | None = None) -> Stats:
+    sel = [
+        r
+        for r in runs
+        if lr_of(r) is not None and lr is not None and math.isclose(lr_of(r), lr, rel_tol=1e-9)
+    ]
     st = stats_of(sel, key)
     st.lr, st.lr_known = lr, lr is not None
     return st
@@ -263,7 +285,7 @@ def diff_cell(a: Stats, b: Stats) -> tuple:
     d = a.mean - b.mean
     if a.std is None or b.std is None:
         return f"{d:+.2f} (n<2, no std)", d
-    cs = math.sqrt(a.std ** 2 / a.n + b.std ** 2 / b.n)
+    cs = math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
     star = "*" if abs(d) > 2 * cs else ""
     return f"{d:+.2f} ± {cs:.2f}{star}", d
 
@@ -288,15 +310,19 @@ def esc(cell: Any) -> str:
 
 
 def md_table(header: list, rows: list) -> list:
-    out = ["| " + " | ".join(esc(h) for h in header) + " |",
-           "|" + "|".join("---" for _ in header) + "|"]
+    out = [
+        "| " + " | ".join(esc(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return out
 
 
 def sort_tasks(tasks: Iterable[str], order: Iterable[str]) -> list:
     order = list(order)
-    return sorted({str(t) for t in tasks}, key=lambda t: (order.index(t) if t in order else len(order), t))
+    return sorted(
+        {str(t) for t in tasks}, key=lambda t: (order.index(t) if t in order else len(order), t)
+    )
 
 
 def task_rank(t: str) -> int:
@@ -312,6 +338,7 @@ def task_name(t: str) -> str:
 # Table 1 (GLUE)
 # --------------------------------------------------------------------------------------------
 
+
 def _index(runs: list) -> dict:
     idx = defaultdict(list)
     for r in runs:
@@ -319,7 +346,7 @@ def _index(runs: list) -> dict:
     return idx
 
 
-def shared_lr(idx: dict, model, task, level, forced: Optional[float]) -> Optional[float]:
+def shared_lr(idx: dict, model, task, level, forced: float | None) -> float | None:
     """The LR at which LoRA and AdaLoRA both have ok runs maximising the mean of their means,
     among the LRs where both have the most runs (fewer seeds do not win)."""
     if forced is not None:
@@ -338,11 +365,17 @@ def shared_lr(idx: dict, model, task, level, forced: Optional[float]) -> Optiona
 
 def table1_runs(recs: list) -> list:
     """The runs Table 1 (and the tables behind it) draw on: plain GLUE runs of its methods."""
-    return [r for r in recs if r.get("kind") == "glue" and (r.get("variant") or "") == ""
-            and r.get("method") in ("full", "bitfit", "lora", "adalora") and is_main(r)]
+    return [
+        r
+        for r in recs
+        if r.get("kind") == "glue"
+        and (r.get("variant") or "") == ""
+        and r.get("method") in ("full", "bitfit", "lora", "adalora")
+        and is_main(r)
+    ]
 
 
-def table1(recs: list, shared: Optional[float]) -> list:
+def table1(recs: list, shared: float | None) -> list:
     runs = table1_runs(recs)
     tasks = sort_tasks(list(P.GLUE_TASKS) + [r.get("task") for r in runs], P.GLUE_TASKS)
     idx = _index(runs)
@@ -354,24 +387,34 @@ def table1(recs: list, shared: Optional[float]) -> list:
         metric_names[r.get("task")].add(str((r.get("metrics") or {}).get("main")))
         uses.add(str((r.get("metrics") or {}).get("table_uses")))
 
-    header = ["budget (avg final rank)", "method", "source"] + [task_name(t) for t in tasks] + ["avg"]
+    header = (
+        ["budget (avg final rank)", "method", "source"] + [task_name(t) for t in tasks] + ["avg"]
+    )
     rows = []
     n_tasks = len(tasks)
     for level in levels:
         paper_rows = [p for p in P.TABLE1 if p["level"] == level]
         ours_methods = ["full", "bitfit"] if level == "-" else ["lora", "adalora"]
-        ours_methods += sorted({k[2] for k in idx if k[3] == level} - set(ours_methods),
-                               key=METHOD_ORDER.index)
-        methods = sorted({p["method"] for p in paper_rows} | set(ours_methods),
-                         key=METHOD_ORDER.index)
+        ours_methods += sorted(
+            {k[2] for k in idx if k[3] == level} - set(ours_methods), key=METHOD_ORDER.index
+        )
+        methods = sorted(
+            {p["method"] for p in paper_rows} | set(ours_methods), key=METHOD_ORDER.index
+        )
         best = {}
         at_shared = {}
         for method in methods:
             for p in paper_rows:
                 if p["method"] == method:
-                    rows.append([level_text(level), p["label"],
-                                 f"paper ({P.GLUE_MODEL}, {p['params']} params)"]
-                                + [p["scores"].get(t, "-") for t in tasks] + [p["avg"]])
+                    rows.append(
+                        [
+                            level_text(level),
+                            p["label"],
+                            f"paper ({P.GLUE_MODEL}, {p['params']} params)",
+                        ]
+                        + [p["scores"].get(t, "-") for t in tasks]
+                        + [p["avg"]]
+                    )
             if method not in ours_methods:
                 continue
             for model in models:
@@ -381,9 +424,11 @@ def table1(recs: list, shared: Optional[float]) -> list:
                     st = best_lr_stats(idx.get((model, t, method, level), []))
                     best[(model, method, t)] = st
                     cells.append(st)
-                rows.append([level_text(level), METHOD_NAMES[method], src + ", best LR"]
-                            + [fmt_cell(c) for c in cells]
-                            + [avg_cell([c.mean for c in cells], n_tasks)])
+                rows.append(
+                    [level_text(level), METHOD_NAMES[method], src + ", best LR"]
+                    + [fmt_cell(c) for c in cells]
+                    + [avg_cell([c.mean for c in cells], n_tasks)]
+                )
                 if method in ("lora", "adalora"):
                     cells = []
                     for t in tasks:
@@ -391,9 +436,11 @@ def table1(recs: list, shared: Optional[float]) -> list:
                         st = lr_stats(idx.get((model, t, method, level), []), lr)
                         at_shared[(model, method, t)] = st
                         cells.append(st)
-                    rows.append([level_text(level), METHOD_NAMES[method], src + ", shared LR"]
-                                + [fmt_cell(c) for c in cells]
-                                + [avg_cell([c.mean for c in cells], n_tasks)])
+                    rows.append(
+                        [level_text(level), METHOD_NAMES[method], src + ", shared LR"]
+                        + [fmt_cell(c) for c in cells]
+                        + [avg_cell([c.mean for c in cells], n_tasks)]
+                    )
         if level != "-" and {"lora", "adalora"} <= set(ours_methods):
             for model in models:
                 src = f"ours: {model}" if model is not None else "ours (no runs yet)"
@@ -403,33 +450,51 @@ def table1(recs: list, shared: Optional[float]) -> list:
                         txt, d = diff_cell(table[(model, "adalora", t)], table[(model, "lora", t)])
                         texts.append(txt)
                         diffs.append(d)
-                    rows.append([level_text(level), "AdaLoRA − LoRA", f"{src}, {label}"]
-                                + texts + [avg_diff_cell(diffs)])
+                    rows.append(
+                        [level_text(level), "AdaLoRA − LoRA", f"{src}, {label}"]
+                        + texts
+                        + [avg_diff_cell(diffs)]
+                    )
 
     lines = ["## Table 1: GLUE dev (paper: DeBERTaV3-base, mean of 5 seeds)", ""]
-    lines.append("Paper metrics: " + ", ".join(
-        f"{task_name(t)} {P.GLUE_PAPER_METRIC[t]}" for t in P.GLUE_TASKS) + ". Paper budget "
-        "levels: " + ", ".join(f"r={k} ≈ {v} params" for k, v in P.GLUE_LEVEL_PARAMS.items())
-        + " (avg final rank over 72 matrices).")
-    ours_metrics = "; ".join(f"{task_name(t)}: {', '.join(sorted(metric_names[t]))}"
-                             for t in tasks if metric_names.get(t))
+    lines.append(
+        "Paper metrics: "
+        + ", ".join(f"{task_name(t)} {P.GLUE_PAPER_METRIC[t]}" for t in P.GLUE_TASKS)
+        + ". Paper budget "
+        "levels: "
+        + ", ".join(f"r={k} ≈ {v} params" for k, v in P.GLUE_LEVEL_PARAMS.items())
+        + " (avg final rank over 72 matrices)."
+    )
+    ours_metrics = "; ".join(
+        f"{task_name(t)}: {', '.join(sorted(metric_names[t]))}"
+        for t in tasks
+        if metric_names.get(t)
+    )
     lines.append("")
-    lines.append("Ours: `metrics.main` x100 (" + (ours_metrics or "no runs yet") + "), "
-                 "taking `main_best` or `main_final` per `metrics.table_uses` ("
-                 + (", ".join(sorted(uses)) or "-") + "). Cells: mean ± sample std (n = seeds) "
-                 "over runs with status \"ok\"; runs with another status are counted in the "
-                 "cell, not averaged. Budget level = `budget.avg_final_rank` rounded (LoRA runs: "
-                 "their matched level); full FT / BitFit have no budget (\"-\").")
+    lines.append(
+        "Ours: `metrics.main` x100 (" + (ours_metrics or "no runs yet") + "), "
+        "taking `main_best` or `main_final` per `metrics.table_uses` ("
+        + (", ".join(sorted(uses)) or "-")
+        + "). Cells: mean ± sample std (n = seeds) "
+        'over runs with status "ok"; runs with another status are counted in the '
+        "cell, not averaged. Budget level = `budget.avg_final_rank` rounded (LoRA runs: "
+        'their matched level); full FT / BitFit have no budget ("-").'
+    )
     lines.append("")
-    lines.append("\"best LR\": per task, the LR with the highest mean for that method and budget, "
-                 "among its LRs with the most runs (a sweep point with fewer seeds cannot win on "
-                 "them; table \"Every learning rate\" shows all). \"shared LR\": " + (
-                     f"fixed at lr={lr_text(shared)} (--shared-lr)." if shared is not None else
-                     "per task and budget, the LR at which LoRA and AdaLoRA both have ok runs that "
-                     "maximises the average of their two means, among the LRs where both have the "
-                     "most runs (shown in each cell).")
-                 + " AdaLoRA − LoRA: difference of means ± combined std sqrt(s1²/n1 + s2²/n2); "
-                 "\"*\" marks |diff| > 2 × combined std. avg: mean over the tasks with runs.")
+    lines.append(
+        '"best LR": per task, the LR with the highest mean for that method and budget, '
+        "among its LRs with the most runs (a sweep point with fewer seeds cannot win on "
+        'them; table "Every learning rate" shows all). "shared LR": '
+        + (
+            f"fixed at lr={lr_text(shared)} (--shared-lr)."
+            if shared is not None
+            else "per task and budget, the LR at which LoRA and AdaLoRA both have ok runs that "
+            "maximises the average of their two means, among the LRs where both have the "
+            "most runs (shown in each cell)."
+        )
+        + " AdaLoRA − LoRA: difference of means ± combined std sqrt(s1²/n1 + s2²/n2); "
+        '"*" marks |diff| > 2 × combined std. avg: mean over the tasks with runs.'
+    )
     lines.append("")
     lines += md_table(header, rows)
     return lines
@@ -442,8 +507,16 @@ def lr_table(recs: list) -> list:
     runs = table1_runs(recs)
     idx = _index(runs)
     lrs = sorted({lr_of(r) for r in runs}, key=lr_key)
-    keys = sorted(idx, key=lambda k: (str(k[0]), task_rank(k[1]), str(k[1]), level_key(k[3]),
-                                      METHOD_ORDER.index(k[2]) if k[2] in METHOD_ORDER else 99))
+    keys = sorted(
+        idx,
+        key=lambda k: (
+            str(k[0]),
+            task_rank(k[1]),
+            str(k[1]),
+            level_key(k[3]),
+            METHOD_ORDER.index(k[2]) if k[2] in METHOD_ORDER else 99,
+        ),
+    )
     rows = []
     for model, task, method, level in keys:
         cells = []
@@ -451,53 +524,86 @@ def lr_table(recs: list) -> list:
         for lr in lrs:
             rr = at.get(lr, [])
             st = stats_of(rr)
-            seeds = ", ".join(f"{score_of(r):.1f}" if score_of(r) is not None else status_of(r)
-                              for r in sorted(rr, key=lambda r: value_key(r.get("seed"))))
+            seeds = ", ".join(
+                f"{score_of(r):.1f}" if score_of(r) is not None else status_of(r)
+                for r in sorted(rr, key=lambda r: value_key(r.get("seed")))
+            )
             cells.append(f"{fmt_cell(st, show_lr=False)} [{seeds}]" if rr else "-")
         rows.append([str(model), task_name(task), level_text(level), METHOD_NAMES[method]] + cells)
-    lines = ["### Every learning rate (ours)", "",
-             "The cells behind Table 1's \"best LR\" and \"shared LR\" rows: mean ± std (n) over "
-             "\"ok\" runs at each LR, then every run's score in seed order (x100).", ""]
+    lines = [
+        "### Every learning rate (ours)",
+        "",
+        'The cells behind Table 1\'s "best LR" and "shared LR" rows: mean ± std (n) over '
+        '"ok" runs at each LR, then every run\'s score in seed order (x100).',
+        "",
+    ]
     if not rows:
         return lines + ["No runs yet."]
-    return lines + md_table(["model", "task", "budget (avg final rank)", "method"]
-                            + [f"lr={lr_text(lr)}" for lr in lrs], rows)
+    return lines + md_table(
+        ["model", "task", "budget (avg final rank)", "method"]
+        + [f"lr={lr_text(lr)}" for lr in lrs],
+        rows,
+    )
 
 
 def param_table(recs: list) -> list:
     """Final adapter parameters per (model, task, budget level): b(T) fixes the total rank, not
     the parameter count, so AdaLoRA's count depends on where it put its ranks (a rank of a
     384 x 1536 matrix costs 1921 parameters, one of a 384 x 384 matrix 769)."""
-    runs = [r for r in table1_runs(recs) if r.get("method") in ("lora", "adalora")
-            and (r.get("params") or {}).get("final_adapter") is not None]
+    runs = [
+        r
+        for r in table1_runs(recs)
+        if r.get("method") in ("lora", "adalora")
+        and (r.get("params") or {}).get("final_adapter") is not None
+    ]
     cells = defaultdict(list)
     for r in runs:
         cells[(r.get("model"), r.get("task"), level_of(r), r.get("method"))].append(
-            int(r["params"]["final_adapter"]))
-    keys = sorted({k[:3] for k in cells}, key=lambda k: (str(k[0]), task_rank(k[1]), level_key(k[2])))
+            int(r["params"]["final_adapter"])
+        )
+    keys = sorted(
+        {k[:3] for k in cells}, key=lambda k: (str(k[0]), task_rank(k[1]), level_key(k[2]))
+    )
     rng = lambda v: f"{min(v):,d}" if min(v) == max(v) else f"{min(v):,d}-{max(v):,d}"  # noqa: E731
     rows = []
     for model, task, level in keys:
-        lo, ada = cells.get((model, task, level, "lora")), cells.get((model, task, level, "adalora"))
+        lo, ada = (
+            cells.get((model, task, level, "lora")),
+            cells.get((model, task, level, "adalora")),
+        )
         ratio = "-"
         if lo and ada:
             ratio = f"{min(ada) / max(lo):.2f}-{max(ada) / min(lo):.2f}"
-        rows.append([str(model), task_name(task), level_text(level), rng(lo) if lo else "-",
-                     f"{rng(ada)} (n={len(ada)})" if ada else "-", ratio])
-    lines = ["### Final adapter parameters at matched budgets (ours)", "",
-             "The budget b(T) matches total rank (the paper's definition), not parameters: "
-             "AdaLoRA's final count depends on where its ranks went. `params.final_adapter` "
-             "over every LoRA / AdaLoRA run of Table 1 (all LRs); ratio: AdaLoRA / LoRA, "
-             "lowest-highest.", ""]
+        rows.append(
+            [
+                str(model),
+                task_name(task),
+                level_text(level),
+                rng(lo) if lo else "-",
+                f"{rng(ada)} (n={len(ada)})" if ada else "-",
+                ratio,
+            ]
+        )
+    lines = [
+        "### Final adapter parameters at matched budgets (ours)",
+        "",
+        "The budget b(T) matches total rank (the paper's definition), not parameters: "
+        "AdaLoRA's final count depends on where its ranks went. `params.final_adapter` "
+        "over every LoRA / AdaLoRA run of Table 1 (all LRs); ratio: AdaLoRA / LoRA, "
+        "lowest-highest.",
+        "",
+    ]
     if not rows:
         return lines + ["No runs yet."]
-    return lines + md_table(["model", "task", "budget (avg final rank)", "LoRA",
-                             "AdaLoRA", "AdaLoRA / LoRA"], rows)
+    return lines + md_table(
+        ["model", "task", "budget (avg final rank)", "LoRA", "AdaLoRA", "AdaLoRA / LoRA"], rows
+    )
 
 
 # --------------------------------------------------------------------------------------------
 # Table 3 (summarisation)
 # --------------------------------------------------------------------------------------------
+
 
 def _adapter_pct(runs: list) -> str:
     vals = []
@@ -511,41 +617,69 @@ def _adapter_pct(runs: list) -> str:
 
 
 def table3(recs: list) -> list:
-    runs = [r for r in recs if r.get("kind") == "summarization"
-            and (r.get("variant") or "") == "" and is_main(r)]
-    tasks = sort_tasks(list(P.SUMMARIZATION_TASKS) + [r.get("task") for r in runs],
-                       P.SUMMARIZATION_TASKS)
+    runs = [
+        r
+        for r in recs
+        if r.get("kind") == "summarization" and (r.get("variant") or "") == "" and is_main(r)
+    ]
+    tasks = sort_tasks(
+        list(P.SUMMARIZATION_TASKS) + [r.get("task") for r in runs], P.SUMMARIZATION_TASKS
+    )
     idx = _index(runs)
     header = ["budget", "method", "source"] + [
-        f"{task_name(t)} {k}" for t in tasks for k in ("R-1", "R-2", "R-L")]
+        f"{task_name(t)} {k}" for t in tasks for k in ("R-1", "R-2", "R-L")
+    ]
     rows = []
     for p in P.TABLE3:
-        rows.append([p["budget"], p["label"], f"paper ({P.SUMMARIZATION_MODEL})"]
-                    + [x for t in tasks for x in p["scores"].get(t, ("-", "-", "-"))])
+        rows.append(
+            [p["budget"], p["label"], f"paper ({P.SUMMARIZATION_MODEL})"]
+            + [x for t in tasks for x in p["scores"].get(t, ("-", "-", "-"))]
+        )
     models = sorted({r.get("model") for r in runs})
     if not models:
         for method in ("lora", "adalora"):
-            rows.append(["-", METHOD_NAMES[method], "ours (no runs yet)"] + ["-"] * (3 * len(tasks)))
+            rows.append(
+                ["-", METHOD_NAMES[method], "ours (no runs yet)"] + ["-"] * (3 * len(tasks))
+            )
     for model in models:
-        groups = sorted({(k[3], k[2]) for k in idx if k[0] == model},
-                        key=lambda x: (level_key(x[0]), METHOD_ORDER.index(x[1])
-                                       if x[1] in METHOD_ORDER else 99, x[1]))
+        groups = sorted(
+            {(k[3], k[2]) for k in idx if k[0] == model},
+            key=lambda x: (
+                level_key(x[0]),
+                METHOD_ORDER.index(x[1]) if x[1] in METHOD_ORDER else 99,
+                x[1],
+            ),
+        )
         for level, method in groups:
-            cell_runs = [r for k, v in idx.items() if k[0] == model and k[2] == method
-                         and k[3] == level for r in v]
+            cell_runs = [
+                r
+                for k, v in idx.items()
+                if k[0] == model and k[2] == method and k[3] == level
+                for r in v
+            ]
             cells = []
             for t in tasks:
                 rr = idx.get((model, t, method, level), [])
                 for key in P.ROUGE_KEYS:
                     cells.append(fmt_cell(_rouge_cell(rr, key)))
-            rows.append([f"{level_text(level)} ({_adapter_pct(cell_runs)})",
-                         METHOD_NAMES.get(method, method), f"ours: {model}, best LR"] + cells)
-    lines = ["## Table 3: summarisation, ROUGE-1/2/L (paper: BART-large)", "",
-             "Paper budgets are trainable-parameter percentages. Ours: level = avg final rank, "
-             "with the adapter parameters after resizing as a percentage of all parameters; "
-             "ROUGE from `metrics.best`/`metrics.final` per `metrics.table_uses`, x100; LR "
-             "chosen per cell by the highest mean `metrics.main` score; mean ± std (n) over "
-             "runs with status \"ok\".", ""]
+            rows.append(
+                [
+                    f"{level_text(level)} ({_adapter_pct(cell_runs)})",
+                    METHOD_NAMES.get(method, method),
+                    f"ours: {model}, best LR",
+                ]
+                + cells
+            )
+    lines = [
+        "## Table 3: summarisation, ROUGE-1/2/L (paper: BART-large)",
+        "",
+        "Paper budgets are trainable-parameter percentages. Ours: level = avg final rank, "
+        "with the adapter parameters after resizing as a percentage of all parameters; "
+        "ROUGE from `metrics.best`/`metrics.final` per `metrics.table_uses`, x100; LR "
+        "chosen per cell by the highest mean `metrics.main` score; mean ± std (n) over "
+        'runs with status "ok".',
+        "",
+    ]
     lines += md_table(header, rows)
     return lines
 
@@ -557,8 +691,11 @@ def _rouge_cell(runs: list, key: str) -> Stats:
     lr = best_lr_stats(runs)
     if not lr.lr_known:
         return stats_of(runs, key)
-    st = lr_stats(runs, lr.lr, key) if lr.lr is not None else stats_of(
-        [r for r in runs if lr_of(r) is None], key)
+    st = (
+        lr_stats(runs, lr.lr, key)
+        if lr.lr is not None
+        else stats_of([r for r in runs if lr_of(r) is None], key)
+    )
     st.lr, st.lr_known, st.other_lrs = lr.lr, True, lr.other_lrs
     return st
 
@@ -567,32 +704,51 @@ def _rouge_cell(runs: list, key: str) -> Stats:
 # Tables 4 / 5 (ablations), schedule shapes, sweeps
 # --------------------------------------------------------------------------------------------
 
+
 def paper_ablation_tables() -> list:
-    lines = ["### Paper Table 4 (DeBERTaV3-base; SST-2 | RTE | CoLA at three budgets, low to "
-             "high)", ""]
+    lines = [
+        "### Paper Table 4 (DeBERTaV3-base; SST-2 | RTE | CoLA at three budgets, low to high)",
+        "",
+    ]
     header = ["method"] + [f"{task_name(t)} {b}" for t in P.TABLE4_TASKS for b in P.TABLE4_BUDGETS]
-    lines += md_table(header, [[p["label"]] + [x for t in P.TABLE4_TASKS for x in p["scores"][t]]
-                               for p in P.TABLE4])
-    lines += ["", "### Paper Table 5 (DeBERTaV3-base; SST-2 | MNLI avg of m/mm, by share of "
-                  "trainable parameters; \"-\" = not reported)", ""]
+    lines += md_table(
+        header,
+        [[p["label"]] + [x for t in P.TABLE4_TASKS for x in p["scores"][t]] for p in P.TABLE4],
+    )
+    lines += [
+        "",
+        "### Paper Table 5 (DeBERTaV3-base; SST-2 | MNLI avg of m/mm, by share of "
+        'trainable parameters; "-" = not reported)',
+        "",
+    ]
     header = ["method"] + [f"{task_name(t)} {b}" for t in P.TABLE5_TASKS for b in P.TABLE5_BUDGETS]
-    lines += md_table(header, [[p["label"]] + [x for t in P.TABLE5_TASKS for x in p["scores"][t]]
-                               for p in P.TABLE5])
+    lines += md_table(
+        header,
+        [[p["label"]] + [x for t in P.TABLE5_TASKS for x in p["scores"][t]] for p in P.TABLE5],
+    )
     return lines
 
 
 def ablation_table(recs: list) -> list:
-    runs = [r for r in recs if r.get("kind") == "glue" and is_main(r)
-            and "schedule" not in variant_tags(r)
-            and r.get("method") in ("adalora", "lora", "svd_lora", "prune_lora")]
+    runs = [
+        r
+        for r in recs
+        if r.get("kind") == "glue"
+        and is_main(r)
+        and "schedule" not in variant_tags(r)
+        and r.get("method") in ("adalora", "lora", "svd_lora", "prune_lora")
+    ]
     fixed = [(m, v) for m, v, _ in ABLATION_COLUMNS]
-    extra = sorted({(r.get("method"), r.get("variant") or "") for r in runs} - set(fixed),
-                   key=lambda x: (METHOD_ORDER.index(x[0]), x[1]))
+    extra = sorted(
+        {(r.get("method"), r.get("variant") or "") for r in runs} - set(fixed),
+        key=lambda x: (METHOD_ORDER.index(x[0]), x[1]),
+    )
     cols = list(ABLATION_COLUMNS) + [(m, v, f"{METHOD_NAMES[m]} {v}") for m, v in extra]
     idx = defaultdict(list)
     for r in runs:
-        idx[(r.get("model"), r.get("task"), level_of(r), r.get("method"),
-             r.get("variant") or "")].append(r)
+        idx[
+            (r.get("model"), r.get("task"), level_of(r), r.get("method"), r.get("variant") or "")
+        ].append(r)
     reference = {("adalora", ""), ("lora", "")}
     keys = {(k[0], k[1], k[2]) for k in idx if (k[3], k[4]) not in reference}
     keys = sorted(keys, key=lambda k: (str(k[0]), task_rank(k[1]), str(k[1]), level_key(k[2])))
@@ -601,22 +757,33 @@ def ablation_table(recs: list) -> list:
     for model, task, level in keys:
         # Compare at the ablations' LR when they share one (a reference column at its best LR
         # would mix an LR effect into the ablation); otherwise every cell at its best LR.
-        abl = [r for (mo, t, lv, m, v), rs in idx.items() for r in rs
-               if (mo, t, lv) == (model, task, level) and (m, v) not in reference]
+        abl = [
+            r
+            for (mo, t, lv, m, v), rs in idx.items()
+            for r in rs
+            if (mo, t, lv) == (model, task, level) and (m, v) not in reference
+        ]
         one_lr = lr_of(abl[0]) if len({lr_key(lr_of(r)) for r in abl}) == 1 else None
 
         def cell(runs):
             return lr_stats(runs, one_lr) if one_lr is not None else best_lr_stats(runs)
-        rows.append([model, task_name(task), level_text(level)] + [
-            fmt_cell(cell(idx.get((model, task, level, m, v), []))) for m, v, _ in cols])
+
+        rows.append(
+            [model, task_name(task), level_text(level)]
+            + [fmt_cell(cell(idx.get((model, task, level, m, v), []))) for m, v, _ in cols]
+        )
     if not rows:
         rows.append(["(no ablation runs yet)", "-", "-"] + ["-"] * len(cols))
-    lines = ["### Ours: ablations (Tables 4 / 5)", "",
-             "Rows: (model, task, budget level) with at least one ablation run; columns: method "
-             "and `variant`. Each cell: mean ± std (n) over \"ok\" runs, at the LR all the row's "
-             "ablation runs share (AdaLoRA and LoRA included, so that columns differ only in the "
-             "ablated part), or at each cell's best LR where the ablations used several. Runs from "
-             "hyperparameter sweeps are only in the sweep tables below.", ""]
+    lines = [
+        "### Ours: ablations (Tables 4 / 5)",
+        "",
+        "Rows: (model, task, budget level) with at least one ablation run; columns: method "
+        'and `variant`. Each cell: mean ± std (n) over "ok" runs, at the LR all the row\'s '
+        "ablation runs share (AdaLoRA and LoRA included, so that columns differ only in the "
+        "ablated part), or at each cell's best LR where the ablations used several. Runs from "
+        "hyperparameter sweeps are only in the sweep tables below.",
+        "",
+    ]
     return lines + md_table(header, rows)
 
 
@@ -626,23 +793,39 @@ def schedule_of(rec: dict) -> str:
 
 
 def schedule_table(recs: list) -> list:
-    runs = [r for r in recs if r.get("kind") == "glue" and r.get("method") == "adalora"
-            and is_main(r) and set(variant_tags(r)) <= {"schedule"}]
+    runs = [
+        r
+        for r in recs
+        if r.get("kind") == "glue"
+        and r.get("method") == "adalora"
+        and is_main(r)
+        and set(variant_tags(r)) <= {"schedule"}
+    ]
     idx = defaultdict(list)
     for r in runs:
         idx[(r.get("model"), r.get("task"), level_of(r), schedule_of(r))].append(r)
     scheds = list(SCHEDULES) + sorted({k[3] for k in idx} - set(SCHEDULES))
-    keys = sorted({k[:3] for k in idx if k[3] != "cubic"},
-                  key=lambda k: (str(k[0]), task_rank(k[1]), str(k[1]), level_key(k[2])))
-    header = ["model", "task", "budget"] + [s + (" (default)" if s == "cubic" else "")
-                                            for s in scheds]
-    rows = [[m, task_name(t), level_text(lv)] + [fmt_cell(best_lr_stats(idx.get((m, t, lv, s), [])))
-                                                 for s in scheds] for m, t, lv in keys]
+    keys = sorted(
+        {k[:3] for k in idx if k[3] != "cubic"},
+        key=lambda k: (str(k[0]), task_rank(k[1]), str(k[1]), level_key(k[2])),
+    )
+    header = ["model", "task", "budget"] + [
+        s + (" (default)" if s == "cubic" else "") for s in scheds
+    ]
+    rows = [
+        [m, task_name(t), level_text(lv)]
+        + [fmt_cell(best_lr_stats(idx.get((m, t, lv, s), []))) for s in scheds]
+        for m, t, lv in keys
+    ]
     if not rows:
         rows.append(["(no schedule runs yet)", "-", "-"] + ["-"] * len(scheds))
-    lines = ["## Budget schedule shape (AdaLoRA)", "",
-             "variant \"schedule=linear\" / \"schedule=constant\" against the paper's cubic "
-             "schedule; best LR per cell, mean ± std (n) over \"ok\" runs.", ""]
+    lines = [
+        "## Budget schedule shape (AdaLoRA)",
+        "",
+        'variant "schedule=linear" / "schedule=constant" against the paper\'s cubic '
+        'schedule; best LR per cell, mean ± std (n) over "ok" runs.',
+        "",
+    ]
     return lines + md_table(header, rows)
 
 
@@ -654,18 +837,31 @@ def sweep_tables(recs: list) -> list:
     keys = sorted({k for r in runs for k in sweep_of(r)})
 
     def base(r):
-        return (str(r.get("model")), str(r.get("task")), str(r.get("method")),
-                r.get("variant") or "", level_of(r))
+        return (
+            str(r.get("model")),
+            str(r.get("task")),
+            str(r.get("method")),
+            r.get("variant") or "",
+            level_of(r),
+        )
 
     def base_sort(b):
-        return (b[0], task_rank(b[1]), b[1],
-                METHOD_ORDER.index(b[2]) if b[2] in METHOD_ORDER else 99, b[2], b[3],
-                level_key(b[4]))
+        return (
+            b[0],
+            task_rank(b[1]),
+            b[1],
+            METHOD_ORDER.index(b[2]) if b[2] in METHOD_ORDER else 99,
+            b[2],
+            b[3],
+            level_key(b[4]),
+        )
 
-    lines.append("Marginal tables: runs grouped by one swept hyperparameter (and model, task, "
-                 "method, variant, budget level, LR), pooled over the other swept values that "
-                 "are listed, beside the plain (unswept) runs of the same cell at their own "
-                 "value. Mean ± std (n) over \"ok\" runs.")
+    lines.append(
+        "Marginal tables: runs grouped by one swept hyperparameter (and model, task, "
+        "method, variant, budget level, LR), pooled over the other swept values that "
+        "are listed, beside the plain (unswept) runs of the same cell at their own "
+        'value. Mean ± std (n) over "ok" runs.'
+    )
     for k in keys:
         groups = defaultdict(list)
         for r in runs:
@@ -684,35 +880,63 @@ def sweep_tables(recs: list) -> list:
         plain = set(plain_groups) - set(groups)
         groups.update({g: plain_groups[g] for g in plain})
         rows = []
-        for (b, lr, v) in sorted(groups, key=lambda g: (base_sort(g[0]), lr_key(g[1]),
-                                                         value_key(g[2]))):
+        for b, lr, v in sorted(
+            groups, key=lambda g: (base_sort(g[0]), lr_key(g[1]), value_key(g[2]))
+        ):
             rr = groups[(b, lr, v)]
             others = defaultdict(set)
             for r in rr:
                 for ok, ov in sweep_of(r).items():
                     if ok != k:
                         others[ok].add(ov)
-            other_txt = "; ".join(f"{ok} in {{{', '.join(str(x) for x in sorted(vs, key=value_key))}}}"
-                                  for ok, vs in sorted(others.items())) or "-"
+            other_txt = (
+                "; ".join(
+                    f"{ok} in {{{', '.join(str(x) for x in sorted(vs, key=value_key))}}}"
+                    for ok, vs in sorted(others.items())
+                )
+                or "-"
+            )
             if (b, lr, v) in plain:
                 other_txt = "not swept (the plain runs)"
             st = stats_of(rr)
-            rows.append([b[0], task_name(b[1]), b[2], b[3] or "-", level_text(b[4]),
-                         lr_text(lr) if k != "lr" else "(swept)", str(v), fmt_cell(st),
-                         other_txt])
+            rows.append(
+                [
+                    b[0],
+                    task_name(b[1]),
+                    b[2],
+                    b[3] or "-",
+                    level_text(b[4]),
+                    lr_text(lr) if k != "lr" else "(swept)",
+                    str(v),
+                    fmt_cell(st),
+                    other_txt,
+                ]
+            )
         lines += ["", f"### Sweep: `{k}`", ""]
-        lines += md_table(["model", "task", "method", "variant", "budget", "lr", k, "score",
-                           "pooled over"], rows)
+        lines += md_table(
+            ["model", "task", "method", "variant", "budget", "lr", k, "score", "pooled over"], rows
+        )
     groups = defaultdict(list)
     for r in runs:
         groups[(base(r), lr_of(r), fmt_sweep(sweep_of(r)))].append(r)
     rows = []
-    for (b, lr, pt) in sorted(groups, key=lambda g: (base_sort(g[0]), lr_key(g[1]), g[2])):
-        rows.append([b[0], task_name(b[1]), b[2], b[3] or "-", level_text(b[4]), lr_text(lr), pt,
-                     fmt_cell(stats_of(groups[(b, lr, pt)]))])
+    for b, lr, pt in sorted(groups, key=lambda g: (base_sort(g[0]), lr_key(g[1]), g[2])):
+        rows.append(
+            [
+                b[0],
+                task_name(b[1]),
+                b[2],
+                b[3] or "-",
+                level_text(b[4]),
+                lr_text(lr),
+                pt,
+                fmt_cell(stats_of(groups[(b, lr, pt)])),
+            ]
+        )
     lines += ["", "### All sweep points", ""]
-    lines += md_table(["model", "task", "method", "variant", "budget", "lr", "sweep point",
-                       "score"], rows)
+    lines += md_table(
+        ["model", "task", "method", "variant", "budget", "lr", "sweep point", "score"], rows
+    )
     return lines
 
 
@@ -730,7 +954,7 @@ _NAME_RULES = (
 )
 
 
-def parse_module(name: str, seq2seq: Optional[bool] = None) -> tuple:
+def parse_module(name: str, seq2seq: bool | None = None) -> tuple:
     """(layer index or None, matrix label) for an adapted module name.
 
     layer = the integer after ``block.`` (T5), else ``layers.``, else ``layer.``; label = Wq, Wk,
@@ -738,8 +962,11 @@ def parse_module(name: str, seq2seq: Optional[bool] = None) -> tuple:
     names (``seq2seq`` None: the name mentions a decoder) the label keeps the encoder/decoder
     and self/cross-attention parts, e.g. "enc.self.Wq", "dec.cross.Wk", "dec.Wf1"."""
     layer = None
-    for pat in (r"(?:^|\.)block\.(\d+)(?:\.|$)", r"(?:^|\.)layers\.(\d+)(?:\.|$)",
-                r"(?:^|\.)layer\.(\d+)(?:\.|$)"):
+    for pat in (
+        r"(?:^|\.)block\.(\d+)(?:\.|$)",
+        r"(?:^|\.)layers\.(\d+)(?:\.|$)",
+        r"(?:^|\.)layer\.(\d+)(?:\.|$)",
+    ):
         m = re.search(pat, name)
         if m:
             layer = int(m.group(1))
@@ -763,15 +990,27 @@ def parse_module(name: str, seq2seq: Optional[bool] = None) -> tuple:
     if seq2seq is None:
         seq2seq = re.search(r"(?:^|\.)decoder(?:\.|$)", name) is not None
     if seq2seq:
-        side = ("enc" if re.search(r"(?:^|\.)encoder(?:\.|$)", name) else
-                "dec" if re.search(r"(?:^|\.)decoder(?:\.|$)", name) else "")
+        side = (
+            "enc"
+            if re.search(r"(?:^|\.)encoder(?:\.|$)", name)
+            else "dec"
+            if re.search(r"(?:^|\.)decoder(?:\.|$)", name)
+            else ""
+        )
         low = name.lower()
-        kind = ("cross" if any(s in low for s in ("encoder_attn", "encdecattention",
-                                                   "crossattention", "cross_attn")) else
-                "self" if any(s in low for s in ("self_attn", "selfattention", "attention.self"))
-                else "")
-        label = ".".join(x for x in (side, kind if label in ("Wq", "Wk", "Wv", "Wo") else "",
-                                     label) if x)
+        kind = (
+            "cross"
+            if any(
+                s in low
+                for s in ("encoder_attn", "encdecattention", "crossattention", "cross_attn")
+            )
+            else "self"
+            if any(s in low for s in ("self_attn", "selfattention", "attention.self"))
+            else ""
+        )
+        label = ".".join(
+            x for x in (side, kind if label in ("Wq", "Wk", "Wv", "Wo") else "", label) if x
+        )
     return layer, label
 
 
@@ -779,11 +1018,15 @@ def _label_key(label: str):
     parts = label.split(".")
     w = parts[-1]
     side = {"enc": 0, "dec": 1}.get(parts[0], 2) if len(parts) > 1 else -1
-    kind = {"self": 0, "cross": 1}.get(parts[1], 2) if len(parts) > 2 else (2 if len(parts) == 2 else 0)
+    kind = (
+        {"self": 0, "cross": 1}.get(parts[1], 2)
+        if len(parts) > 2
+        else (2 if len(parts) == 2 else 0)
+    )
     return (side, kind, MATRIX_ORDER.index(w) if w in MATRIX_ORDER else 99, w)
 
 
-def _rank_value(v) -> Optional[float]:
+def _rank_value(v) -> float | None:
     if isinstance(v, (list, tuple)):
         return float(sum(bool(x) for x in v))
     try:
@@ -821,24 +1064,36 @@ class Figure:
 
 def figure_specs(recs: list, fig_dir: Path) -> list:
     specs = []
-    ada = [r for r in recs if r.get("method") == "adalora" and (r.get("variant") or "") == ""
-           and is_main(r)]
+    ada = [
+        r
+        for r in recs
+        if r.get("method") == "adalora" and (r.get("variant") or "") == "" and is_main(r)
+    ]
     groups = defaultdict(list)
     for r in ada:
         if r.get("rank_pattern") and status_of(r) == "ok":
             groups[(str(r.get("model")), str(r.get("task")), level_of(r))].append(r)
-    for (model, task, level) in sorted(groups, key=lambda k: (k[0], k[1], level_key(k[2]))):
+    for model, task, level in sorted(groups, key=lambda k: (k[0], k[1], level_key(k[2]))):
         rr = groups[(model, task, level)]
         if not rank_grid(rr)[0]:
             continue
-        specs.append(Figure(
-            "rank", fig_dir / f"rank_{task}_r{level}_{model_slug(model)}.png",
-            f"Final rank per layer and matrix, AdaLoRA, {task_name(task)}, budget "
-            f"{level_text(level)}, {model} (mean over {len(rr)} run(s))", rr))
+        specs.append(
+            Figure(
+                "rank",
+                fig_dir / f"rank_{task}_r{level}_{model_slug(model)}.png",
+                f"Final rank per layer and matrix, AdaLoRA, {task_name(task)}, budget "
+                f"{level_text(level)}, {model} (mean over {len(rr)} run(s))",
+                rr,
+            )
+        )
 
     curves = defaultdict(dict)
     for r in recs:
-        if r.get("method") != "adalora" or not is_main(r) or not set(variant_tags(r)) <= {"schedule"}:
+        if (
+            r.get("method") != "adalora"
+            or not is_main(r)
+            or not set(variant_tags(r)) <= {"schedule"}
+        ):
             continue
         c = (r.get("budget") or {}).get("curve")
         if not c:
@@ -847,47 +1102,70 @@ def figure_specs(recs: list, fig_dir: Path) -> list:
         d = curves[(str(r.get("model")), str(r.get("task")))]
         if key not in d or r.get("run_name", "") < d[key].get("run_name", ""):
             d[key] = r
-    for (model, task) in sorted(curves):
-        specs.append(Figure(
-            "budget", fig_dir / f"budget_{task}_{model_slug(model)}.png",
-            f"Budget b(t) (total rank) over training, AdaLoRA, {task_name(task)}, {model}",
-            curves[(model, task)]))
+    for model, task in sorted(curves):
+        specs.append(
+            Figure(
+                "budget",
+                fig_dir / f"budget_{task}_{model_slug(model)}.png",
+                f"Budget b(t) (total rank) over training, AdaLoRA, {task_name(task)}, {model}",
+                curves[(model, task)],
+            )
+        )
 
     pts = defaultdict(list)
     for r in recs:
-        if (r.get("method") in ("lora", "adalora") and (r.get("variant") or "") == ""
-                and is_main(r) and level_of(r) != "-"):
+        if (
+            r.get("method") in ("lora", "adalora")
+            and (r.get("variant") or "") == ""
+            and is_main(r)
+            and level_of(r) != "-"
+        ):
             pts[(str(r.get("model")), str(r.get("task")))].append(r)
-    for (model, task) in sorted(pts):
+    for model, task in sorted(pts):
         if not any(status_of(r) == "ok" and score_of(r) is not None for r in pts[(model, task)]):
             continue
-        specs.append(Figure(
-            "score", fig_dir / f"score_vs_budget_{task}_{model_slug(model)}.png",
-            f"Dev score vs budget (avg final rank), LoRA vs AdaLoRA, {task_name(task)}, {model} "
-            "(best LR per point, error bars: std over seeds)", pts[(model, task)]))
+        specs.append(
+            Figure(
+                "score",
+                fig_dir / f"score_vs_budget_{task}_{model_slug(model)}.png",
+                f"Dev score vs budget (avg final rank), LoRA vs AdaLoRA, {task_name(task)}, {model} "
+                "(best LR per point, error bars: std over seeds)",
+                pts[(model, task)],
+            )
+        )
 
     sweep = defaultdict(list)  # (model, task) -> the LoRA / AdaLoRA runs of the LR table
     for r in table1_runs(recs):
         if r.get("method") in ("lora", "adalora") and level_of(r) != "-" and lr_of(r) is not None:
             sweep[(str(r.get("model")), str(r.get("task")))].append(r)
-    for (model, task) in sorted(sweep):
+    for model, task in sorted(sweep):
         if len({lr_of(r) for r in sweep[(model, task)]}) < 2:
             continue
-        specs.append(Figure(
-            "lr", fig_dir / f"score_vs_lr_{task}_{model_slug(model)}.png",
-            f"Dev score vs learning rate, LoRA vs AdaLoRA, {task_name(task)}, {model} "
-            "(line: mean of ok runs, bars: std, dots: each seed)", sweep[(model, task)]))
+        specs.append(
+            Figure(
+                "lr",
+                fig_dir / f"score_vs_lr_{task}_{model_slug(model)}.png",
+                f"Dev score vs learning rate, LoRA vs AdaLoRA, {task_name(task)}, {model} "
+                "(line: mean of ok runs, bars: std, dots: each seed)",
+                sweep[(model, task)],
+            )
+        )
 
     logs = defaultdict(lambda: defaultdict(list))  # (model, task) -> curve label -> runs
     for r in recs:
         if r.get("kind") == "glue" and r.get("train_log"):
             logs[(str(r.get("model")), str(r.get("task")))][curve_label(r)].append(r)
-    for (model, task) in sorted(logs):
-        specs.append(Figure(
-            "loss", fig_dir / f"train_loss_{task}_{model_slug(model)}.png",
-            f"Training loss, {task_name(task)}, {model}: mean over seeds at each logging step, "
-            "runs that record train_log (AdaLoRA's and SVD-LoRA's include the orthogonal "
-            "regulariser gamma R)", dict(logs[(model, task)])))
+    for model, task in sorted(logs):
+        specs.append(
+            Figure(
+                "loss",
+                fig_dir / f"train_loss_{task}_{model_slug(model)}.png",
+                f"Training loss, {task_name(task)}, {model}: mean over seeds at each logging step, "
+                "runs that record train_log (AdaLoRA's and SVD-LoRA's include the orthogonal "
+                "regulariser gamma R)",
+                dict(logs[(model, task)]),
+            )
+        )
     return specs
 
 
@@ -897,8 +1175,11 @@ def curve_label(rec: dict) -> str:
     parts += [rec["variant"]] if rec.get("variant") else []
     parts += [level_text(level_of(rec))] if level_of(rec) != "-" else []
     parts += [f"lr={lr_text(lr_of(rec))}"]
-    parts += [fmt_sweep({k: v for k, v in sweep_of(rec).items() if k not in MAIN_SWEEP_KEYS})] \
-        if set(sweep_of(rec)) - MAIN_SWEEP_KEYS else []
+    parts += (
+        [fmt_sweep({k: v for k, v in sweep_of(rec).items() if k not in MAIN_SWEEP_KEYS})]
+        if set(sweep_of(rec)) - MAIN_SWEEP_KEYS
+        else []
+    )
     return ", ".join(parts)
 
 
@@ -915,13 +1196,15 @@ def mean_curve(runs: list) -> tuple:
 
 def _pyplot():
     import matplotlib
+
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
-def rank_heatmap_figure(rank_patterns, title: Optional[str] = None):
+def rank_heatmap_figure(rank_patterns, title: str | None = None):
     """Matplotlib figure of the final rank per matrix type (rows) and layer (columns), like the
     paper's Figure 1. ``rank_patterns``: one {module name: rank} dict, or a list of result
     records / dicts whose ranks are averaged. None when no module name has a layer index.
@@ -932,16 +1215,24 @@ def rank_heatmap_figure(rank_patterns, title: Optional[str] = None):
         return None
     plt = _pyplot()
     mat = [[grid.get((lab, ly), float("nan")) for ly in layers] for lab in labels]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(layers) + 2),
-                                    max(2.5, 0.4 * len(labels) + 1.5)))
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, 0.5 * len(layers) + 2), max(2.5, 0.4 * len(labels) + 1.5))
+    )
     im = ax.imshow(mat, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(layers)), [str(x) for x in layers])
     ax.set_yticks(range(len(labels)), labels)
     for i, row in enumerate(mat):
         for j, v in enumerate(row):
             if not math.isnan(v):
-                ax.text(j, i, f"{v:.1f}".rstrip("0").rstrip("."), ha="center",
-                        va="center", fontsize=7, color="w")
+                ax.text(
+                    j,
+                    i,
+                    f"{v:.1f}".rstrip("0").rstrip("."),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="w",
+                )
     ax.set_xlabel("layer")
     fig.colorbar(im, ax=ax, label="final rank")
     if title:
@@ -975,8 +1266,9 @@ def render_figures(specs: list) -> None:
             fig, ax = plt.subplots(figsize=(6, 3.5))
             for key in sorted(spec.data, key=lambda k: (level_key(k[0]), k[1])):
                 c = spec.data[key]["budget"]["curve"]
-                ax.plot([p[0] for p in c], [p[1] for p in c],
-                        label=f"{level_text(key[0])}, {key[1]}")
+                ax.plot(
+                    [p[0] for p in c], [p[1] for p in c], label=f"{level_text(key[0])}, {key[1]}"
+                )
             ax.set_xlabel("step")
             ax.set_ylabel("b(t)")
             ax.legend(fontsize=7)
@@ -1003,16 +1295,28 @@ def render_figures(specs: list) -> None:
             cells = defaultdict(list)
             for r in spec.data:
                 cells[(level_of(r), r.get("method"))].append(r)
-            for i, (lv, method) in enumerate(sorted(cells, key=lambda k: (level_key(k[0]), k[1] != "lora"))):
+            for i, (lv, method) in enumerate(
+                sorted(cells, key=lambda k: (level_key(k[0]), k[1] != "lora"))
+            ):
                 at = by_lr(cells[(lv, method)])
                 pts = [(lr, st) for lr, st in ((lr, stats_of(at[lr])) for lr in sorted(at)) if st.n]
-                line = ax.errorbar([lr for lr, _ in pts], [st.mean for _, st in pts],
-                                   yerr=[st.std or 0.0 for _, st in pts], marker="o", capsize=3,
-                                   linestyle="-" if method == "adalora" else "--",
-                                   label=f"{METHOD_NAMES[method]}, {level_text(lv)}")
+                line = ax.errorbar(
+                    [lr for lr, _ in pts],
+                    [st.mean for _, st in pts],
+                    yerr=[st.std or 0.0 for _, st in pts],
+                    marker="o",
+                    capsize=3,
+                    linestyle="-" if method == "adalora" else "--",
+                    label=f"{METHOD_NAMES[method]}, {level_text(lv)}",
+                )
                 dots = [(lr, v) for lr, st in pts for v in st.values]  # the ok runs' scores
-                ax.scatter([x * (1.04 ** (i - 1.5)) for x, _ in dots], [y for _, y in dots], s=9,
-                           color=line[0].get_color(), alpha=0.6)  # nudged apart so seeds show
+                ax.scatter(
+                    [x * (1.04 ** (i - 1.5)) for x, _ in dots],
+                    [y for _, y in dots],
+                    s=9,
+                    color=line[0].get_color(),
+                    alpha=0.6,
+                )  # nudged apart so seeds show
             lrs = sorted({lr_of(r) for r in spec.data})
             _score_axes(ax, lrs, [lr_text(x) for x in lrs], "learning rate")
         elif spec.kind == "loss":
@@ -1046,21 +1350,44 @@ def figures_section(specs: list, out_path: Path) -> list:
 # W&B
 # --------------------------------------------------------------------------------------------
 
-_NOT_HP = ("schema", "run_name", "kind", "task", "method", "model", "model_type", "seed",
-           "preset", "n_train", "n_eval", "variant_tag", "sweep", "hyperparameters", "status")
+_NOT_HP = (
+    "schema",
+    "run_name",
+    "kind",
+    "task",
+    "method",
+    "model",
+    "model_type",
+    "seed",
+    "preset",
+    "n_train",
+    "n_eval",
+    "variant_tag",
+    "sweep",
+    "hyperparameters",
+    "status",
+)
 _GROUPING = ("task", "method", "model", "seed", "preset")
 
 
-def wandb_to_record(name: str, config: dict, summary: dict, state: str = "finished",
-                    sweep_params: Iterable[str] = ()) -> dict:
+def wandb_to_record(
+    name: str,
+    config: dict,
+    summary: dict,
+    state: str = "finished",
+    sweep_params: Iterable[str] = (),
+) -> dict:
     """Convert one W&B run into an ``adalora.result/1`` record. ``config`` is what
     experiments/train.py logs (task, method, model, seed, preset, n_train, n_eval, every
     hyperparameter, ``variant_tag``, ``sweep``); ``summary`` holds eval/main_best,
     eval/main_final, status and params/*. W&B sweep parameters other than task / method / model /
     seed / preset become ``hyperparameters.sweep``. Rank patterns are not pulled (None)."""
     cfg = {str(k).replace("-", "_"): v for k, v in config.items() if not str(k).startswith("_")}
-    hp = dict(cfg["hyperparameters"]) if isinstance(cfg.get("hyperparameters"), dict) else {
-        k: v for k, v in cfg.items() if k not in _NOT_HP}
+    hp = (
+        dict(cfg["hyperparameters"])
+        if isinstance(cfg.get("hyperparameters"), dict)
+        else {k: v for k, v in cfg.items() if k not in _NOT_HP}
+    )
     sweep = dict(cfg["sweep"]) if isinstance(cfg.get("sweep"), dict) else {}
     for p in sweep_params:
         k = p.replace("-", "_")
@@ -1074,59 +1401,95 @@ def wandb_to_record(name: str, config: dict, summary: dict, state: str = "finish
     if isinstance(b, dict):
         budget = b
     elif method not in ("full", "bitfit") and b is not None and n_mod:
-        budget = {"n_modules": n_mod, "final_total_rank": b,
-                  "avg_final_rank": round(float(b) / float(n_mod), 4), "curve": None}
+        budget = {
+            "n_modules": n_mod,
+            "final_total_rank": b,
+            "avg_final_rank": round(float(b) / float(n_mod), 4),
+            "curve": None,
+        }
     main = summary.get("eval/main")
     if isinstance(main, dict):  # W&B summary of a "max" metric
         main = main.get("max")
     variant = cfg.get("variant_tag") if "variant_tag" in cfg else (cfg.get("variant") or "")
-    kind = cfg.get("kind") or ("summarization" if cfg.get("task") in P.SUMMARIZATION_TASKS
-                               else "glue")
+    kind = cfg.get("kind") or (
+        "summarization" if cfg.get("task") in P.SUMMARIZATION_TASKS else "glue"
+    )
     return {
-        "schema": SCHEMA, "run_name": cfg.get("run_name") or name, "kind": kind,
-        "task": cfg.get("task"), "method": method, "variant": variant or "",
-        "model": cfg.get("model"), "model_type": cfg.get("model_type"), "seed": cfg.get("seed"),
-        "preset": cfg.get("preset"), "n_train": cfg.get("n_train"), "n_eval": cfg.get("n_eval"),
-        "hyperparameters": hp, "budget": budget,
-        "params": {"trainable": summary.get("params/trainable"),
-                   "final_adapter": summary.get("params/final_adapter"), "total": None},
+        "schema": SCHEMA,
+        "run_name": cfg.get("run_name") or name,
+        "kind": kind,
+        "task": cfg.get("task"),
+        "method": method,
+        "variant": variant or "",
+        "model": cfg.get("model"),
+        "model_type": cfg.get("model_type"),
+        "seed": cfg.get("seed"),
+        "preset": cfg.get("preset"),
+        "n_train": cfg.get("n_train"),
+        "n_eval": cfg.get("n_eval"),
+        "hyperparameters": hp,
+        "budget": budget,
+        "params": {
+            "trainable": summary.get("params/trainable"),
+            "final_adapter": summary.get("params/final_adapter"),
+            "total": None,
+        },
         "rank_pattern": None,
-        "metrics": {"main": cfg.get("main_metric", "main"), "table_uses": "best", "evals": [],
-                    "final": {}, "best": {},
-                    "main_best": summary.get("eval/main_best", main),
-                    "main_final": summary.get("eval/main_final", main)},
+        "metrics": {
+            "main": cfg.get("main_metric", "main"),
+            "table_uses": "best",
+            "evals": [],
+            "final": {},
+            "best": {},
+            "main_best": summary.get("eval/main_best", main),
+            "main_final": summary.get("eval/main_final", main),
+        },
         "status": summary.get("status") or ("ok" if state == "finished" else str(state)),
-        "wall_time_s": summary.get("_runtime"), "versions": {}, "hardware": {},
-        "command": None, "created": None, "_path": f"wandb:{name}",
+        "wall_time_s": summary.get("_runtime"),
+        "versions": {},
+        "hardware": {},
+        "command": None,
+        "created": None,
+        "_path": f"wandb:{name}",
     }
 
 
 def fetch_wandb(path: str) -> list:
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "disabled", "dryrun"):
-        raise SystemExit(f"--wandb {path}: W&B is offline (WANDB_MODE={mode}); pulling runs needs "
-                         "network access. Unset WANDB_MODE or drop --wandb.")
+        raise SystemExit(
+            f"--wandb {path}: W&B is offline (WANDB_MODE={mode}); pulling runs needs "
+            "network access. Unset WANDB_MODE or drop --wandb."
+        )
     try:
         import wandb
+
         api = wandb.Api(timeout=30)
         out = []
         for run in api.runs(path):
             params = []
             if getattr(run, "sweep", None) is not None:
                 params = sorted((run.sweep.config or {}).get("parameters", {}))
-            summary = dict(run.summary._json_dict) if hasattr(run.summary, "_json_dict") else dict(run.summary)
+            summary = (
+                dict(run.summary._json_dict)
+                if hasattr(run.summary, "_json_dict")
+                else dict(run.summary)
+            )
             out.append(wandb_to_record(run.name, dict(run.config), summary, run.state, params))
         return out
     except SystemExit:
         raise
     except Exception as e:  # network, auth, unknown project
-        raise SystemExit(f"--wandb {path}: could not pull runs from W&B ({type(e).__name__}: {e}). "
-                         "This needs network access and a W&B API key (wandb login).") from None
+        raise SystemExit(
+            f"--wandb {path}: could not pull runs from W&B ({type(e).__name__}: {e}). "
+            "This needs network access and a W&B API key (wandb login)."
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
 # document
 # --------------------------------------------------------------------------------------------
+
 
 def accounting(recs: list) -> list:
     by = defaultdict(lambda: defaultdict(int))
@@ -1135,35 +1498,49 @@ def accounting(recs: list) -> list:
     n_sweep = sum(1 for r in recs if not is_main(r))
     lines = ["## Runs", ""]
     if not recs:
-        return lines + ["No result files yet: every \"ours\" cell is \"-\"."]
+        return lines + ['No result files yet: every "ours" cell is "-".']
     for kind in sorted(by):
         n = sum(by[kind].values())
-        lines.append(f"- {kind}: {n} run{'s' if n != 1 else ''} ("
-                     + ", ".join(f"{c} {s}" for s, c in sorted(by[kind].items())) + ")")
-    lines.append(f"- {n_sweep} runs come from hyperparameter sweeps (`hyperparameters.sweep` varies "
-                 "more than LR / score / schedule / budget) and appear only in the sweep tables.")
-    lines.append("- Means use runs with status \"ok\"; other runs are counted in their cells.")
+        lines.append(
+            f"- {kind}: {n} run{'s' if n != 1 else ''} ("
+            + ", ".join(f"{c} {s}" for s, c in sorted(by[kind].items()))
+            + ")"
+        )
+    lines.append(
+        f"- {n_sweep} runs come from hyperparameter sweeps (`hyperparameters.sweep` varies "
+        "more than LR / score / schedule / budget) and appear only in the sweep tables."
+    )
+    lines.append('- Means use runs with status "ok"; other runs are counted in their cells.')
     return lines
 
 
-def generate(recs: list, results_dir: Path, out_path: Path, fig_dir: Path,
-             shared: Optional[float] = None) -> tuple:
+def generate(
+    recs: list, results_dir: Path, out_path: Path, fig_dir: Path, shared: float | None = None
+) -> tuple:
     """(markdown text, figure specs)."""
     recs = sorted(recs, key=lambda r: (str(r.get("run_name")), str(r.get("_path"))))
     disc = Path(results_dir) / "discussion.md"
     discussion = disc.read_text().strip() if disc.exists() else ""
     specs = figure_specs(recs, Path(fig_dir))
-    L = ["# AdaLoRA reproduction: the paper's tables next to ours", "",
-         "<!-- Generated by scripts/make_tables.py from result files; do not edit by hand. -->",
-         "",
-         f"Generated file: regenerate with `{REGEN_COMMAND}` (options `--results DIR --out FILE "
-         "--figures DIR --shared-lr LR --wandb ENTITY/PROJECT`; `--check` verifies it is "
-         "current). Edit the discussion in `results/discussion.md`, not here.", "",
-         f"**Backbones differ.** Rows labelled \"paper\" are the paper's numbers "
-         f"({P.GLUE_MODEL} for GLUE, {P.SUMMARIZATION_MODEL} for summarisation). Our rows use "
-         "the model each names, usually a smaller backbone with fewer adapted matrices, so "
-         "compare trends (AdaLoRA vs LoRA at a matched budget), not absolute numbers.", "",
-         "## Discussion", "", discussion or "-", ""]
+    L = [
+        "# AdaLoRA reproduction: the paper's tables next to ours",
+        "",
+        "<!-- Generated by scripts/make_tables.py from result files; do not edit by hand. -->",
+        "",
+        f"Generated file: regenerate with `{REGEN_COMMAND}` (options `--results DIR --out FILE "
+        "--figures DIR --shared-lr LR --wandb ENTITY/PROJECT`; `--check` verifies it is "
+        "current). Edit the discussion in `results/discussion.md`, not here.",
+        "",
+        f'**Backbones differ.** Rows labelled "paper" are the paper\'s numbers '
+        f"({P.GLUE_MODEL} for GLUE, {P.SUMMARIZATION_MODEL} for summarisation). Our rows use "
+        "the model each names, usually a smaller backbone with fewer adapted matrices, so "
+        "compare trends (AdaLoRA vs LoRA at a matched budget), not absolute numbers.",
+        "",
+        "## Discussion",
+        "",
+        discussion or "-",
+        "",
+    ]
     L += accounting(recs) + [""]
     L += table1(recs, shared) + [""]
     L += lr_table(recs) + [""]
@@ -1178,22 +1555,32 @@ def generate(recs: list, results_dir: Path, out_path: Path, fig_dir: Path,
     return "\n".join(L) + "\n", specs
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--results", default=str(ROOT / "results"), help="result-file root")
     ap.add_argument("--out", default=str(ROOT / "paper_tables.md"))
     ap.add_argument("--figures", default=None, help="figure dir (default: <results>/figures)")
-    ap.add_argument("--shared-lr", type=float, default=None,
-                    help="LR for the shared-LR rows (default: chosen per task, see the file)")
-    ap.add_argument("--check", action="store_true",
-                    help="exit 1 if --out differs from what would be generated")
-    ap.add_argument("--wandb", default=None, metavar="ENTITY/PROJECT",
-                    help="also pull runs from this W&B project (needs network)")
+    ap.add_argument(
+        "--shared-lr",
+        type=float,
+        default=None,
+        help="LR for the shared-LR rows (default: chosen per task, see the file)",
+    )
+    ap.add_argument(
+        "--check", action="store_true", help="exit 1 if --out differs from what would be generated"
+    )
+    ap.add_argument(
+        "--wandb",
+        default=None,
+        metavar="ENTITY/PROJECT",
+        help="also pull runs from this W&B project (needs network)",
+    )
     args = ap.parse_args(argv)
     results = Path(args.results)
     out = Path(args.out)
     fig_dir = Path(args.figures) if args.figures else results / "figures"
-    recs = load_results(results) if results.exists() else []
+    src = results / "evidence" if (results / "evidence").is_dir() else results
+    recs = load_results(src) if src.exists() else []
     if args.wandb:
         local = {r.get("run_name") for r in recs}
         recs += [r for r in fetch_wandb(args.wandb) if r.get("run_name") not in local]
@@ -1202,8 +1589,7 @@ def main(argv: Optional[list] = None) -> int:
         current = out.read_text() if out.exists() else None
         if current != text:
             why = "does not exist" if current is None else "is out of date"
-            print(f"{out} {why}: regenerate with `{REGEN_COMMAND}` and commit it.",
-                  file=sys.stderr)
+            print(f"{out} {why}: regenerate with `{REGEN_COMMAND}` and commit it.", file=sys.stderr)
             return 1
         print(f"{out} is up to date ({len(recs)} runs).")
         return 0

@@ -2,7 +2,7 @@
 """The reproduction grid: AdaLoRA vs LoRA at matched budgets, full FT, BitFit and the paper's
 ablations, on real GLUE data with the packaged MiniLM, several seeds per cell.
 
-    python scripts/reproduce.py [--workers 2] [--output-dir results/runs/repro] [--dry-run]
+    python scripts/reproduce.py [--workers 2] [--output-dir results/evidence/short] [--dry-run]
                                 [--order A:sst2,A:stsb,C:sst2,...]
 
 Runs are listed in priority order (``ORDER``) and executed by ``--workers`` parallel
@@ -12,6 +12,7 @@ is skipped. Every run is a plain glue.py command (printed), so any cell can be r
 The grid is scaled to CPU: a fixed number of optimizer steps per task (``STEPS``), not the
 paper's epochs; paper_tables.md says so beside the numbers.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,10 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SEEDS = (1, 2, 3)
 BUDGETS = (2, 8)  # average final rank per matrix; LoRA gets r = the same value
-LRS = ("2e-3", "1e-3", "5e-4", "2e-4")  # the same sweep for LoRA and AdaLoRA (B runs them in this order)
+LRS = (
+    "2e-3",
+    "1e-3",
+    "5e-4",
+    "2e-4",
+)  # the same sweep for LoRA and AdaLoRA (B runs them in this order)
 SHARED_LR = "1e-3"
 # task -> optimizer steps and extra flags (RTE: batch 16, its pairs are long)
-STEPS = {"cola": (300, []), "sst2": (300, []), "stsb": (200, []), "rte": (150, ["--batch-size", "16"])}
+STEPS = {
+    "cola": (300, []),
+    "sst2": (300, []),
+    "stsb": (200, []),
+    "rte": (150, ["--batch-size", "16"]),
+}
 BASELINE_LR = {"full": "5e-5", "bitfit": "2e-3"}
 # Priority order (the order the committed runs were made in). Ablations run on SST-2: on CoLA
 # and RTE both LoRA and AdaLoRA stayed at chance (MCC 0 / ~50% accuracy) at this scale, so
@@ -45,10 +56,12 @@ BASELINE_LR = {"full": "5e-5", "bitfit": "2e-3"}
 # at 2e-3 (does a larger step leave chance?), STS-B r=8 at 2e-3; then the rest of the sweep on
 # the tasks where methods learn (SST-2, STS-B r=8), then on CoLA and RTE. The diagnostics (E)
 # ran after D:cola except their last run (3x steps, seed 3: 30 minutes), which comes last.
-ORDER = ("A:sst2,A:stsb,B:sst2:2e-3:2,B:stsb:5e-4:2,D:sst2,D:stsb,B:stsb:2e-4:2,C:sst2,"
-         "B:stsb:2e-3:2,A:rte,A:cola,D:rte,D:cola,B:sst2:2e-3:8,B:sst2:5e-4:2,B:cola:2e-3:2,"
-         "B:rte:2e-3:2,B:stsb:2e-3:8,B:sst2:5e-4:8,B:stsb:5e-4:8,B:stsb:2e-4:8,B:sst2:2e-4,"
-         "B:cola,B:rte,E:stsb")
+ORDER = (
+    "A:sst2,A:stsb,B:sst2:2e-3:2,B:stsb:5e-4:2,D:sst2,D:stsb,B:stsb:2e-4:2,C:sst2,"
+    "B:stsb:2e-3:2,A:rte,A:cola,D:rte,D:cola,B:sst2:2e-3:8,B:sst2:5e-4:2,B:cola:2e-3:2,"
+    "B:rte:2e-3:2,B:stsb:2e-3:8,B:sst2:5e-4:8,B:stsb:5e-4:8,B:stsb:2e-4:8,B:sst2:2e-4,"
+    "B:cola,B:rte,E:stsb"
+)
 ABLATIONS = {  # name -> (method, flags); at the budget of avg rank 2, the shared LR
     "sensitivity": ("adalora", ["--score", "sensitivity"]),
     "magnitude": ("adalora", ["--score", "magnitude"]),
@@ -59,15 +72,36 @@ ABLATIONS = {  # name -> (method, flags); at the budget of avg rank 2, the share
 # E: why LoRA stays at the mean on STS-B (r=2, shared LR): its scale alpha / r (32 / 2 = 16)
 # cut to 1 (alpha = r), then the same LoRA with 3x the steps. Tagged as sweeps
 # (hyperparameters.sweep), so they appear in the sweep tables, never in Table 1.
-DIAGNOSTICS = (("alpha2", ["--lora-alpha", "2"], {"lora_alpha": 2}, 1),  # (tag, flags, sweep, steps x)
-               ("T3x", [], {}, 3))
+DIAGNOSTICS = (
+    ("alpha2", ["--lora-alpha", "2"], {"lora_alpha": 2}, 1),  # (tag, flags, sweep, steps x)
+    ("T3x", [], {}, 3),
+)
 
 
 def job(task, method, seed, name, flags, out, steps_factor=1):
     steps, extra = STEPS[task]
-    cmd = [sys.executable, "experiments/glue.py", "--task", task, "--method", method, "--seed", str(seed),
-           "--max-steps", str(steps * steps_factor), "--evals", "2", "--wandb", "disabled", "--output-dir", out,
-           "--run-name", name, *extra, *flags]
+    cmd = [
+        sys.executable,
+        "experiments/glue.py",
+        "--task",
+        task,
+        "--method",
+        method,
+        "--seed",
+        str(seed),
+        "--max-steps",
+        str(steps * steps_factor),
+        "--evals",
+        "2",
+        "--wandb",
+        "disabled",
+        "--output-dir",
+        out,
+        "--run-name",
+        name,
+        *extra,
+        *flags,
+    ]
     return name, cmd
 
 
@@ -84,9 +118,25 @@ def plan(out: str, order: str) -> list:
         if phase == "E":  # each diagnostic with all seeds, then the next
             for (tag, flags, sweep, factor), seed in itertools.product(DIAGNOSTICS, SEEDS):
                 point = {**sweep, **({"max_steps": STEPS[task][0] * factor} if factor != 1 else {})}
-                jobs.append(job(task, "lora", seed, f"repro-{task}-lora-r2-{tag}-lr{SHARED_LR}-s{seed}",
-                                ["--target-r", "2", "--lr", SHARED_LR, *flags,
-                                 "--sweep-json", json.dumps(point)], out, factor))
+                jobs.append(
+                    job(
+                        task,
+                        "lora",
+                        seed,
+                        f"repro-{task}-lora-r2-{tag}-lr{SHARED_LR}-s{seed}",
+                        [
+                            "--target-r",
+                            "2",
+                            "--lr",
+                            SHARED_LR,
+                            *flags,
+                            "--sweep-json",
+                            json.dumps(point),
+                        ],
+                        out,
+                        factor,
+                    )
+                )
             continue
         lrs = {"A": [SHARED_LR], "B": [lr for lr in LRS if lr != SHARED_LR]}.get(phase, [SHARED_LR])
         lrs = [only[0]] if only else lrs
@@ -94,23 +144,47 @@ def plan(out: str, order: str) -> list:
         for lr, seed in itertools.product(lrs, SEEDS):  # B: one LR with all seeds, then the next
             if phase in ("A", "B"):
                 for b, m in itertools.product(budgets, ("adalora", "lora")):
-                    jobs.append(job(task, m, seed, f"repro-{task}-{m}-r{b}-lr{lr}-s{seed}",
-                                    ["--target-r", str(b), "--lr", lr], out))
+                    jobs.append(
+                        job(
+                            task,
+                            m,
+                            seed,
+                            f"repro-{task}-{m}-r{b}-lr{lr}-s{seed}",
+                            ["--target-r", str(b), "--lr", lr],
+                            out,
+                        )
+                    )
             elif phase == "C":
                 for abl, (m, flags) in ABLATIONS.items():
-                    jobs.append(job(task, m, seed, f"repro-{task}-abl-{abl}-r2-lr{lr}-s{seed}",
-                                    ["--target-r", "2", "--lr", lr, *flags], out))
+                    jobs.append(
+                        job(
+                            task,
+                            m,
+                            seed,
+                            f"repro-{task}-abl-{abl}-r2-lr{lr}-s{seed}",
+                            ["--target-r", "2", "--lr", lr, *flags],
+                            out,
+                        )
+                    )
             else:
                 for m, base_lr in BASELINE_LR.items():
-                    jobs.append(job(task, m, seed, f"repro-{task}-{m}-lr{base_lr}-s{seed}",
-                                    ["--lr", base_lr], out))
+                    jobs.append(
+                        job(
+                            task,
+                            m,
+                            seed,
+                            f"repro-{task}-{m}-lr{base_lr}-s{seed}",
+                            ["--lr", base_lr],
+                            out,
+                        )
+                    )
     return list(dict(jobs).items())  # an item may repeat runs of an earlier one: keep the first
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--output-dir", default="results/runs/repro")
+    p.add_argument("--output-dir", default="results/evidence/short")
     p.add_argument("--order", default=ORDER, help="priority order of PHASE:task items (see plan)")
     p.add_argument("--dry-run", action="store_true")
     a = p.parse_args(argv)
@@ -123,7 +197,12 @@ def main(argv=None) -> int:
             print(" ".join(c[1:]))
         return 0
     Path(a.output_dir, "logs").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     failed = []
 
     def go(nc):

@@ -1,18 +1,34 @@
 """Shared pieces of the core test suite: tiny models built from config, batches, a train loop."""
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-BERT_TARGETS = ["query", "key", "value", "attention.output.dense", "intermediate.dense",
-                "output.dense"]
+BERT_TARGETS = [
+    "query",
+    "key",
+    "value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+]
 
 
 def tiny_bert_config(**kw):
     from transformers import BertConfig
-    cfg = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-               intermediate_size=64, max_position_embeddings=32, num_labels=2,
-               hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+    cfg = dict(
+        vocab_size=100,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     cfg.update(kw)
     return BertConfig(**cfg)
 
@@ -20,14 +36,17 @@ def tiny_bert_config(**kw):
 def tiny_bert(seed: int = 0, **kw):
     """BertForSequenceClassification: 2 layers -> 12 adapted matrices with the default targets."""
     from transformers import BertForSequenceClassification
+
     torch.manual_seed(seed)
     return BertForSequenceClassification(tiny_bert_config(**kw))
 
 
 def batches(n: int, seed: int = 1, bs: int = 4, seq: int = 7, vocab: int = 100):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randint(0, vocab, (bs, seq), generator=g), torch.randint(0, 2, (bs,), generator=g))
-            for _ in range(n)]
+    return [
+        (torch.randint(0, vocab, (bs, seq), generator=g), torch.randint(0, 2, (bs,), generator=g))
+        for _ in range(n)
+    ]
 
 
 def train(model, opt, data, start: int = 1, allocate: bool = True):

@@ -4,6 +4,7 @@ Trains an AdaLoraModel wrapped in DistributedDataParallel on data that differs p
 calls update_and_allocate after every optimizer step, then writes what it ended with to
 <out_dir>/rank<r>.json. Buffers are not broadcast (broadcast_buffers=False): the masks must
 agree because the all-reduced gradients give every rank the same scores."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from adalora import AdaLoraConfig, AdaLoraModel  # noqa: E402
 from adalora_helpers import batches, tiny_bert, trainable  # noqa: E402
+
+from adalora import AdaLoraConfig, AdaLoraModel  # noqa: E402
 
 
 def main(out_dir: str, steps: int = 10) -> None:
@@ -26,8 +28,12 @@ def main(out_dir: str, steps: int = 10) -> None:
     rank = dist.get_rank()
     base = tiny_bert(seed=0)  # same base weights on every rank
     torch.manual_seed(1234 + rank)  # different adapter init per rank: DDP must sync it
-    model = AdaLoraModel(base, AdaLoraConfig(
-        init_r=4, target_r=2, tinit=2, tfinal=3, deltaT=1, total_step=steps, orth_reg_weight=0.1))
+    model = AdaLoraModel(
+        base,
+        AdaLoraConfig(
+            init_r=4, target_r=2, tinit=2, tfinal=3, deltaT=1, total_step=steps, orth_reg_weight=0.1
+        ),
+    )
     ddp = DDP(model, broadcast_buffers=False)
     opt = torch.optim.AdamW(trainable(model), lr=2e-2)
     losses, patterns, scores, masks = [], [], [], []
@@ -49,7 +55,9 @@ def main(out_dir: str, steps: int = 10) -> None:
         "mask": alloc.mask.int().tolist(),
         "patterns": patterns,
         "final_ranks": model.final_ranks(),
-        "lambda": {n: l.lora_E.detach().view(-1).tolist() for n, l in model.adapter_layers().items()},
+        "lambda": {
+            n: l.lora_E.detach().view(-1).tolist() for n, l in model.adapter_layers().items()
+        },
         "scores": scores,  # triplet scores after every step (reset to 0 at T - tfinal)
         "masks": masks,
     }

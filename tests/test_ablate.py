@@ -1,5 +1,6 @@
 """scripts/ablate.py (grid expansion, names, flags, resume, failures, validation) and the W&B
 sweep files under experiments/sweeps/."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,13 @@ def test_expand_count_and_order():
     assert list(grid) == sorted(grid)
     points = ablate.expand(grid)
     assert len(points) == 2 * 1 * 2 * 1 * 2
-    assert points[0] == {"beta1": "0.85", "delta_t": "1", "orth_reg_weight": "0.1",
-                         "tfinal": "300", "tinit": "100"}
+    assert points[0] == {
+        "beta1": "0.85",
+        "delta_t": "1",
+        "orth_reg_weight": "0.1",
+        "tfinal": "300",
+        "tinit": "100",
+    }
     assert len({json.dumps(p, sort_keys=True) for p in points}) == 8
     runs = ablate.plan(["rte"], ["adalora"], grid, [1, 2, 3], "results/ablations")
     assert len(runs) == 24 and len({n for n, _ in runs}) == 24
@@ -32,18 +38,30 @@ def test_run_name_deterministic():
     assert name == "abl-rte-adalora-delta_t=1-tinit=100-s1"
     assert ablate.run_name("rte", "adalora", {"delta_t": "1", "tinit": "100"}, 1) == name
     # extra glue.py args change the name (a different configuration is not "done")
-    other = ablate.run_name("rte", "adalora", {"tinit": "100", "delta_t": "1"}, 1,
-                            ["--preset", "paper"])
+    other = ablate.run_name(
+        "rte", "adalora", {"tinit": "100", "delta_t": "1"}, 1, ["--preset", "paper"]
+    )
     assert other != name and other.endswith("-s1")
-    assert ablate.run_name("rte", "adalora", {"tinit": "100", "delta_t": "1"}, 1,
-                           ["--preset", "paper"]) == other
+    assert (
+        ablate.run_name(
+            "rte", "adalora", {"tinit": "100", "delta_t": "1"}, 1, ["--preset", "paper"]
+        )
+        == other
+    )
 
 
 def test_command_flags():
-    point = {"delta_t": "10", "orth_reg_weight": "0.5", "beta1": "0.85", "lr": "1e-3",
-             "target_r": "4", "schedule": "linear"}
-    cmd = ablate.build_command("rte", "adalora", point, 2, "results/ablations",
-                               ["--preset", "quick"])
+    point = {
+        "delta_t": "10",
+        "orth_reg_weight": "0.5",
+        "beta1": "0.85",
+        "lr": "1e-3",
+        "target_r": "4",
+        "schedule": "linear",
+    }
+    cmd = ablate.build_command(
+        "rte", "adalora", point, 2, "results/ablations", ["--preset", "quick"]
+    )
     assert cmd[1] == "experiments/glue.py"
     args = cmd[2:]
     pairs = dict(zip(args[::2], args[1::2]))
@@ -54,14 +72,20 @@ def test_command_flags():
     assert pairs["--output-dir"] == "results/ablations" and pairs["--preset"] == "quick"
     assert pairs["--run-name"] == ablate.run_name("rte", "adalora", point, 2, ["--preset", "quick"])
     assert json.loads(pairs["--sweep-json"]) == {
-        "delta_t": 10, "orth_reg_weight": 0.5, "beta1": 0.85, "lr": 1e-3, "target_r": 4,
-        "schedule": "linear"}
+        "delta_t": 10,
+        "orth_reg_weight": 0.5,
+        "beta1": 0.85,
+        "lr": 1e-3,
+        "target_r": 4,
+        "schedule": "linear",
+    }
     assert all(a in ablate.GLUE_FLAGS for a in args[::2])
 
 
 def test_schedules_shortcut():
-    assert ablate.parse_grid([], ["cubic", "linear", "constant"]) == \
-        ablate.parse_grid(["schedule=cubic,linear,constant"])
+    assert ablate.parse_grid([], ["cubic", "linear", "constant"]) == ablate.parse_grid(
+        ["schedule=cubic,linear,constant"]
+    )
 
 
 def test_unknown_key_error(capsys):
@@ -105,8 +129,20 @@ def test_resume_skips_existing(tmp_path, monkeypatch, capsys):
     out.mkdir()
     done = ablate.run_name("rte", "adalora", {"tinit": "100", "delta_t": "1"}, 1)
     (out / f"{done}.json").write_text("{}")
-    rc = ablate.main(["--task", "rte", "--grid", "tinit=100,200", "delta_t=1",
-                      "--seeds", "1", "2", "--output-dir", str(out)])
+    rc = ablate.main(
+        [
+            "--task",
+            "rte",
+            "--grid",
+            "tinit=100,200",
+            "delta_t=1",
+            "--seeds",
+            "1",
+            "2",
+            "--output-dir",
+            str(out),
+        ]
+    )
     assert rc == 0
     names = [c[c.index("--run-name") + 1] for c in fake.calls]
     assert len(names) == 3 and done not in names
@@ -114,8 +150,23 @@ def test_resume_skips_existing(tmp_path, monkeypatch, capsys):
     assert f"{done}: skip" in text
     # second invocation: everything exists -> nothing runs
     fake.calls.clear()
-    assert ablate.main(["--task", "rte", "--grid", "tinit=100,200", "delta_t=1",
-                        "--seeds", "1", "2", "--output-dir", str(out)]) == 0
+    assert (
+        ablate.main(
+            [
+                "--task",
+                "rte",
+                "--grid",
+                "tinit=100,200",
+                "delta_t=1",
+                "--seeds",
+                "1",
+                "2",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert fake.calls == []
 
 
@@ -123,8 +174,9 @@ def test_failures_reported(tmp_path, monkeypatch, capsys):
     bad = ablate.run_name("rte", "adalora", {"tinit": "200"}, 1)
     fake = FakeRunner(fail={bad})
     monkeypatch.setattr(ablate.subprocess, "run", fake)
-    rc = ablate.main(["--task", "rte", "--grid", "tinit=100,200", "--output-dir",
-                      str(tmp_path / "abl")])
+    rc = ablate.main(
+        ["--task", "rte", "--grid", "tinit=100,200", "--output-dir", str(tmp_path / "abl")]
+    )
     assert rc == 1 and len(fake.calls) == 2  # the failure does not stop the grid
     err = capsys.readouterr().err
     assert "FAILED" in err and bad in err and "exit status 1" in err
@@ -133,8 +185,25 @@ def test_failures_reported(tmp_path, monkeypatch, capsys):
 def test_dry_run_runs_nothing(tmp_path, monkeypatch, capsys):
     fake = FakeRunner()
     monkeypatch.setattr(ablate.subprocess, "run", fake)
-    assert ablate.main(["--task", "rte", "cola", "--schedules", "cubic", "linear", "--dry-run",
-                        "--output-dir", str(tmp_path), "--", "--preset", "quick"]) == 0
+    assert (
+        ablate.main(
+            [
+                "--task",
+                "rte",
+                "cola",
+                "--schedules",
+                "cubic",
+                "linear",
+                "--dry-run",
+                "--output-dir",
+                str(tmp_path),
+                "--",
+                "--preset",
+                "quick",
+            ]
+        )
+        == 0
+    )
     assert fake.calls == []
     out = capsys.readouterr().out
     assert out.count("experiments/glue.py") == 4 and "--schedule linear" in out
@@ -151,8 +220,11 @@ SWEEPS = sorted((ROOT / "experiments" / "sweeps").glob("*.yaml"))
 
 
 def test_sweep_files_exist():
-    assert {p.name for p in SWEEPS} >= {"lr_quick.yaml", "schedule_rte.yaml",
-                                        "schedule_shapes.yaml"}
+    assert {p.name for p in SWEEPS} >= {
+        "lr_quick.yaml",
+        "schedule_rte.yaml",
+        "schedule_shapes.yaml",
+    }
 
 
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)

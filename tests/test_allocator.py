@@ -5,20 +5,28 @@ Q = lora_A is 2 x 2, lambda = lora_E is 2 x 1, and P = lora_B is 2 x 2 (a) or 3 
 Weights and gradients are set by hand; with beta1 = beta2 = 0.5 and powers of two every
 number below is exact in floating point, so the checks use exact equality.
 """
+
 from __future__ import annotations
 
 import pytest
 import torch
+from adalora_helpers import TwoLinear
 
 from adalora import AdaLoraConfig, AdaLoraModel
 from adalora.schedule import budget_at
 
-from adalora_helpers import TwoLinear
-
 
 def make(targets=("a", "b"), **kw):
-    cfg = dict(init_r=2, target_r=1, beta1=0.5, beta2=0.5, tinit=0, tfinal=0, total_step=10,
-               target_modules=list(targets))
+    cfg = dict(
+        init_r=2,
+        target_r=1,
+        beta1=0.5,
+        beta2=0.5,
+        tinit=0,
+        tfinal=0,
+        total_step=10,
+        target_modules=list(targets),
+    )
     cfg.update(kw)
     return AdaLoraModel(TwoLinear(), AdaLoraConfig(**cfg))
 
@@ -61,10 +69,12 @@ T = torch.tensor
 def two_steps(m):
     """Step 1: Q = 1, gQ = [[4,2],[0,1]];  step 2: Q = 2, gQ = [[1,1],[0,2]].
     P = 1, gP = [[2,0],[4,1]] and lambda = [1,2], g = [1,2] at both steps (tinit = 5: no mask)."""
-    for t, (wA, gA) in enumerate([(1.0, [[4., 2.], [0., 1.]]), (2.0, [[1., 1.], [0., 2.]])], 1):
+    for t, (wA, gA) in enumerate(
+        [(1.0, [[4.0, 2.0], [0.0, 1.0]]), (2.0, [[1.0, 1.0], [0.0, 2.0]])], 1
+    ):
         setp(m, "a", "lora_A", w=wA, g=gA)
-        setp(m, "a", "lora_B", w=1.0, g=[[2., 0.], [4., 1.]])
-        setp(m, "a", "lora_E", w=[[1.], [2.]], g=[[1.], [2.]])
+        setp(m, "a", "lora_B", w=1.0, g=[[2.0, 0.0], [4.0, 1.0]])
+        setp(m, "a", "lora_E", w=[[1.0], [2.0]], g=[[1.0], [2.0]])
         assert m.update_and_allocate(t) == (2, None)  # warm-up: b0 = 2, no mask
 
 
@@ -75,13 +85,15 @@ def test_ema_after_two_steps_by_hand():
     #    I2 = [[2,2],[0,4]] (w = 2): Ibar2 = Ibar1/2 + I2/2 = [[2,1.5],[0,2.25]]
     #    Ubar2 = Ubar1/2 + |I2 - Ibar2|/2 = [[0.5,0.25],[0,0.125]] + [[0,0.25],[0,0.875]]
     ibar, ubar = ema(m, "lora_A")
-    assert torch.equal(ibar, T([[2., 1.5], [0., 2.25]]))
-    assert torch.equal(ubar, T([[0.5, 0.5], [0., 1.0]]))
+    assert torch.equal(ibar, T([[2.0, 1.5], [0.0, 2.25]]))
+    assert torch.equal(ubar, T([[0.5, 0.5], [0.0, 1.0]]))
     # P, lambda: the same I at both steps -> Ibar2 = 3/4 I, Ubar2 = I/8 + |I - 3/4 I|/2 = I/4
     ibar, ubar = ema(m, "lora_B")
-    assert torch.equal(ibar, T([[1.5, 0.], [3., 0.75]])) and torch.equal(ubar, T([[0.5, 0.], [1., 0.25]]))
+    assert torch.equal(ibar, T([[1.5, 0.0], [3.0, 0.75]])) and torch.equal(
+        ubar, T([[0.5, 0.0], [1.0, 0.25]])
+    )
     ibar, ubar = ema(m, "lora_E")
-    assert torch.equal(ibar, T([[0.75], [3.]])) and torch.equal(ubar, T([[0.25], [1.]]))
+    assert torch.equal(ibar, T([[0.75], [3.0]])) and torch.equal(ubar, T([[0.25], [1.0]]))
 
 
 def test_triplet_scores_by_hand():
@@ -97,7 +109,7 @@ def test_triplet_scores_by_hand():
     assert m.rankallocator.threshold == 2.9375
     assert m.rankallocator.mask.tolist() == [[False, True]]
     layer = m.adapter_layers()["a"]
-    assert torch.equal(layer.lora_E.detach(), T([[0.], [2.]]))
+    assert torch.equal(layer.lora_E.detach(), T([[0.0], [2.0]]))
     assert torch.equal(layer.lora_A, A) and torch.equal(layer.lora_B, B)
 
 
@@ -106,7 +118,7 @@ def test_sensitivity_score_uses_current_step_only():
     two_steps(m)
     # s = I of step 2: Q [[2,2],[0,4]] -> row means [2, 2]; P [[2,0],[4,1]] -> column means
     # [3, 0.5]; lambda [1, 4]
-    assert torch.equal(m.rankallocator.triplet_scores(), T([[1. + 2. + 3., 4. + 2. + 0.5]]))
+    assert torch.equal(m.rankallocator.triplet_scores(), T([[1.0 + 2.0 + 3.0, 4.0 + 2.0 + 0.5]]))
 
 
 def test_magnitude_score_is_abs_lambda_and_needs_no_gradient():
@@ -119,8 +131,8 @@ def test_magnitude_score_is_abs_lambda_and_needs_no_gradient():
     budget, pattern = m.update_and_allocate(1)  # no gradients anywhere: fine for magnitude
     assert budget == 3
     assert dict(pattern) == {"a.lora_E": [True, False], "b.lora_E": [False, True]}
-    assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.5], [0.]]))
-    assert torch.equal(m.adapter_layers()["b"].lora_E.detach(), T([[0.], [-0.9]]))
+    assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.5], [0.0]]))
+    assert torch.equal(m.adapter_layers()["b"].lora_E.detach(), T([[0.0], [-0.9]]))
     # a masked lambda revived by the optimizer comes back at the next masking step
     setp(m, "a", "lora_E", w=[[0.5], [5.0]])
     budget, pattern = m.update_and_allocate(2)  # b(2) = int(2 * 0.8^3 + 2) = 3, k = 1
@@ -130,9 +142,13 @@ def test_magnitude_score_is_abs_lambda_and_needs_no_gradient():
 def test_triplet_mask_with_ties_by_hand():
     m = make()
     # one step, beta = 0.5, w = 1: Ibar = I/2, Ubar = I/4, s = I^2 / 8 with I = |g|
-    set_module(m, "a", gE=T([[2.], [0.]]), gA=T([[0., 0.], [4., 4.]]))  # S_a = [0.5, 2]
-    set_module(m, "b", gA=T([[2., 2.], [0., 0.]]),                     # S_b = [0.5, 4/6]
-               gB=T([[0., 4.], [0., 0.], [0., 0.]]))
+    set_module(m, "a", gE=T([[2.0], [0.0]]), gA=T([[0.0, 0.0], [4.0, 4.0]]))  # S_a = [0.5, 2]
+    set_module(
+        m,
+        "b",
+        gA=T([[2.0, 2.0], [0.0, 0.0]]),  # S_b = [0.5, 4/6]
+        gB=T([[0.0, 4.0], [0.0, 0.0], [0.0, 0.0]]),
+    )
     budget, pattern = m.update_and_allocate(1)
     S = m.rankallocator.triplet_scores()
     torch.testing.assert_close(S, T([[0.5, 2.0], [0.5, 2 / 3]]), rtol=0, atol=1e-7)
@@ -142,7 +158,7 @@ def test_triplet_mask_with_ties_by_hand():
     assert m.config_.rank_pattern is pattern
     for name in ("a", "b"):
         layer = m.adapter_layers()[name]
-        assert torch.equal(layer.lora_E.detach(), T([[0.], [1.]]))
+        assert torch.equal(layer.lora_E.detach(), T([[0.0], [1.0]]))
         assert torch.all(layer.lora_A == 1) and torch.all(layer.lora_B == 1)  # P, Q not zeroed
     assert m.final_ranks() == {"a": 1, "b": 1}
 
@@ -206,8 +222,8 @@ def _final_phase_run(variant):
     m = make(tinit=1, tfinal=2, total_step=6, deltaT=5, variant=variant)
     out = []
     for t in (1, 2, 3):
-        set_module(m, "a", gE=T([[1.], [4.]]))
-        set_module(m, "b", gE=T([[3.], [2.]]))
+        set_module(m, "a", gE=T([[1.0], [4.0]]))
+        set_module(m, "b", gE=T([[3.0], [2.0]]))
         out.append(m.update_and_allocate(t))
     assert [p for _, p in out] == [None, None, None]
     return m
@@ -236,8 +252,8 @@ def test_final_phase_fixed():
         _revive_and_drop_grads(m)
         budget, pattern = m.update_and_allocate(t)
         assert (budget, pattern) == (2, None)  # the stored pattern is re-applied
-        assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.], [7.]]))
-        assert torch.equal(m.adapter_layers()["b"].lora_E.detach(), T([[7.], [0.]]))
+        assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.0], [7.0]]))
+        assert torch.equal(m.adapter_layers()["b"].lora_E.detach(), T([[7.0], [0.0]]))
     assert dict(m.config_.rank_pattern) == EXPECTED
 
 
@@ -253,18 +269,18 @@ def test_final_phase_frozen_scores():
         budget, pattern = m.update_and_allocate(t)
         assert budget == 2 and dict(pattern) == EXPECTED
         assert torch.equal(m.rankallocator.triplet_scores(), frozen)  # neither updated nor reset
-        assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.], [7.]]))
+        assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.0], [7.0]]))
 
 
 # ---------------------------------------------------------------- pre-step (paper) weights
-@pytest.mark.parametrize("variant,expected", [("paper", [[1.], [2.]]), ("peft", [[3.], [6.]])])
+@pytest.mark.parametrize("variant,expected", [("paper", [[1.0], [2.0]]), ("peft", [[3.0], [6.0]])])
 def test_score_weights_pre_and_post_step(variant, expected):
     m = make(targets=["a"], variant=variant, tinit=5)
-    set_module(m, "a", w=1.0, gE=T([[2.], [4.]]))
-    setp(m, "a", "lora_E", w=[[1.], [1.]])
+    set_module(m, "a", w=1.0, gE=T([[2.0], [4.0]]))
+    setp(m, "a", "lora_E", w=[[1.0], [1.0]])
     if variant == "paper":
         m.update_importance()  # before optimizer.step(): w = 1
-    setp(m, "a", "lora_E", w=[[3.], [3.]])  # "optimizer.step()"
+    setp(m, "a", "lora_E", w=[[3.0], [3.0]])  # "optimizer.step()"
     m.update_and_allocate(1)
     ibar, _ = ema(m, "lora_E")  # Ibar = |w * g| / 2
     assert torch.equal(ibar, T(expected))
@@ -273,7 +289,7 @@ def test_score_weights_pre_and_post_step(variant, expected):
 def test_pre_step_scores_freeze_in_final_phase():
     m = make(targets=["a"], variant="paper", tinit=1, tfinal=2, total_step=5)
     for t in (1, 2):
-        set_module(m, "a", gE=T([[1.], [2.]]))
+        set_module(m, "a", gE=T([[1.0], [2.0]]))
         m.update_importance()
         m.update_and_allocate(t)
     assert torch.all(m.rankallocator.state_dict()["ipt_E"] > 0)

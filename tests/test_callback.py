@@ -1,4 +1,5 @@
 """AdaLoraCallback with a real transformers.Trainer (CPU, tiny BERT, in-memory dataset)."""
+
 from __future__ import annotations
 
 import copy
@@ -7,12 +8,11 @@ import warnings
 
 import pytest
 import torch
+from adalora_helpers import tiny_bert
 from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 
 from adalora import AdaLoraCallback, AdaLoraConfig, AdaLoraModel, LoraConfig
 from adalora.schedule import budget_at
-
-from adalora_helpers import tiny_bert
 
 
 class DS(torch.utils.data.Dataset):
@@ -25,14 +25,27 @@ class DS(torch.utils.data.Dataset):
         return len(self.x)
 
     def __getitem__(self, i):
-        return {"input_ids": self.x[i], "attention_mask": torch.ones(8, dtype=torch.long),
-                "labels": self.y[i]}
+        return {
+            "input_ids": self.x[i],
+            "attention_mask": torch.ones(8, dtype=torch.long),
+            "labels": self.y[i],
+        }
 
 
 def args(tmp_path, **kw):
-    a = dict(output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=2,
-             max_steps=6, learning_rate=2e-2, use_cpu=True, report_to=[], save_strategy="no",
-             logging_steps=1, disable_tqdm=True, seed=0)
+    a = dict(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2,
+        gradient_accumulation_steps=2,
+        max_steps=6,
+        learning_rate=2e-2,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+    )
     a.update(kw)
     return TrainingArguments(**a)
 
@@ -78,7 +91,9 @@ def test_trainer_gradient_accumulation(base, tmp_path):
     assert all("adalora/orth_reg" in h for h in logs)
     assert "adalora/mask_threshold" in logs[-1]
     rank_keys = [k for k in logs[-1] if k.startswith("adalora/rank/")]
-    assert len(rank_keys) == 12 and sum(logs[-1][k] for k in rank_keys) == int(m.rankallocator.mask.sum())
+    assert len(rank_keys) == 12 and sum(logs[-1][k] for k in rank_keys) == int(
+        m.rankallocator.mask.sum()
+    )
 
 
 def test_trainer_paper_variant(base, tmp_path):
@@ -101,7 +116,9 @@ def test_trainer_lora_baseline(base, tmp_path):
     cb = AdaLoraCallback()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
-        Trainer(model=m, args=args(tmp_path, max_steps=2), train_dataset=DS(), callbacks=[cb]).train()
+        Trainer(
+            model=m, args=args(tmp_path, max_steps=2), train_dataset=DS(), callbacks=[cb]
+        ).train()
     assert cb.history == []
     assert all(l.lora_B.abs().sum() > 0 for l in m.adapter_layers().values())  # LoRA trained
 

@@ -1,15 +1,15 @@
 """Config validation and usage errors: each one raises with a message that says what to do."""
+
 from __future__ import annotations
 
 import warnings
 
 import pytest
 import torch
+from adalora_helpers import batches, tiny_bert, trainable
 
 from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig
 from adalora.config import config_from_dict
-
-from adalora_helpers import batches, tiny_bert, trainable
 
 
 # ---------------------------------------------------------------- AdaLoraConfig fields
@@ -18,15 +18,23 @@ def test_defaults_follow_peft():
     assert (c.init_r, c.target_r, c.tinit, c.tfinal, c.deltaT) == (12, 8, 0, 0, 1)
     assert (c.beta1, c.beta2, c.orth_reg_weight, c.lora_alpha) == (0.85, 0.85, 0.5, 8)
     assert c.total_step is None
-    assert (c.variant, c.orth_reg_form, c.score_weights, c.final_phase) == \
-        ("peft", "norm_mean", "post_step", "fixed")
+    assert (c.variant, c.orth_reg_form, c.score_weights, c.final_phase) == (
+        "peft",
+        "norm_mean",
+        "post_step",
+        "fixed",
+    )
 
 
 def test_variant_defaults_and_overrides():
     p = AdaLoraConfig(variant="paper")
     assert (p.orth_reg_form, p.score_weights, p.final_phase) == ("squared_sum", "pre_step", "fixed")
     a = AdaLoraConfig(variant="authors")
-    assert (a.orth_reg_form, a.score_weights, a.final_phase) == ("norm_mean", "post_step", "frozen_scores")
+    assert (a.orth_reg_form, a.score_weights, a.final_phase) == (
+        "norm_mean",
+        "post_step",
+        "frozen_scores",
+    )
     o = AdaLoraConfig(variant="paper", orth_reg_form="norm_mean")  # explicit field wins
     assert (o.orth_reg_form, o.score_weights) == ("norm_mean", "pre_step")
 
@@ -49,37 +57,43 @@ def test_check_schedule_later():
         c.check_schedule(0)
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(init_r=4, target_r=6), r"target_r \(6\) > init_r \(4\)"),
-    (dict(init_r=0), "init_r must be a positive integer"),
-    (dict(init_r=2.5, target_r=1), "init_r must be a positive integer"),
-    (dict(target_r=-1), "target_r must be >= 0"),
-    (dict(beta1=1.0), r"beta1 must be in \(0, 1\)"),
-    (dict(beta1=0.0), r"beta1 must be in \(0, 1\)"),
-    (dict(beta2=1.5), r"beta2 must be in \(0, 1\)"),
-    (dict(beta2=-0.1), r"beta2 must be in \(0, 1\)"),
-    (dict(orth_reg_weight=-0.1), "orth_reg_weight must be >= 0"),
-    (dict(lora_dropout=-0.1), r"lora_dropout must be in \[0, 1\)"),
-    (dict(lora_dropout=1.0), r"lora_dropout must be in \[0, 1\)"),
-    (dict(deltaT=0), "deltaT must be an integer >= 1"),
-    (dict(tinit=-1), "tinit and tfinal are step counts >= 0"),
-    (dict(target_total_rank=-3), "target_total_rank must be >= 0"),
-    (dict(variant="nope"), "variant must be one of"),
-    (dict(score="fisher"), "score must be one of"),
-    (dict(schedule="exp"), "schedule must be one of"),
-    (dict(final_phase="x"), "final_phase must be one of"),
-    (dict(target_modules=[]), "target_modules must be a regex string or a non-empty list"),
-    (dict(target_modules="query("), "is not a valid regex"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(init_r=4, target_r=6), r"target_r \(6\) > init_r \(4\)"),
+        (dict(init_r=0), "init_r must be a positive integer"),
+        (dict(init_r=2.5, target_r=1), "init_r must be a positive integer"),
+        (dict(target_r=-1), "target_r must be >= 0"),
+        (dict(beta1=1.0), r"beta1 must be in \(0, 1\)"),
+        (dict(beta1=0.0), r"beta1 must be in \(0, 1\)"),
+        (dict(beta2=1.5), r"beta2 must be in \(0, 1\)"),
+        (dict(beta2=-0.1), r"beta2 must be in \(0, 1\)"),
+        (dict(orth_reg_weight=-0.1), "orth_reg_weight must be >= 0"),
+        (dict(lora_dropout=-0.1), r"lora_dropout must be in \[0, 1\)"),
+        (dict(lora_dropout=1.0), r"lora_dropout must be in \[0, 1\)"),
+        (dict(deltaT=0), "deltaT must be an integer >= 1"),
+        (dict(tinit=-1), "tinit and tfinal are step counts >= 0"),
+        (dict(target_total_rank=-3), "target_total_rank must be >= 0"),
+        (dict(variant="nope"), "variant must be one of"),
+        (dict(score="fisher"), "score must be one of"),
+        (dict(schedule="exp"), "schedule must be one of"),
+        (dict(final_phase="x"), "final_phase must be one of"),
+        (dict(target_modules=[]), "target_modules must be a regex string or a non-empty list"),
+        (dict(target_modules="query("), "is not a valid regex"),
+    ],
+)
 def test_bad_adalora_configs(kw, msg):
     with pytest.raises(ValueError, match=msg):
         AdaLoraConfig(**kw)
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(r=0), "LoRA rank r must be a positive integer"),
-    (dict(lora_dropout=-0.5), "lora_dropout must be in"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(r=0), "LoRA rank r must be a positive integer"),
+        (dict(lora_dropout=-0.5), "lora_dropout must be in"),
+    ],
+)
 def test_bad_lora_configs(kw, msg):
     with pytest.raises(ValueError, match=msg):
         LoraConfig(**kw)
@@ -92,8 +106,17 @@ def test_scaling():
 
 
 def test_config_dict_round_trip():
-    c = AdaLoraConfig(init_r=6, target_r=2, tinit=3, tfinal=4, total_step=20, variant="authors",
-                      target_modules=["query"], score="sensitivity", schedule="linear")
+    c = AdaLoraConfig(
+        init_r=6,
+        target_r=2,
+        tinit=3,
+        tfinal=4,
+        total_step=20,
+        variant="authors",
+        target_modules=["query"],
+        score="sensitivity",
+        schedule="linear",
+    )
     d = c.to_dict()
     assert d["peft_type"] == "ADALORA"
     assert config_from_dict(d) == c
@@ -113,7 +136,7 @@ def _model(**kw):
 
 
 def _step(m, opt, seed=1):
-    (x, y), = batches(1, seed)
+    ((x, y),) = batches(1, seed)
     m(input_ids=x, labels=y).loss.backward()
     opt.step()
 
@@ -131,7 +154,9 @@ def test_update_and_allocate_twice_for_one_step():
     opt = torch.optim.SGD(trainable(m), lr=0.1)
     _step(m, opt)
     m.update_and_allocate(1)
-    with pytest.raises(ValueError, match=r"update_and_allocate\(1\) after step 1.*once per optimizer step"):
+    with pytest.raises(
+        ValueError, match=r"update_and_allocate\(1\) after step 1.*once per optimizer step"
+    ):
         m.update_and_allocate(1)
     with pytest.raises(ValueError, match="once per optimizer step"):
         m.update_and_allocate(0)  # going backwards
@@ -190,5 +215,7 @@ def test_target_r_budget_over_init_budget():
 
 
 def test_bad_modules_to_save():
-    with pytest.raises(ValueError, match=r"modules_to_save entry 'head' is not a submodule.*classifier"):
+    with pytest.raises(
+        ValueError, match=r"modules_to_save entry 'head' is not a submodule.*classifier"
+    ):
         AdaLoraModel(tiny_bert(), AdaLoraConfig(init_r=2, target_r=1, modules_to_save=["head"]))

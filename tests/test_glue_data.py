@@ -1,4 +1,5 @@
 """Tests for experiments/glue_data.py and experiments/summ_data.py (offline, small, fast)."""
+
 from __future__ import annotations
 
 import collections
@@ -20,14 +21,15 @@ SUMM_REAL = SHARED_DATA / "summarization"
 
 # ---------------------------------------------------------------------------- fixtures
 
+
 def _examples(task: str, split: str) -> list[dict]:
     """A few examples per task covering every label, awkward quotes and non-ASCII text."""
     t = TASKS[task]
     texts = [
-        '"Hello," she said, and left.',          # starts with a double quote
-        'He wrote "yes" twice.',                 # quotes in the middle
-        "Café déjà vu — naïve?",                 # non-ASCII
-        '"',                                      # a lone quote: would swallow lines
+        '"Hello," she said, and left.',  # starts with a double quote
+        'He wrote "yes" twice.',  # quotes in the middle
+        "Café déjà vu — naïve?",  # non-ASCII
+        '"',  # a lone quote: would swallow lines
         "It's a plain one.",
         f"{split} text for {task}.",
     ]
@@ -42,13 +44,15 @@ def _examples(task: str, split: str) -> list[dict]:
     return out
 
 
-@pytest.mark.parametrize("task,split", [(task, split) for task, t in TASKS.items()
-                                        for split in t.splits])
+@pytest.mark.parametrize(
+    "task,split", [(task, split) for task, t in TASKS.items() for split in t.splits]
+)
 def test_round_trip_every_task_and_split(tmp_path, task, split):
     examples = _examples(task, split)
     path = write_glue_tsv(task, split, examples, tmp_path)
     assert path == tmp_path / TASKS[task].dir_name / TASKS[task].tsv_file(split)
     assert load_glue(task, split, data_dir=tmp_path) == examples
+
     # The fixture really exercises the quoting hazard: default csv quoting mangles rows.
     def rows(**quoting):
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -79,16 +83,24 @@ def test_mrpc_official_row_format(tmp_path):
     (d / "dev.tsv").write_bytes(
         "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
         "1\t1355540\t1355592\t\"He said the foodservice pie business doesn't fit.\tIt doesn't fit.\n"
-        "0\t2029631\t2029565\tMagnarelli said Racicot hated the Iraqi regime.\tHis wife said he was \"100 percent behind\" it.\n"
-        .encode("utf-8"))
+        '0\t2029631\t2029565\tMagnarelli said Racicot hated the Iraqi regime.\tHis wife said he was "100 percent behind" it.\n'.encode(
+            "utf-8"
+        )
+    )
     with open(d / "dev.tsv", encoding="utf-8-sig", newline="") as f:
         assert len(list(csv.reader(f, delimiter="\t"))) == 2  # default quoting merges rows
     ex = load_glue("mrpc", "validation", tmp_path)
     assert ex == [
-        {"sentence1": "\"He said the foodservice pie business doesn't fit.",
-         "sentence2": "It doesn't fit.", "label": 1},
-        {"sentence1": "Magnarelli said Racicot hated the Iraqi regime.",
-         "sentence2": 'His wife said he was "100 percent behind" it.', "label": 0},
+        {
+            "sentence1": "\"He said the foodservice pie business doesn't fit.",
+            "sentence2": "It doesn't fit.",
+            "label": 1,
+        },
+        {
+            "sentence1": "Magnarelli said Racicot hated the Iraqi regime.",
+            "sentence2": 'His wife said he was "100 percent behind" it.',
+            "label": 0,
+        },
     ]
 
 
@@ -121,12 +133,13 @@ def test_qqp_malformed_rows_are_skipped_and_counted(tmp_path, caplog):
     path = write_glue_tsv("qqp", "train", examples, tmp_path)
     with open(path, "a", encoding="utf-8") as f:
         f.write("363362\t711435\t711436\tquestion cut by a line break\n")  # 4 fields
-        f.write("... rest of it?\t0\n")                                   # 2 fields
+        f.write("... rest of it?\t0\n")  # 2 fields
         f.write("7\t15\t16\tA good one?\tAnother good one?\t1\n")
     rows, skipped = read_glue_tsv("qqp", path)
     assert skipped == 2
-    assert rows == examples + [{"sentence1": "A good one?", "sentence2": "Another good one?",
-                                "label": 1}]
+    assert rows == examples + [
+        {"sentence1": "A good one?", "sentence2": "Another good one?", "label": 1}
+    ]
     with caplog.at_level("WARNING"):
         assert load_glue("qqp", "train", tmp_path) == rows
     assert "skipped 2 malformed rows" in caplog.text
@@ -155,8 +168,15 @@ def test_task_metadata():
     assert TASKS["mnli"].labels == ("entailment", "neutral", "contradiction")
     assert TASKS["stsb"].num_labels == 1 and TASKS["stsb"].is_regression
     assert {t: TASKS[t].main_metric for t in TASKS} == {
-        "cola": "mcc", "stsb": "pearson", "sst2": "accuracy", "mrpc": "accuracy",
-        "qqp": "accuracy", "mnli": "accuracy", "qnli": "accuracy", "rte": "accuracy"}
+        "cola": "mcc",
+        "stsb": "pearson",
+        "sst2": "accuracy",
+        "mrpc": "accuracy",
+        "qqp": "accuracy",
+        "mnli": "accuracy",
+        "qnli": "accuracy",
+        "rte": "accuracy",
+    }
     for t in TASKS.values():
         assert t.main_metric in t.metrics
         assert t.is_regression or len(t.labels) == t.num_labels
@@ -170,6 +190,7 @@ def test_unknown_task_or_split(tmp_path):
 
 
 # ---------------------------------------------------------------------------- sources
+
 
 def test_missing_file_message(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
@@ -227,14 +248,19 @@ def test_hub_rows_are_converted(monkeypatch):
 
     _fake_datasets(monkeypatch, load_dataset)
     assert load_glue("mnli", "validation_mismatched", limit=1) == [
-        {"sentence1": "P", "sentence2": "H", "label": 2}]
+        {"sentence1": "P", "sentence2": "H", "label": 2}
+    ]
     assert load_summarization("cnn_dailymail", "test") == [
-        {"document": "A", "summary": "S", "id": "abc"}]
-    assert calls == [("nyu-mll/glue", "mnli", "validation_mismatched[:1]"),
-                     ("abisee/cnn_dailymail", "3.0.0", "test")]
+        {"document": "A", "summary": "S", "id": "abc"}
+    ]
+    assert calls == [
+        ("nyu-mll/glue", "mnli", "validation_mismatched[:1]"),
+        ("abisee/cnn_dailymail", "3.0.0", "test"),
+    ]
 
 
 # ---------------------------------------------------------------------------- real data
+
 
 def _need(path: Path) -> None:
     if not path.is_dir():
@@ -265,21 +291,29 @@ def test_real_glue_row_counts(task, split, n_rows, label_counts):
     if TASKS[task].is_regression:
         assert all(0.0 <= e["label"] <= 5.0 for e in examples)
     assert all(e["sentence1"] for e in examples)
-    assert all((e["sentence2"] is None) == (TASKS[task].text_keys[1] is None)
-               for e in examples)
+    assert all((e["sentence2"] is None) == (TASKS[task].text_keys[1] is None) for e in examples)
 
 
 def test_real_glue_known_rows():
     _need(GLUE_REAL)
-    assert load_glue("rte", "validation", GLUE_REAL, limit=1) == [{
-        "sentence1": "Dana Reeve, the widow of the actor Christopher Reeve, has died of lung "
-                     "cancer at age 44, according to the Christopher Reeve Foundation.",
-        "sentence2": "Christopher Reeve had an accident.", "label": 1}]
-    assert load_glue("stsb", "validation", GLUE_REAL, limit=1) == [{
-        "sentence1": "A man with a hard hat is dancing.",
-        "sentence2": "A man wearing a hard hat is dancing.", "label": 5.0}]
+    assert load_glue("rte", "validation", GLUE_REAL, limit=1) == [
+        {
+            "sentence1": "Dana Reeve, the widow of the actor Christopher Reeve, has died of lung "
+            "cancer at age 44, according to the Christopher Reeve Foundation.",
+            "sentence2": "Christopher Reeve had an accident.",
+            "label": 1,
+        }
+    ]
+    assert load_glue("stsb", "validation", GLUE_REAL, limit=1) == [
+        {
+            "sentence1": "A man with a hard hat is dancing.",
+            "sentence2": "A man wearing a hard hat is dancing.",
+            "label": 5.0,
+        }
+    ]
     assert load_glue("cola", "train", GLUE_REAL, limit=1)[0]["sentence1"].startswith(
-        "Our friends won't buy this analysis")
+        "Our friends won't buy this analysis"
+    )
 
 
 @pytest.mark.parametrize("rel,default_rows", [("STS-B/dev.tsv", 1470), ("QNLI/dev.tsv", 5267)])
@@ -292,8 +326,11 @@ def test_real_files_break_with_default_quoting(rel, default_rows):
 
 # ---------------------------------------------------------------------------- summarisation
 
-@pytest.mark.parametrize("dataset,split,n_rows", [
-    ("xsum", "test", 1000), ("xsum", "validation", 980), ("cnn_dailymail", "test", 250)])
+
+@pytest.mark.parametrize(
+    "dataset,split,n_rows",
+    [("xsum", "test", 1000), ("xsum", "validation", 980), ("cnn_dailymail", "test", 250)],
+)
 def test_real_summarization_files(dataset, split, n_rows):
     _need(SUMM_REAL)
     examples = load_summarization(dataset, split, data_dir=SUMM_REAL)
@@ -308,11 +345,15 @@ def test_real_summarization_files(dataset, split, n_rows):
 def test_summarization_local_jsonl(tmp_path, monkeypatch):
     d = tmp_path / "xsum"
     d.mkdir()
-    rows = [{"document": "Doc one.", "summary": "One.", "id": 17},
-            {"document": None, "summary": "Two.", "id": "b", "extra": 1}]
+    rows = [
+        {"document": "Doc one.", "summary": "One.", "id": 17},
+        {"document": None, "summary": "Two.", "id": "b", "extra": 1},
+    ]
     (d / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "\n")
-    expected = [{"document": "Doc one.", "summary": "One.", "id": "17"},
-                {"document": "", "summary": "Two.", "id": "b"}]
+    expected = [
+        {"document": "Doc one.", "summary": "One.", "id": "17"},
+        {"document": "", "summary": "Two.", "id": "b"},
+    ]
     assert load_summarization("xsum", "validation", tmp_path) == expected
     assert load_summarization("xsum", "validation", tmp_path, limit=1) == expected[:1]
     monkeypatch.setenv("SUMM_DIR", str(tmp_path))
@@ -340,4 +381,3 @@ def test_summarization_offline_and_bad_arguments(tmp_path, monkeypatch):
         load_summarization("gigaword", "test", tmp_path)
     with pytest.raises(ValueError, match="unknown split"):
         load_summarization("xsum", "dev", tmp_path)
-

@@ -4,6 +4,7 @@ Offline and on CPU: tiny BERT / DeBERTa-v2 models built from a config and saved 
 MiniLM WordPiece tokenizer, GLUE-format files written by the test, runs of a few steps through
 ``glue.main([...])`` in-process (it returns the result record).
 """
+
 from __future__ import annotations
 
 import json
@@ -48,10 +49,31 @@ def glue_dir(tmp_path_factory):
 
 
 def flags(model, data_dir, out, run_name, task="rte", method="adalora", steps=2, *extra):
-    return ["--task", task, "--method", method, "--model", str(model), "--data-dir", str(data_dir),
-            "--output-dir", str(out), "--run-name", run_name, "--max-steps", str(steps),
-            "--batch-size", "4", "--eval-batch-size", "8", "--max-length", "32",
-            "--wandb", "disabled", *extra]
+    return [
+        "--task",
+        task,
+        "--method",
+        method,
+        "--model",
+        str(model),
+        "--data-dir",
+        str(data_dir),
+        "--output-dir",
+        str(out),
+        "--run-name",
+        run_name,
+        "--max-steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--eval-batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--wandb",
+        "disabled",
+        *extra,
+    ]
 
 
 def adapter_flags(*extra):
@@ -62,6 +84,7 @@ def adapter_flags(*extra):
 def assert_curve(record, shape="cubic"):
     """The logged budget b(t) is the schedule's, non-increasing, and ends at b(T)."""
     from adalora.schedule import budget_at
+
     b, hp = record["budget"], record["hyperparameters"]
     curve = b["curve"]
     assert [s for s, _ in curve] == list(range(1, hp["total_step"] + 1))
@@ -70,8 +93,19 @@ def assert_curve(record, shape="cubic"):
     assert budgets[0] <= b["init_total_rank"]
     assert budgets[-1] == b["target_total_rank"] == b["final_total_rank"]
     for t, v in curve:
-        assert v == budget_at(t, b["init_total_rank"], b["target_total_rank"], hp["tinit"],
-                              hp["tfinal"], hp["total_step"], hp["delta_t"], shape).budget
+        assert (
+            v
+            == budget_at(
+                t,
+                b["init_total_rank"],
+                b["target_total_rank"],
+                hp["tinit"],
+                hp["tfinal"],
+                hp["total_step"],
+                hp["delta_t"],
+                shape,
+            ).budget
+        )
     assert sum(record["rank_pattern"].values()) == b["target_total_rank"]
 
 
@@ -96,8 +130,16 @@ def test_fixture_files_follow_the_glue_layout(glue_dir):
 
 
 # --------------------------------------------------------------------------- every task
-TASK_MODELS = {"cola": "bert", "sst2": "bert", "mrpc": "deberta", "qqp": "bert",
-               "stsb": "deberta", "mnli": "deberta", "qnli": "bert", "rte": "bert"}
+TASK_MODELS = {
+    "cola": "bert",
+    "sst2": "bert",
+    "mrpc": "deberta",
+    "qqp": "bert",
+    "stsb": "deberta",
+    "mnli": "deberta",
+    "qnli": "bert",
+    "rte": "bert",
+}
 
 
 @pytest.mark.parametrize("task", list(TASK_MODELS))
@@ -111,8 +153,9 @@ def test_every_task_end_to_end(task, request, glue_dir, tmp_path):
     m = rec["metrics"]
     assert m["main"] == meta.main_metric and m["primary_split"] == meta.eval_splits[0]
     # evals at steps 1 and 2 (quick preset: 2 evaluations), for every eval split
-    assert {(e["step"], e["split"]) for e in m["evals"]} == \
-        {(s, split) for s in (1, 2) for split in meta.eval_splits}
+    assert {(e["step"], e["split"]) for e in m["evals"]} == {
+        (s, split) for s in (1, 2) for split in meta.eval_splits
+    }
     assert set(m["final"]) == set(meta.eval_splits)
     for split in meta.eval_splits:
         assert set(meta.metrics) <= set(m["final"][split])
@@ -170,16 +213,20 @@ def test_lora_budget_matches_adalora(bert_dir, glue_dir, tmp_path):
 
 
 # --------------------------------------------------------------------------- ablations
-@pytest.mark.parametrize("extra, tag, shape", [
-    (["--score", "sensitivity"], "score=sensitivity", "cubic"),
-    (["--score", "magnitude"], "score=magnitude", "cubic"),
-    (["--orth-reg-weight", "0"], "gamma=0", "cubic"),
-    (["--schedule", "linear"], "schedule=linear", "linear"),
-    (["--schedule", "constant"], "schedule=constant", "constant"),
-])
+@pytest.mark.parametrize(
+    "extra, tag, shape",
+    [
+        (["--score", "sensitivity"], "score=sensitivity", "cubic"),
+        (["--score", "magnitude"], "score=magnitude", "cubic"),
+        (["--orth-reg-weight", "0"], "gamma=0", "cubic"),
+        (["--schedule", "linear"], "schedule=linear", "linear"),
+        (["--schedule", "constant"], "schedule=constant", "constant"),
+    ],
+)
 def test_ablation_flags(extra, tag, shape, bert_dir, glue_dir, tmp_path):
-    rec = glue.main(flags(bert_dir, glue_dir, tmp_path, "abl", "rte", "adalora", 6,
-                          *adapter_flags(*extra)))
+    rec = glue.main(
+        flags(bert_dir, glue_dir, tmp_path, "abl", "rte", "adalora", 6, *adapter_flags(*extra))
+    )
     assert rec["variant"] == tag and rec["status"] == "ok"
     hp = rec["hyperparameters"]
     assert hp["score"] == (extra[1] if extra[0] == "--score" else "triplet")
@@ -203,8 +250,13 @@ def test_result_file_schema(first_run):
     assert on_disk == json.loads(json.dumps(rec, default=str))
     r = on_disk
     assert r["schema"] == SCHEMA and r["kind"] == "glue" and r["run_name"] == "rte-first"
-    assert (r["task"], r["method"], r["variant"], r["preset"], r["status"]) == \
-        ("rte", "adalora", "", "quick", "ok")
+    assert (r["task"], r["method"], r["variant"], r["preset"], r["status"]) == (
+        "rte",
+        "adalora",
+        "",
+        "quick",
+        "ok",
+    )
     assert r["model"] == argv[argv.index("--model") + 1] and r["model_type"] == "bert"
     assert r["seed"] == 7 and type(r["seed"]) is int
     # the training curve: one row per logging step, in step order, ending at T
@@ -213,19 +265,45 @@ def test_result_file_schema(first_run):
     assert all(math.isfinite(row["loss"]) and "learning_rate" in row for row in r["train_log"])
     assert type(r["n_train"]) is int and all(type(v) is int for v in r["n_eval"].values())
     hp = r["hyperparameters"]
-    for k in ("lr", "epochs", "batch_size", "max_length", "init_r", "target_r", "lora_alpha",
-              "tinit", "tfinal", "delta_t", "beta1", "beta2", "orth_reg_weight", "warmup",
-              "weight_decay", "cls_dropout", "total_step", "score", "schedule"):
+    for k in (
+        "lr",
+        "epochs",
+        "batch_size",
+        "max_length",
+        "init_r",
+        "target_r",
+        "lora_alpha",
+        "tinit",
+        "tfinal",
+        "delta_t",
+        "beta1",
+        "beta2",
+        "orth_reg_weight",
+        "warmup",
+        "weight_decay",
+        "cls_dropout",
+        "total_step",
+        "score",
+        "schedule",
+    ):
         assert k in hp, k
     assert hp["total_step"] == 4 and hp["batch_size"] == 4 and hp["max_length"] == 32
-    assert set(r["budget"]) >= {"n_modules", "init_total_rank", "final_total_rank",
-                                "target_total_rank", "avg_final_rank", "curve"}
+    assert set(r["budget"]) >= {
+        "n_modules",
+        "init_total_rank",
+        "final_total_rank",
+        "target_total_rank",
+        "avg_final_rank",
+        "curve",
+    }
     assert all(type(r["params"][k]) is int for k in ("trainable", "final_adapter", "total"))
     assert all(type(v) is int for v in r["rank_pattern"].values())
     m = r["metrics"]
     assert m["table_uses"] in ("best", "final") and isinstance(m["evals"], list)
     for e in m["evals"]:
-        assert type(e["step"]) is int and isinstance(e["epoch"], float) and isinstance(e["split"], str)
+        assert (
+            type(e["step"]) is int and isinstance(e["epoch"], float) and isinstance(e["split"], str)
+        )
         assert isinstance(e["accuracy"], float)
     assert isinstance(r["wall_time_s"], (int, float)) and r["wall_time_s"] > 0
     assert {"python", "torch", "transformers", "adalora"} <= set(r["versions"])
@@ -276,7 +354,7 @@ def test_hub_offline_without_data_dir(bert_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     argv = flags(bert_dir, "x", tmp_path, "x")
     i = argv.index("--data-dir")
-    del argv[i:i + 2]
+    del argv[i : i + 2]
     with pytest.raises(RuntimeError, match="--data-dir"):
         glue.main(argv)
     assert no_results(tmp_path)
@@ -294,21 +372,47 @@ def test_hub_model_while_offline(glue_dir, tmp_path, monkeypatch):
 
 def test_schedule_without_budgeting_phase(bert_dir, glue_dir, tmp_path):
     with pytest.raises(ValueError, match="(?i)no budgeting phase"):
-        glue.main(flags(bert_dir, glue_dir, tmp_path, "x", "rte", "adalora", 8,
-                        "--tinit", "5", "--tfinal", "5"))
+        glue.main(
+            flags(
+                bert_dir,
+                glue_dir,
+                tmp_path,
+                "x",
+                "rte",
+                "adalora",
+                8,
+                "--tinit",
+                "5",
+                "--tfinal",
+                "5",
+            )
+        )
     assert no_results(tmp_path)
 
 
 def test_target_rank_above_initial_rank(bert_dir, glue_dir, tmp_path):
     with pytest.raises(ValueError, match=r"target_r \(8(\.0)?\) > init_r \(4\)"):
-        glue.main(flags(bert_dir, glue_dir, tmp_path, "x", "rte", "adalora", 4,
-                        "--target-r", "8", "--init-r", "4"))
+        glue.main(
+            flags(
+                bert_dir,
+                glue_dir,
+                tmp_path,
+                "x",
+                "rte",
+                "adalora",
+                4,
+                "--target-r",
+                "8",
+                "--init-r",
+                "4",
+            )
+        )
     assert no_results(tmp_path)
 
 
 # --------------------------------------------------------------------------- dry run
 def parse_dry_run(out: str) -> dict:
-    return json.loads(out[out.index("{"):])
+    return json.loads(out[out.index("{") :])
 
 
 def test_paper_dry_run_rte_offline(tmp_path, capsys, monkeypatch):
@@ -317,16 +421,53 @@ def test_paper_dry_run_rte_offline(tmp_path, capsys, monkeypatch):
     unresolved, together with the reason the model could not be loaded."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("GLUE_DIR", raising=False)
-    assert glue.main(["--preset", "paper", "--task", "rte", "--method", "adalora", "--model",
-                      "microsoft/deberta-v3-base", "--dry-run", "--output-dir", str(tmp_path)]) is None
+    assert (
+        glue.main(
+            [
+                "--preset",
+                "paper",
+                "--task",
+                "rte",
+                "--method",
+                "adalora",
+                "--model",
+                "microsoft/deberta-v3-base",
+                "--dry-run",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        is None
+    )
     cfg = parse_dry_run(capsys.readouterr().out)
-    expected = {"init_r": 2, "target_r": 1, "lora_alpha": 32, "lr": 1.2e-3, "epochs": 50,
-                "max_length": 320, "orth_reg_weight": 0.3, "tinit": 600, "delta_t": 1,
-                "tfinal": 1800, "warmup": 200, "warmup_steps": 200, "cls_dropout": 0.2,
-                "weight_decay": 0.01, "batch_size": 32, "beta1": 0.85, "beta2": 0.85,
-                "schedule": "cubic", "score": "triplet", "target_modules": None,
-                "model": "microsoft/deberta-v3-base", "task": "rte", "method": "adalora",
-                "preset": "paper", "n_modules": 72, "budget": 72}
+    expected = {
+        "init_r": 2,
+        "target_r": 1,
+        "lora_alpha": 32,
+        "lr": 1.2e-3,
+        "epochs": 50,
+        "max_length": 320,
+        "orth_reg_weight": 0.3,
+        "tinit": 600,
+        "delta_t": 1,
+        "tfinal": 1800,
+        "warmup": 200,
+        "warmup_steps": 200,
+        "cls_dropout": 0.2,
+        "weight_decay": 0.01,
+        "batch_size": 32,
+        "beta1": 0.85,
+        "beta2": 0.85,
+        "schedule": "cubic",
+        "score": "triplet",
+        "target_modules": None,
+        "model": "microsoft/deberta-v3-base",
+        "task": "rte",
+        "method": "adalora",
+        "preset": "paper",
+        "n_modules": 72,
+        "budget": 72,
+    }
     assert {k: cfg.get(k) for k in expected} == expected
     assert "microsoft/deberta-v3-base" in cfg["unresolved"]["model"]
     assert "total_step" in cfg["unresolved"]
@@ -336,19 +477,40 @@ def test_paper_dry_run_rte_offline(tmp_path, capsys, monkeypatch):
 def _spec_table() -> dict:
     """Section 5's GLUE table: task -> {column: first number of the cell}."""
     rows = {}
-    names = {"MNLI": "mnli", "RTE": "rte", "QNLI": "qnli", "MRPC": "mrpc", "QQP": "qqp",
-             "SST-2": "sst2", "CoLA": "cola", "STS-B": "stsb"}
+    names = {
+        "MNLI": "mnli",
+        "RTE": "rte",
+        "QNLI": "qnli",
+        "MRPC": "mrpc",
+        "QQP": "qqp",
+        "SST-2": "sst2",
+        "CoLA": "cola",
+        "STS-B": "stsb",
+    }
     section = SPEC.read_text().split("## 5.")[1].split("## 6.")[0]
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if cells and cells[0] in names:
             nums = [re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", c) for c in cells[1:]]
             r0, rT = nums[0][:2]
-            (alpha, lr, ep, ml, gamma, tinit, dt, tfinal, warm, cls, wd) = (float(n[0]) for n in nums[1:])
-            rows[names[cells[0]]] = dict(init_r=int(r0), target_r=int(rT), lora_alpha=alpha, lr=lr,
-                                         epochs=ep, max_length=ml, orth_reg_weight=gamma, tinit=tinit,
-                                         delta_t=dt, tfinal=tfinal, warmup=warm, cls_dropout=cls,
-                                         weight_decay=wd)
+            (alpha, lr, ep, ml, gamma, tinit, dt, tfinal, warm, cls, wd) = (
+                float(n[0]) for n in nums[1:]
+            )
+            rows[names[cells[0]]] = dict(
+                init_r=int(r0),
+                target_r=int(rT),
+                lora_alpha=alpha,
+                lr=lr,
+                epochs=ep,
+                max_length=ml,
+                orth_reg_weight=gamma,
+                tinit=tinit,
+                delta_t=dt,
+                tfinal=tfinal,
+                warmup=warm,
+                cls_dropout=cls,
+                weight_decay=wd,
+            )
     return rows
 
 
@@ -365,8 +527,9 @@ def test_paper_dry_run_matches_spec_table(task, tmp_path, capsys, monkeypatch):
 
 
 def test_dry_run_with_local_model_resolves_everything(bert_dir, glue_dir, tmp_path, capsys):
-    glue.main(flags(bert_dir, glue_dir, tmp_path, "dry", "rte", "lora", 2, "--target-r", "2",
-                    "--dry-run"))
+    glue.main(
+        flags(bert_dir, glue_dir, tmp_path, "dry", "rte", "lora", 2, "--target-r", "2", "--dry-run")
+    )
     cfg = parse_dry_run(capsys.readouterr().out)
     assert cfg["unresolved"] == {}
     assert (cfg["n_modules"], cfg["budget"], cfg["lora_r"], cfg["total_step"]) == (12, 24, 2, 2)
@@ -382,8 +545,13 @@ def _wandb_records(run_dir: Path) -> list[dict]:
     if exe is None:
         pytest.skip("the wandb command is not on PATH")
     log = next(run_dir.glob("run-*.wandb"))
-    out = subprocess.run([exe, "leet", "inspect", "--json", str(log)], capture_output=True,
-                         text=True, timeout=120, check=True).stdout
+    out = subprocess.run(
+        [exe, "leet", "inspect", "--json", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
@@ -393,8 +561,9 @@ def test_wandb_offline_run_reads_back(bert_dir, glue_dir, tmp_path, monkeypatch)
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
-    argv = flags(bert_dir, glue_dir, tmp_path / "runs", "wb-run", "rte", "adalora", 6,
-                 *adapter_flags())
+    argv = flags(
+        bert_dir, glue_dir, tmp_path / "runs", "wb-run", "rte", "adalora", 6, *adapter_flags()
+    )
     argv[argv.index("--wandb") + 1] = "offline"
     rec = glue.main(argv)
     run_dirs = list((tmp_path / "wandb").glob("offline-run-*"))  # wandb dir = output dir's parent
@@ -407,7 +576,9 @@ def test_wandb_offline_run_reads_back(bert_dir, glue_dir, tmp_path, monkeypatch)
     history = [r["history"]["item"] for r in records if r["type"] == "history"]
     mains = [h["eval/main"] for h in history if "eval/main" in h]
     assert mains == [e["accuracy"] for e in rec["metrics"]["evals"]]
-    budgets = {h["train/global_step"]: h[k] for h in history for k in h if k.endswith("adalora/budget")}
+    budgets = {
+        h["train/global_step"]: h[k] for h in history for k in h if k.endswith("adalora/budget")
+    }
     assert budgets and all(budgets[s] == b for s, b in rec["budget"]["curve"] if s in budgets)
     summary = {}
     for r in records:
@@ -418,13 +589,37 @@ def test_wandb_offline_run_reads_back(bert_dir, glue_dir, tmp_path, monkeypatch)
 
 
 # --------------------------------------------------------------------------- real data
-@pytest.mark.skipif(not (REAL_GLUE / "CoLA" / "train.tsv").is_file(),
-                    reason=f"GLUE CoLA not found under {REAL_GLUE} (shared data folder absent)")
+@pytest.mark.skipif(
+    not (REAL_GLUE / "CoLA" / "train.tsv").is_file(),
+    reason=f"GLUE CoLA not found under {REAL_GLUE} (shared data folder absent)",
+)
 def test_packaged_minilm_on_real_cola(tmp_path):
-    rec = glue.main(["--task", "cola", "--method", "adalora", "--model", "minilm",
-                     "--data-dir", str(REAL_GLUE), "--output-dir", str(tmp_path), "--run-name", "cola",
-                     "--max-train-samples", "64", "--max-eval-samples", "64", "--max-steps", "4",
-                     "--batch-size", "16", "--wandb", "disabled"])
+    rec = glue.main(
+        [
+            "--task",
+            "cola",
+            "--method",
+            "adalora",
+            "--model",
+            "minilm",
+            "--data-dir",
+            str(REAL_GLUE),
+            "--output-dir",
+            str(tmp_path),
+            "--run-name",
+            "cola",
+            "--max-train-samples",
+            "64",
+            "--max-eval-samples",
+            "64",
+            "--max-steps",
+            "4",
+            "--batch-size",
+            "16",
+            "--wandb",
+            "disabled",
+        ]
+    )
     assert rec["status"] == "ok" and rec["model_type"] == "bert"
     assert rec["n_train"] == 64 and rec["n_eval"] == {"validation": 64}
     assert rec["budget"]["n_modules"] == 36  # 6 layers x 6 matrices
@@ -441,11 +636,35 @@ def test_torchrun_two_processes_agree(tmp_path):
     model = save_tiny_model(tmp_path / "tiny")
     data = write_glue_dir(tmp_path / "glue", tasks=["rte"], n_train=64, n_eval=16)
     out = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           str(ROOT / "experiments" / "glue.py"), "--task", "rte", "--method", "adalora",
-           "--model", str(model), "--data-dir", str(data), "--max-steps", "8", "--tinit", "2",
-           "--tfinal", "2", "--batch-size", "4", "--wandb", "disabled", "--output-dir", str(out),
-           "--run-name", "ddp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        str(ROOT / "experiments" / "glue.py"),
+        "--task",
+        "rte",
+        "--method",
+        "adalora",
+        "--model",
+        str(model),
+        "--data-dir",
+        str(data),
+        "--max-steps",
+        "8",
+        "--tinit",
+        "2",
+        "--tfinal",
+        "2",
+        "--batch-size",
+        "4",
+        "--wandb",
+        "disabled",
+        "--output-dir",
+        str(out),
+        "--run-name",
+        "ddp",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,16 +1,16 @@
 """Adapter layers, target selection, the orthogonal regulariser and the training loss."""
+
 from __future__ import annotations
 
 import copy
 
 import pytest
 import torch
+from adalora_helpers import batches, randomize_adapters, tiny_bert
 from torch import nn
 
 from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig, LoraLinear, SVDLinear, orth_regularizer
 from adalora.layers import _AdapterLayer
-
-from adalora_helpers import batches, randomize_adapters, tiny_bert
 
 X = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(5))
 
@@ -20,7 +20,11 @@ def test_svd_linear_forward_by_hand():
     torch.manual_seed(0)
     base = nn.Linear(5, 3)
     layer = SVDLinear(copy.deepcopy(base), r=4, lora_alpha=8)
-    assert layer.lora_A.shape == (4, 5) and layer.lora_B.shape == (3, 4) and layer.lora_E.shape == (4, 1)
+    assert (
+        layer.lora_A.shape == (4, 5)
+        and layer.lora_B.shape == (3, 4)
+        and layer.lora_E.shape == (4, 1)
+    )
     assert torch.all(layer.lora_E == 0)
     assert 0.005 < layer.lora_A.std() < 0.05 and 0.005 < layer.lora_B.std() < 0.05  # N(0, 0.02)
     assert not layer.base_layer.weight.requires_grad and layer.lora_A.requires_grad
@@ -111,7 +115,9 @@ def test_lora_baseline_identity_at_init():
 
 def test_prune_lora_ablation():
     base = tiny_bert().eval()
-    m = AdaLoraModel(copy.deepcopy(base), AdaLoraConfig(init_r=3, target_r=1, prune_lora=True)).eval()
+    m = AdaLoraModel(
+        copy.deepcopy(base), AdaLoraConfig(init_r=3, target_r=1, prune_lora=True)
+    ).eval()
     layer = next(iter(m.adapter_layers().values()))
     assert torch.all(layer.lora_E == 1) and not layer.lora_E.requires_grad
     assert torch.all(layer.lora_B == 0)
@@ -121,14 +127,26 @@ def test_prune_lora_ablation():
 # ---------------------------------------------------------------- GPT-2 Conv1D
 def _tiny_gpt2():
     from transformers import GPT2Config, GPT2LMHeadModel
+
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=16,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+    cfg = GPT2Config(
+        vocab_size=50,
+        n_embd=16,
+        n_layer=2,
+        n_head=2,
+        n_positions=16,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     return GPT2LMHeadModel(cfg).eval()
 
 
 def test_conv1d_gpt2_identity_delta_and_merge():
     from transformers.pytorch_utils import Conv1D
+
     base = _tiny_gpt2()
     x = torch.randint(0, 50, (2, 6))
     ref = base(input_ids=x).logits
@@ -173,18 +191,31 @@ def test_default_targets_bert():
     m = AdaLoraModel(tiny_bert(), AdaLoraConfig(init_r=2, target_r=1))
     names = list(m.adapter_layers())
     assert len(names) == 12
-    assert _leaf_types(names, ".layer.") == {"attention.self.query", "attention.self.key",
-                                               "attention.self.value", "attention.output.dense",
-                                               "intermediate.dense", "output.dense"}
+    assert _leaf_types(names, ".layer.") == {
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    }
     assert not any(n.startswith(("classifier", "bert.pooler")) for n in names)
     assert m.config_.modules_to_save == ["classifier"]
 
 
 def test_default_targets_roberta():
     from transformers import RobertaConfig, RobertaForSequenceClassification
-    model = RobertaForSequenceClassification(RobertaConfig(
-        vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=40))
+
+    model = RobertaForSequenceClassification(
+        RobertaConfig(
+            vocab_size=100,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=40,
+        )
+    )
     m = AdaLoraModel(model, AdaLoraConfig(init_r=2, target_r=1))
     names = list(m.adapter_layers())
     assert len(names) == 12 and len(_leaf_types(names, ".layer.")) == 6
@@ -195,31 +226,62 @@ def test_default_targets_roberta():
 
 def test_default_targets_deberta_v2():
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
-    model = DebertaV2ForSequenceClassification(DebertaV2Config(
-        vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=40, pooler_hidden_size=16))
+
+    model = DebertaV2ForSequenceClassification(
+        DebertaV2Config(
+            vocab_size=100,
+            hidden_size=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=40,
+            pooler_hidden_size=16,
+        )
+    )
     m = AdaLoraModel(model, AdaLoraConfig(init_r=2, target_r=1))
     names = list(m.adapter_layers())
     assert len(names) == 12
-    assert _leaf_types(names, ".layer.") == {"attention.self.query_proj", "attention.self.key_proj",
-                                               "attention.self.value_proj", "attention.output.dense",
-                                               "intermediate.dense", "output.dense"}
+    assert _leaf_types(names, ".layer.") == {
+        "attention.self.query_proj",
+        "attention.self.key_proj",
+        "attention.self.value_proj",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    }
     assert not any(n.startswith(("classifier", "pooler")) for n in names)
 
 
 def test_default_targets_bart():
     from transformers import BartConfig, BartForSequenceClassification
-    model = BartForSequenceClassification(BartConfig(
-        vocab_size=100, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        max_position_embeddings=40))
+
+    model = BartForSequenceClassification(
+        BartConfig(
+            vocab_size=100,
+            d_model=16,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_position_embeddings=40,
+        )
+    )
     m = AdaLoraModel(model, AdaLoraConfig(init_r=2, target_r=1))
     names = list(m.adapter_layers())
     enc = [n for n in names if ".encoder." in n]
     dec = [n for n in names if ".decoder." in n]
     # encoder layer: self-attn q/k/v/out + fc1 + fc2; decoder adds cross-attention q/k/v/out
     assert len(enc) == 6 and len(dec) == 10 and len(names) == 16
-    assert {n.split(".")[-1] for n in names} == {"q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"}
+    assert {n.split(".")[-1] for n in names} == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "out_proj",
+        "fc1",
+        "fc2",
+    }
     assert not any("classification_head" in n for n in names)
     assert isinstance(m.model.classification_head.out_proj, nn.Linear)
     assert m.config_.modules_to_save == ["classification_head"]
@@ -227,9 +289,18 @@ def test_default_targets_bart():
 
 def test_default_targets_t5():
     from transformers import T5Config, T5ForConditionalGeneration
-    model = T5ForConditionalGeneration(T5Config(
-        vocab_size=100, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_decoder_layers=1,
-        num_heads=2))
+
+    model = T5ForConditionalGeneration(
+        T5Config(
+            vocab_size=100,
+            d_model=16,
+            d_kv=8,
+            d_ff=32,
+            num_layers=1,
+            num_decoder_layers=1,
+            num_heads=2,
+        )
+    )
     m = AdaLoraModel(model, AdaLoraConfig(init_r=2, target_r=1))
     names = list(m.adapter_layers())
     enc = [n for n in names if n.startswith("encoder.")]
@@ -240,15 +311,23 @@ def test_default_targets_t5():
 
 
 def test_regex_targets():
-    m = AdaLoraModel(tiny_bert(), AdaLoraConfig(
-        init_r=2, target_r=1, target_modules=r"bert\.encoder\.layer\.0\..*\.(query|value)"))
-    assert list(m.adapter_layers()) == ["bert.encoder.layer.0.attention.self.query",
-                                        "bert.encoder.layer.0.attention.self.value"]
+    m = AdaLoraModel(
+        tiny_bert(),
+        AdaLoraConfig(
+            init_r=2, target_r=1, target_modules=r"bert\.encoder\.layer\.0\..*\.(query|value)"
+        ),
+    )
+    assert list(m.adapter_layers()) == [
+        "bert.encoder.layer.0.attention.self.query",
+        "bert.encoder.layer.0.attention.self.value",
+    ]
 
 
 def test_list_targets_are_suffixes():
     m = AdaLoraModel(tiny_bert(), AdaLoraConfig(init_r=2, target_r=1, target_modules=["value"]))
-    assert list(m.adapter_layers()) == [f"bert.encoder.layer.{i}.attention.self.value" for i in (0, 1)]
+    assert list(m.adapter_layers()) == [
+        f"bert.encoder.layer.{i}.attention.self.value" for i in (0, 1)
+    ]
 
 
 def test_unknown_targets_list_linear_names():
@@ -267,7 +346,9 @@ def test_unknown_architecture_needs_targets():
             super().__init__()
             self.proj = nn.Linear(4, 4)
 
-    with pytest.raises(ValueError, match=r"no default target_modules.*Linear layers of this model: proj"):
+    with pytest.raises(
+        ValueError, match=r"no default target_modules.*Linear layers of this model: proj"
+    ):
         AdaLoraModel(Net(), AdaLoraConfig(init_r=2, target_r=1))
     m = AdaLoraModel(Net(), AdaLoraConfig(init_r=2, target_r=1, target_modules=["proj"]))
     assert list(m.adapter_layers()) == ["proj"]
@@ -284,7 +365,7 @@ def _by_hand(layers, form):
             for i in range(r):
                 for j in range(r):
                     sq += (gram[i, j].item() - (1.0 if i == j else 0.0)) ** 2
-            total += sq if form == "squared_sum" else sq ** 0.5
+            total += sq if form == "squared_sum" else sq**0.5
             count += 1
     return total if form == "squared_sum" else total / count
 
@@ -313,9 +394,11 @@ def test_orth_reg_of_orthonormal_factors_is_zero():
 @pytest.mark.parametrize("variant,form", [("peft", "norm_mean"), ("paper", "squared_sum")])
 def test_loss_includes_orth_reg_in_train_mode_only(variant, form):
     base = tiny_bert()
-    (x, y), = batches(1)
-    m = AdaLoraModel(copy.deepcopy(base), AdaLoraConfig(init_r=3, target_r=1, orth_reg_weight=0.3,
-                                                        variant=variant))
+    ((x, y),) = batches(1)
+    m = AdaLoraModel(
+        copy.deepcopy(base),
+        AdaLoraConfig(init_r=3, target_r=1, orth_reg_weight=0.3, variant=variant),
+    )
     randomize_adapters(m)
     plain = m.model(input_ids=x, labels=y).loss  # the wrapped model alone
     R = _by_hand(list(m.adapter_layers().values()), form)
@@ -325,16 +408,20 @@ def test_loss_includes_orth_reg_in_train_mode_only(variant, form):
     assert float(m.last_orth_reg) == pytest.approx(R, rel=1e-5)
     loss.backward()  # R is differentiable: P and Q receive its gradient
     m.eval()
-    assert float(m(input_ids=x, labels=y).loss.detach()) == pytest.approx(float(plain.detach()), rel=1e-6)
+    assert float(m(input_ids=x, labels=y).loss.detach()) == pytest.approx(
+        float(plain.detach()), rel=1e-6
+    )
     # no labels -> no loss -> nothing added, logits untouched
     assert m.train()(input_ids=x).loss is None
 
 
 def test_no_orth_reg_for_zero_weight_and_lora():
     base = tiny_bert()
-    (x, y), = batches(1)
+    ((x, y),) = batches(1)
     for cfg in (AdaLoraConfig(init_r=3, target_r=1, orth_reg_weight=0.0), LoraConfig(r=3)):
         m = AdaLoraModel(copy.deepcopy(base), cfg).train()
         randomize_adapters(m)
         with torch.no_grad():
-            assert float(m(input_ids=x, labels=y).loss) == float(m.model(input_ids=x, labels=y).loss)
+            assert float(m(input_ids=x, labels=y).loss) == float(
+                m.model(input_ids=x, labels=y).loss
+            )

@@ -1,4 +1,5 @@
 """Tests for experiments/metrics.py against values worked out by hand."""
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,10 @@ def test_mcc_by_hand():
 def test_accuracy_and_f1_by_hand():
     # precision = 3/4, recall = 3/4 -> F1 = 2*TP / (2*TP + FP + FN) = 6/8
     for task in ("mrpc", "qqp"):
-        assert glue_metrics(task, PREDS, REFS) == {"accuracy": pytest.approx(5 / 7),
-                                                   "f1": pytest.approx(0.75)}
+        assert glue_metrics(task, PREDS, REFS) == {
+            "accuracy": pytest.approx(5 / 7),
+            "f1": pytest.approx(0.75),
+        }
     for task in ("sst2", "qnli", "rte"):
         assert glue_metrics(task, PREDS, REFS) == {"accuracy": pytest.approx(5 / 7)}
     assert glue_metrics("mnli", [0, 1, 2, 2], [0, 1, 2, 1]) == {"accuracy": 0.75}
@@ -42,8 +45,11 @@ def test_stsb_correlations_by_hand():
     # sum dx*dy = 11, sum dx^2 = 5, sum dy^2 = 26 -> r = 11 / sqrt(130); ranks agree -> rho 1
     out = glue_metrics("stsb", [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 5.0, 9.0])
     r = 11 / math.sqrt(130)
-    assert out == {"pearson": pytest.approx(r), "spearman": pytest.approx(1.0),
-                   "corr": pytest.approx((r + 1) / 2)}
+    assert out == {
+        "pearson": pytest.approx(r),
+        "spearman": pytest.approx(1.0),
+        "corr": pytest.approx((r + 1) / 2),
+    }
 
 
 def test_spearman_by_hand():
@@ -76,30 +82,47 @@ def test_glue_metrics_bad_input():
 
 # ---------------------------------------------------------------------------- sentences
 
-@pytest.mark.parametrize("text,expected", [
-    ("One. Two! Three? four.", ["One.", "Two!", "Three? four."]),
-    ("Mr. Smith met Mrs. Jones and Dr. Who on St. Mary's road. Then they left.",
-     ["Mr. Smith met Mrs. Jones and Dr. Who on St. Mary's road.", "Then they left."]),
-    ("The U.S. economy grew 3.5 per cent. Prices rose.",
-     ["The U.S. economy grew 3.5 per cent.", "Prices rose."]),
-    ("Fruit, e.g. Apples, i.e. Red ones, etc. Are fine vs. Cars. No. 10 is here.",
-     ["Fruit, e.g. Apples, i.e. Red ones, etc. Are fine vs. Cars.", "No. 10 is here."]),
-    ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
-    ('It ended. "Why?" she asked. (It was late.) Yes.',
-     ["It ended.", '"Why?" she asked.', "(It was late.)", "Yes."]),
-    ("He was born in 1990. 2001 was better.", ["He was born in 1990.", "2001 was better."]),
-    ("J. K. Rowling wrote it. She said no. Then left.",
-     ["J. K. Rowling wrote it.", "She said no.", "Then left."]),
-    ("First line\nsecond line.\n\n  Third. ", ["First line", "second line.", "Third."]),
-    ("we 're close to life . Indications within `` 20 years , '' she said .",
-     ["we 're close to life .", "Indications within `` 20 years , '' she said ."]),
-    ("", []),
-])
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("One. Two! Three? four.", ["One.", "Two!", "Three? four."]),
+        (
+            "Mr. Smith met Mrs. Jones and Dr. Who on St. Mary's road. Then they left.",
+            ["Mr. Smith met Mrs. Jones and Dr. Who on St. Mary's road.", "Then they left."],
+        ),
+        (
+            "The U.S. economy grew 3.5 per cent. Prices rose.",
+            ["The U.S. economy grew 3.5 per cent.", "Prices rose."],
+        ),
+        (
+            "Fruit, e.g. Apples, i.e. Red ones, etc. Are fine vs. Cars. No. 10 is here.",
+            ["Fruit, e.g. Apples, i.e. Red ones, etc. Are fine vs. Cars.", "No. 10 is here."],
+        ),
+        ('He said "Stop." Then he left.', ['He said "Stop."', "Then he left."]),
+        (
+            'It ended. "Why?" she asked. (It was late.) Yes.',
+            ["It ended.", '"Why?" she asked.', "(It was late.)", "Yes."],
+        ),
+        ("He was born in 1990. 2001 was better.", ["He was born in 1990.", "2001 was better."]),
+        (
+            "J. K. Rowling wrote it. She said no. Then left.",
+            ["J. K. Rowling wrote it.", "She said no.", "Then left."],
+        ),
+        ("First line\nsecond line.\n\n  Third. ", ["First line", "second line.", "Third."]),
+        (
+            "we 're close to life . Indications within `` 20 years , '' she said .",
+            ["we 're close to life .", "Indications within `` 20 years , '' she said ."],
+        ),
+        ("", []),
+    ],
+)
 def test_split_sentences(text, expected):
     assert split_sentences(text) == expected
 
 
 # ---------------------------------------------------------------------------- ROUGE
+
 
 def _f(p: float, r: float) -> float:
     return 0.0 if p + r == 0 else 2 * p * r / (p + r)
@@ -120,10 +143,12 @@ def test_rouge_mean_over_pairs_by_hand():
     # second pair: "a dog ran home" vs "the dog went home": unigrams dog, home -> P = R = 1/2;
     # no shared bigram; LCS "dog home" = 2 -> 1/2
     out = rouge_scores(["the cat sat", "a dog ran home"], ["the cat sat down", "the dog went home"])
-    assert out == {"rouge1": pytest.approx((6 / 7 + 0.5) / 2),
-                   "rouge2": pytest.approx((0.8 + 0.0) / 2),
-                   "rougeL": pytest.approx((6 / 7 + 0.5) / 2),
-                   "rougeLsum": pytest.approx((6 / 7 + 0.5) / 2)}
+    assert out == {
+        "rouge1": pytest.approx((6 / 7 + 0.5) / 2),
+        "rouge2": pytest.approx((0.8 + 0.0) / 2),
+        "rougeL": pytest.approx((6 / 7 + 0.5) / 2),
+        "rougeLsum": pytest.approx((6 / 7 + 0.5) / 2),
+    }
 
 
 def test_rouge_lsum_uses_sentences():
@@ -131,8 +156,12 @@ def test_rouge_lsum_uses_sentences():
     # bigrams: 4 of 5 shared ("sat the" / "ran the" differ) -> 0.8;
     # summary-level LCS matches each reference sentence fully -> rougeLsum = 1.
     out = rouge_scores(["The cat sat. The dog ran."], ["The dog ran. The cat sat."])
-    assert out == {"rouge1": pytest.approx(1.0), "rouge2": pytest.approx(0.8),
-                   "rougeL": pytest.approx(0.5), "rougeLsum": pytest.approx(1.0)}
+    assert out == {
+        "rouge1": pytest.approx(1.0),
+        "rouge2": pytest.approx(0.8),
+        "rougeL": pytest.approx(0.5),
+        "rougeLsum": pytest.approx(1.0),
+    }
 
 
 def test_rouge_stemmer():

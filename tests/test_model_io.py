@@ -1,4 +1,5 @@
 """Save / load (resized or not), exact resume, merge / unmerge / merge_and_unload, resize."""
+
 from __future__ import annotations
 
 import copy
@@ -6,15 +7,16 @@ import json
 
 import pytest
 import torch
+from adalora_helpers import batches, randomize_adapters, tiny_bert, train, trainable
 from torch import nn
 
 from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig
 from adalora.layers import _AdapterLayer
 
-from adalora_helpers import batches, randomize_adapters, tiny_bert, train, trainable
-
 X = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(7))
-CFG = dict(init_r=4, target_r=2, tinit=2, tfinal=3, total_step=12, lora_alpha=8, orth_reg_weight=0.1)
+CFG = dict(
+    init_r=4, target_r=2, tinit=2, tfinal=3, total_step=12, lora_alpha=8, orth_reg_weight=0.1
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +41,16 @@ def test_save_load_resized(base, trained, tmp_path):
     ranks = trained.final_ranks()
     assert sum(ranks.values()) <= 24 and len(set(ranks.values())) > 1  # a non-uniform allocation
     trained.save_pretrained(tmp_path)
-    assert {p.name for p in tmp_path.iterdir()} == \
-        {"adapter_model.safetensors", "adapter_config.json", "adalora_config.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "adalora_config.json",
+    }
     cfg = json.loads((tmp_path / "adapter_config.json").read_text())
     assert cfg["peft_type"] == "ADALORA" and cfg["init_r"] == 4
-    assert {k: sum(v) for k, v in cfg["rank_pattern"].items()} == {f"{n}.lora_E": r for n, r in ranks.items()}
+    assert {k: sum(v) for k, v in cfg["rank_pattern"].items()} == {
+        f"{n}.lora_E": r for n, r in ranks.items()
+    }
     loaded = AdaLoraModel.from_pretrained(copy.deepcopy(base), tmp_path)
     assert {n: l.r for n, l in loaded.adapter_layers().items()} == ranks  # physically resized
     assert all(l.scale == pytest.approx(8 / 4, rel=1e-4) for l in loaded.adapter_layers().values())
@@ -118,7 +125,9 @@ def test_merge_unmerge(base):
     torch.testing.assert_close(logits(m), ref, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("cfg", [AdaLoraConfig(init_r=3, target_r=1), LoraConfig(r=2, lora_alpha=4)])
+@pytest.mark.parametrize(
+    "cfg", [AdaLoraConfig(init_r=3, target_r=1), LoraConfig(r=2, lora_alpha=4)]
+)
 def test_merge_and_unload(base, cfg):
     m = AdaLoraModel(copy.deepcopy(base), copy.deepcopy(cfg))
     randomize_adapters(m)
@@ -152,7 +161,7 @@ def test_resize_by_rank_pattern_keeps_outputs(base):
     with pytest.raises(RuntimeError, match="resized to their final ranks.*resize=False"):
         m.update_and_allocate(1)
     # training still works with rank-0 modules (orth. reg. included)
-    (x, y), = batches(1)
+    ((x, y),) = batches(1)
     loss = m.train()(input_ids=x, labels=y).loss
     assert torch.isfinite(loss)
     loss.backward()
@@ -167,19 +176,25 @@ def test_resized_model_roundtrip(base, tmp_path):
     m = AdaLoraModel(copy.deepcopy(base), AdaLoraConfig(init_r=3, target_r=1))
     randomize_adapters(m)
     names = list(m.adapter_layers())
-    pattern = {f"{n}.lora_E": [True, False, i == 0] if i else [False] * 3 for i, n in enumerate(names)}
+    pattern = {
+        f"{n}.lora_E": [True, False, i == 0] if i else [False] * 3 for i, n in enumerate(names)
+    }
     m.resize_modules_by_rank_pattern(pattern)
     ref = logits(m)
     with pytest.raises(ValueError, match="resize=True"):
         m.save_pretrained(tmp_path, resize=False)
     m.save_pretrained(tmp_path)
     loaded = AdaLoraModel.from_pretrained(copy.deepcopy(base), tmp_path)
-    assert {n: l.r for n, l in loaded.adapter_layers().items()} == {n: l.r for n, l in m.adapter_layers().items()}
+    assert {n: l.r for n, l in loaded.adapter_layers().items()} == {
+        n: l.r for n, l in m.adapter_layers().items()
+    }
     torch.testing.assert_close(logits(loaded), ref, rtol=0, atol=1e-6)
 
 
 def test_lora_save_load(base, tmp_path):
-    m = AdaLoraModel(copy.deepcopy(base), LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"]))
+    m = AdaLoraModel(
+        copy.deepcopy(base), LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"])
+    )
     randomize_adapters(m)
     ref = logits(m)
     m.save_pretrained(tmp_path)

@@ -1,6 +1,7 @@
 """Parity with Hugging Face PEFT 0.21 (variant "peft"): same initial weights and batches ->
 same budgets, identical masks and rank patterns at every step, losses within 1e-5; adapters
 saved by either library load in the other to the same logits (AdaLoRA and LoRA)."""
+
 from __future__ import annotations
 
 import copy
@@ -10,16 +11,18 @@ import torch
 
 peft = pytest.importorskip("peft")
 
-from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig  # noqa: E402
-
 from adalora_helpers import BERT_TARGETS, batches, randomize_adapters, tiny_bert, trainable  # noqa: E402
+
+from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig  # noqa: E402
 
 X = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(11))
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
-              pytest.mark.filterwarnings("ignore::FutureWarning"),
-              # PEFT warns so about its own AdaLoRA adapters too (LoRA-style rank_pattern check)
-              pytest.mark.filterwarnings("ignore:The following rank_pattern keys:RuntimeWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    # PEFT warns so about its own AdaLoRA adapters too (LoRA-style rank_pattern check)
+    pytest.mark.filterwarnings("ignore:The following rank_pattern keys:RuntimeWarning"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +34,17 @@ def copy_from_peft(pm, om) -> dict:
     """Copy PEFT's weights into ours; returns PEFT's live tensors keyed by our parameter names.
     PEFT names: ``base_model.model.`` prefix, ``.default`` adapter key, ``.weight`` on LoRA's
     nn.Linear adapters (AdaLoRA's are bare parameters), ``classifier.modules_to_save.``."""
-    psd = {k.replace("base_model.model.", "").replace(".default", ""): v
-           for k, v in pm.state_dict().items()}
+    psd = {
+        k.replace("base_model.model.", "").replace(".default", ""): v
+        for k, v in pm.state_dict().items()
+    }
     theirs = {}
     for n, _ in om.model.named_parameters():
-        k = n.replace("classifier.", "classifier.modules_to_save.") if n.startswith("classifier") else n
+        k = (
+            n.replace("classifier.", "classifier.modules_to_save.")
+            if n.startswith("classifier")
+            else n
+        )
         theirs[n] = psd[k if k in psd else f"{k}.weight"]
     with torch.no_grad():
         for n, p in om.model.named_parameters():
@@ -56,11 +65,24 @@ def peft_pattern(pm):
     return None if rp is None else {k.replace(".default", ""): list(v) for k, v in rp.items()}
 
 
-@pytest.mark.parametrize("sched", [dict(tinit=2, tfinal=3, deltaT=1, total_step=12),
-                                   dict(tinit=1, tfinal=2, deltaT=3, total_step=12)])
+@pytest.mark.parametrize(
+    "sched",
+    [
+        dict(tinit=2, tfinal=3, deltaT=1, total_step=12),
+        dict(tinit=1, tfinal=2, deltaT=3, total_step=12),
+    ],
+)
 def test_training_parity(base, sched):
-    kw = dict(init_r=4, target_r=2, lora_alpha=8, target_modules=BERT_TARGETS, orth_reg_weight=0.5,
-              beta1=0.85, beta2=0.85, **sched)
+    kw = dict(
+        init_r=4,
+        target_r=2,
+        lora_alpha=8,
+        target_modules=BERT_TARGETS,
+        orth_reg_weight=0.5,
+        beta1=0.85,
+        beta2=0.85,
+        **sched,
+    )
     pm, om = peft_and_ours(base, **kw)
     assert om.trainable_parameters() == sum(p.numel() for p in pm.parameters() if p.requires_grad)
     pm.train(), om.train()
@@ -93,11 +115,21 @@ def test_training_parity(base, sched):
     assert sum(ranks.values()) <= 24 and len(set(ranks.values())) > 1
     pm.eval(), om.eval()
     with torch.no_grad():
-        torch.testing.assert_close(om(input_ids=X).logits, pm(input_ids=X).logits, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            om(input_ids=X).logits, pm(input_ids=X).logits, rtol=1e-4, atol=1e-5
+        )
 
 
-KW = dict(init_r=4, target_r=2, tinit=1, tfinal=2, deltaT=1, total_step=8, lora_alpha=8,
-          target_modules=BERT_TARGETS)
+KW = dict(
+    init_r=4,
+    target_r=2,
+    tinit=1,
+    tfinal=2,
+    deltaT=1,
+    total_step=8,
+    lora_alpha=8,
+    target_modules=BERT_TARGETS,
+)
 
 
 def _train_peft(pm, n=7):
@@ -128,21 +160,24 @@ def test_our_adapter_loads_in_peft(base, tmp_path):
     for name, r in om.final_ranks().items():
         assert pm.base_model.model.get_submodule(name).lora_E["default"].shape[0] == r
     with torch.no_grad():
-        torch.testing.assert_close(pm.eval()(input_ids=X).logits, om(input_ids=X).logits,
-                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            pm.eval()(input_ids=X).logits, om(input_ids=X).logits, rtol=0, atol=1e-6
+        )
 
 
 def test_peft_adapter_loads_in_ours(base, tmp_path):
-    pm = _train_peft(peft.get_peft_model(copy.deepcopy(base),
-                                         peft.AdaLoraConfig(task_type="SEQ_CLS", **KW)))
+    pm = _train_peft(
+        peft.get_peft_model(copy.deepcopy(base), peft.AdaLoraConfig(task_type="SEQ_CLS", **KW))
+    )
     pattern = peft_pattern(pm)
     assert pattern is not None
     pm.save_pretrained(tmp_path)
     with torch.no_grad():
         ref = pm(input_ids=X).logits
     om = AdaLoraModel.from_pretrained(copy.deepcopy(base), tmp_path)
-    assert {f"{n}.lora_E": l.r for n, l in om.adapter_layers().items()} == \
-        {k: sum(v) for k, v in pattern.items()}
+    assert {f"{n}.lora_E": l.r for n, l in om.adapter_layers().items()} == {
+        k: sum(v) for k, v in pattern.items()
+    }
     with torch.no_grad():
         torch.testing.assert_close(om(input_ids=X).logits, ref, rtol=0, atol=1e-6)
 
@@ -159,8 +194,10 @@ def test_lora_export_import(base, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(pm.eval()(input_ids=X).logits, ref, rtol=0, atol=1e-6)
     # PEFT -> ours
-    pl = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(
-        task_type="SEQ_CLS", r=2, lora_alpha=4, target_modules=["query", "value"]))
+    pl = peft.get_peft_model(
+        copy.deepcopy(base),
+        peft.LoraConfig(task_type="SEQ_CLS", r=2, lora_alpha=4, target_modules=["query", "value"]),
+    )
     with torch.no_grad():
         for n, p in pl.named_parameters():
             if p.requires_grad:
@@ -190,7 +227,9 @@ def test_lora_training_parity_regression():
     theirs = copy_from_peft(pm, om)
     n_peft = sum(p.numel() for p in pm.parameters() if p.requires_grad)
     assert om.trainable_parameters() == n_peft
-    po = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    po = torch.optim.AdamW(
+        [p for p in pm.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1
+    )
     oo = torch.optim.AdamW(trainable(om), lr=1e-2, weight_decay=0.1)
     pm.train(), om.train()
     g = torch.Generator().manual_seed(3)

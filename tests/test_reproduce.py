@@ -1,5 +1,6 @@
 """scripts/reproduce.py: the grid's expansion (names, flags, priority order, de-duplication),
 resuming from existing result files, and a bad --order."""
+
 from __future__ import annotations
 
 import json
@@ -28,7 +29,9 @@ def test_phase_a_cells_and_flags():
 def test_narrowed_b_item_and_dedup():
     jobs = reproduce.plan("out", "B:stsb:2e-4:2,B:stsb")
     names = [n for n, _ in jobs]
-    assert names[:6] == [f"repro-stsb-{m}-r2-lr2e-4-s{s}" for s in (1, 2, 3) for m in ("adalora", "lora")]
+    assert names[:6] == [
+        f"repro-stsb-{m}-r2-lr2e-4-s{s}" for s in (1, 2, 3) for m in ("adalora", "lora")
+    ]
     # the full B item repeats the 2e-4 r=2 runs: each run is planned once, first position kept
     assert len(names) == len(set(names)) == 6 + 3 * 3 * 2 * 2 - 6
     assert not any("lr1e-3" in n for n in names)  # the shared LR belongs to phase A
@@ -42,8 +45,9 @@ def test_ablations_and_baselines():
     assert _flags(c["repro-sst2-abl-gamma0-r2-lr1e-3-s1"], "--orth-reg-weight") == "0"
     assert _flags(c["repro-sst2-abl-svd_lora-r2-lr1e-3-s3"], "--method") == "svd_lora"
     d = dict(reproduce.plan("out", "D:cola"))
-    assert sorted(d) == sorted(f"repro-cola-{m}-lr{lr}-s{s}" for m, lr in reproduce.BASELINE_LR.items()
-                               for s in (1, 2, 3))
+    assert sorted(d) == sorted(
+        f"repro-cola-{m}-lr{lr}-s{s}" for m, lr in reproduce.BASELINE_LR.items() for s in (1, 2, 3)
+    )
 
 
 def test_default_order_is_valid_and_covers_every_task():
@@ -51,8 +55,9 @@ def test_default_order_is_valid_and_covers_every_task():
     tasks = {n.split("-")[1] for n, _ in jobs}
     assert tasks == set(reproduce.STEPS)
     for t in reproduce.STEPS:  # every task has LoRA vs AdaLoRA at both budgets and both baselines
-        for cell in [f"{m}-r{b}-lr{reproduce.SHARED_LR}" for m in ("adalora", "lora") for b in (2, 8)] \
-                + [f"{m}-lr{lr}" for m, lr in reproduce.BASELINE_LR.items()]:
+        for cell in [
+            f"{m}-r{b}-lr{reproduce.SHARED_LR}" for m in ("adalora", "lora") for b in (2, 8)
+        ] + [f"{m}-lr{lr}" for m, lr in reproduce.BASELINE_LR.items()]:
             assert f"repro-{t}-{cell}-s3" in dict(jobs), (t, cell)
 
 
@@ -60,7 +65,9 @@ def test_lora_diagnostics_are_sweeps():
     """E: LoRA at scale 1 (alpha = r) and LoRA with 3x the steps, 3 seeds each; tagged as
     sweeps so the tables keep them out of Table 1."""
     e = dict(reproduce.plan("out", "E:stsb"))
-    assert list(e)[:3] == [f"repro-stsb-lora-r2-alpha2-lr1e-3-s{s}" for s in (1, 2, 3)] and len(e) == 6
+    assert (
+        list(e)[:3] == [f"repro-stsb-lora-r2-alpha2-lr1e-3-s{s}" for s in (1, 2, 3)] and len(e) == 6
+    )
     cmd = e["repro-stsb-lora-r2-alpha2-lr1e-3-s2"]
     assert _flags(cmd, "--lora-alpha") == "2" and _flags(cmd, "--max-steps") == "200"
     assert json.loads(_flags(cmd, "--sweep-json")) == {"lora_alpha": 2}

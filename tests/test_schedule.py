@@ -1,4 +1,5 @@
 """budget_at / budget_curve against numbers worked out by hand (spec section 4)."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,12 +27,24 @@ def test_warmup_keeps_b0_and_never_masks(t):
 #   t=9 = T - tfinal: 24
 # linear: int(24 * (1 - (t - 2) / 7) + 24)
 #   t=3: 24 * 6/7 = 20.57 -> 44     t=4: 24 * 5/7 = 17.14 -> 41     t=8: 24 * 1/7 = 3.43 -> 27
-@pytest.mark.parametrize("shape,t,expected", [
-    ("cubic", 3, 39), ("cubic", 4, 32), ("cubic", 5, 28), ("cubic", 6, 25), ("cubic", 7, 24),
-    ("cubic", 9, 24),
-    ("linear", 3, 44), ("linear", 4, 41), ("linear", 8, 27), ("linear", 9, 24),
-    ("constant", 3, 24), ("constant", 6, 24), ("constant", 9, 24),
-])
+@pytest.mark.parametrize(
+    "shape,t,expected",
+    [
+        ("cubic", 3, 39),
+        ("cubic", 4, 32),
+        ("cubic", 5, 28),
+        ("cubic", 6, 25),
+        ("cubic", 7, 24),
+        ("cubic", 9, 24),
+        ("linear", 3, 44),
+        ("linear", 4, 41),
+        ("linear", 8, 27),
+        ("linear", 9, 24),
+        ("constant", 3, 24),
+        ("constant", 6, 24),
+        ("constant", 9, 24),
+    ],
+)
 def test_budgeting_phase_by_hand(shape, t, expected):
     assert b(t, shape) == Budget(expected, True, "budgeting")
 

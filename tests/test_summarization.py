@@ -2,6 +2,7 @@
 their configs with the packaged MiniLM WordPiece tokenizer, a handful of real XSum pairs, every
 method, results + predictions files, ROUGE recomputed from the saved predictions, the paper
 preset's dry run and the derived Table 3 budget levels."""
+
 from __future__ import annotations
 
 import json
@@ -35,13 +36,23 @@ def data_dir(tmp_path_factory):
         with open(src, encoding="utf-8") as f:
             rows = [json.loads(next(f)) for _ in range(N_ROWS)]
     else:  # no shared data here: the pipeline is still exercised
-        rows = [{"id": str(i), "document": f"The council met on day {i} and approved plan {i} "
-                 "for the town centre after a long debate.", "summary": f"Plan {i} approved."}
-                for i in range(N_ROWS)]
+        rows = [
+            {
+                "id": str(i),
+                "document": f"The council met on day {i} and approved plan {i} "
+                "for the town centre after a long debate.",
+                "summary": f"Plan {i} approved.",
+            }
+            for i in range(N_ROWS)
+        ]
     with open(d / "validation.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps({"id": r["id"], "document": r["document"][:400],
-                                "summary": r["summary"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {"id": r["id"], "document": r["document"][:400], "summary": r["summary"]}
+                )
+                + "\n"
+            )
     return d.parent
 
 
@@ -49,10 +60,19 @@ def data_dir(tmp_path_factory):
 def tiny_bart(tmp_path_factory, tok):
     import torch
     from transformers import BartForConditionalGeneration
+
     torch.manual_seed(0)
-    cfg = S.tiny_bart_config(tok, d_model=32, encoder_layers=1, decoder_layers=1,
-                             encoder_attention_heads=2, decoder_attention_heads=2,
-                             encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128)
+    cfg = S.tiny_bart_config(
+        tok,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+    )
     path = tmp_path_factory.mktemp("tiny-bart")
     BartForConditionalGeneration(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -63,10 +83,20 @@ def tiny_bart(tmp_path_factory, tok):
 def tiny_t5(tmp_path_factory, tok):
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
+
     torch.manual_seed(0)
-    cfg = T5Config(vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=1,
-                   num_decoder_layers=1, num_heads=4, pad_token_id=tok.pad_token_id,
-                   eos_token_id=tok.sep_token_id, decoder_start_token_id=tok.pad_token_id)
+    cfg = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_kv=8,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=4,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.sep_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+    )
     path = tmp_path_factory.mktemp("tiny-t5")
     T5ForConditionalGeneration(cfg).save_pretrained(path)
     tok.save_pretrained(path)
@@ -74,11 +104,41 @@ def tiny_t5(tmp_path_factory, tok):
 
 
 def _run(model, data_dir, out, method, name, *extra):
-    argv = ["--dataset", "xsum", "--method", method, "--model", model, "--data-dir", str(data_dir),
-            "--output-dir", str(out), "--run-name", name, "--wandb", "disabled", "--seed", "0",
-            "--max-steps", "2", "--num-beams", "2", "--max-train-samples", "4",
-            "--max-eval-samples", "3", "--max-length", "64", "--max-target-length", "16",
-            "--batch-size", "2", "--eval-batch-size", "3", *extra]
+    argv = [
+        "--dataset",
+        "xsum",
+        "--method",
+        method,
+        "--model",
+        model,
+        "--data-dir",
+        str(data_dir),
+        "--output-dir",
+        str(out),
+        "--run-name",
+        name,
+        "--wandb",
+        "disabled",
+        "--seed",
+        "0",
+        "--max-steps",
+        "2",
+        "--num-beams",
+        "2",
+        "--max-train-samples",
+        "4",
+        "--max-eval-samples",
+        "3",
+        "--max-length",
+        "64",
+        "--max-target-length",
+        "16",
+        "--batch-size",
+        "2",
+        "--eval-batch-size",
+        "3",
+        *extra,
+    ]
     return S.main(argv)
 
 
@@ -87,9 +147,15 @@ def _check_run(rec, out, name, data_dir):
     assert path.is_file()
     saved = json.loads(path.read_text())
     assert saved["kind"] == "summarization" and saved["task"] == "xsum"
-    assert saved["status"] == "ok" and saved["n_train"] == 4 and saved["n_eval"] == {"validation": 3}
+    assert (
+        saved["status"] == "ok" and saved["n_train"] == 4 and saved["n_eval"] == {"validation": 3}
+    )
     hp = saved["hyperparameters"]
-    assert "disjoint" in hp["data_note"] and "[0, 4)" in hp["data_note"] and "[5, 8)" in hp["data_note"]
+    assert (
+        "disjoint" in hp["data_note"]
+        and "[0, 4)" in hp["data_note"]
+        and "[5, 8)" in hp["data_note"]
+    )
     assert hp["generation"]["num_beams"] == 2 and hp["generation"]["max_length"] == 16
     m = saved["metrics"]
     assert m["main"] == "rougeL" and m["primary_split"] == "validation"
@@ -144,18 +210,45 @@ def _dry(capsys, *argv) -> dict:
     capsys.readouterr()
     assert S.main(["--dry-run", *argv]) is None
     out = capsys.readouterr().out
-    return json.loads(out[out.index("{"):])
+    return json.loads(out[out.index("{") :])
 
 
 def test_paper_dry_run_xsum(capsys, tmp_path):
-    cfg = _dry(capsys, "--preset", "paper", "--dataset", "xsum", "--method", "adalora",
-               "--output-dir", str(tmp_path))
-    expect = {"model": "facebook/bart-large", "task": "xsum", "init_r": 12, "target_r": 8,
-              "lora_alpha": 32, "lr": 5e-4, "batch_size": 64, "epochs": 25, "tinit": 6000,
-              "tfinal": 25000, "delta_t": 100, "warmup": 3000, "max_length": 768,
-              "max_target_length": 64, "num_beams": 8, "orth_reg_weight": 0.1, "beta1": 0.85,
-              "beta2": 0.85, "target_modules": None, "train_split": "train",
-              "eval_split": "validation", "evals": 25}
+    cfg = _dry(
+        capsys,
+        "--preset",
+        "paper",
+        "--dataset",
+        "xsum",
+        "--method",
+        "adalora",
+        "--output-dir",
+        str(tmp_path),
+    )
+    expect = {
+        "model": "facebook/bart-large",
+        "task": "xsum",
+        "init_r": 12,
+        "target_r": 8,
+        "lora_alpha": 32,
+        "lr": 5e-4,
+        "batch_size": 64,
+        "epochs": 25,
+        "tinit": 6000,
+        "tfinal": 25000,
+        "delta_t": 100,
+        "warmup": 3000,
+        "max_length": 768,
+        "max_target_length": 64,
+        "num_beams": 8,
+        "orth_reg_weight": 0.1,
+        "beta1": 0.85,
+        "beta2": 0.85,
+        "target_modules": None,
+        "train_split": "train",
+        "eval_split": "validation",
+        "evals": 25,
+    }
     assert {k: cfg[k] for k in expect} == expect
     if "budget" not in cfg.get("unresolved", {}):  # BART-large: 192 adapted matrices
         assert cfg["budget"] == 8 * 192
@@ -163,11 +256,29 @@ def test_paper_dry_run_xsum(capsys, tmp_path):
 
 
 def test_paper_dry_run_cnndm_via_task_alias(capsys, tmp_path):
-    cfg = _dry(capsys, "--preset", "paper", "--task", "cnn_dailymail", "--method", "lora",
-               "--output-dir", str(tmp_path))
-    expect = {"task": "cnn_dailymail", "init_r": 4, "target_r": 2, "batch_size": 32, "epochs": 15,
-              "tinit": 5000, "tfinal": 85000, "max_length": 1024, "max_target_length": 160,
-              "num_beams": 4}
+    cfg = _dry(
+        capsys,
+        "--preset",
+        "paper",
+        "--task",
+        "cnn_dailymail",
+        "--method",
+        "lora",
+        "--output-dir",
+        str(tmp_path),
+    )
+    expect = {
+        "task": "cnn_dailymail",
+        "init_r": 4,
+        "target_r": 2,
+        "batch_size": 32,
+        "epochs": 15,
+        "tinit": 5000,
+        "tfinal": 85000,
+        "max_length": 1024,
+        "max_target_length": 160,
+        "num_beams": 4,
+    }
     assert {k: cfg[k] for k in expect} == expect
     if "budget" not in cfg.get("unresolved", {}):
         assert cfg["lora_r"] == 2
@@ -180,14 +291,27 @@ def test_budget_levels_bart_large():
     assert {d["n_modules"] for d in got.values()} == {192}
     assert {d["params_per_rank"] for d in got.values()} == {540_864}
     assert {lv: round(d["target_r"] * 192) for lv, d in got.items()} == {
-        "2.20": 3173, "1.10": 1587, "0.26": 375, "0.13": 187}
+        "2.20": 3173,
+        "1.10": 1587,
+        "0.26": 375,
+        "0.13": 187,
+    }
     for lv, d in got.items():  # the level is the share of AdaLoRA's final adapter parameters
         assert math.isclose(d["target_r"] * 540_864 / 406_291_456 * 100, float(lv))
 
 
 def test_budget_level_flag(capsys, tmp_path):
-    cfg = _dry(capsys, "--preset", "paper", "--dataset", "xsum", "--budget-level", "2.20",
-               "--output-dir", str(tmp_path))
+    cfg = _dry(
+        capsys,
+        "--preset",
+        "paper",
+        "--dataset",
+        "xsum",
+        "--budget-level",
+        "2.20",
+        "--output-dir",
+        str(tmp_path),
+    )
     assert cfg["budget_level"] == 2.2 and cfg["target_r"] == pytest.approx(16.5262, abs=1e-4)
     assert "derived" in cfg["budget_level_note"]
     if "budget" not in cfg.get("unresolved", {}):
@@ -205,9 +329,11 @@ def test_split_examples(data_dir):
     # two different splits: first N of each, nothing shared
     shutil.copy(data_dir / "xsum" / "validation.jsonl", data_dir / "xsum" / "test.jsonl")
     try:
-        tr, ev, note = S.split_examples("xsum", {**hp, "max_train_samples": 2,
-                                                 "train_split": "validation", "eval_split": "test"},
-                                        str(data_dir))
+        tr, ev, note = S.split_examples(
+            "xsum",
+            {**hp, "max_train_samples": 2, "train_split": "validation", "eval_split": "test"},
+            str(data_dir),
+        )
         assert len(tr) == 2 and len(ev) == 3 and "first 3 of test" in note
     finally:
         (data_dir / "xsum" / "test.jsonl").unlink()
@@ -228,9 +354,12 @@ def test_adapter_layers_expose_base_weight():
     from torch import nn
 
     from adalora.layers import LoraLinear, SVDLinear
+
     base = nn.Linear(4, 3)
-    for layer in (SVDLinear(base, r=2, lora_alpha=2, dropout=0.0),
-                  LoraLinear(nn.Linear(4, 3), r=2, lora_alpha=2, dropout=0.0)):
+    for layer in (
+        SVDLinear(base, r=2, lora_alpha=2, dropout=0.0),
+        LoraLinear(nn.Linear(4, 3), r=2, lora_alpha=2, dropout=0.0),
+    ):
         assert layer.weight is layer.base_layer.weight and layer.bias is layer.base_layer.bias
 
 
@@ -239,7 +368,16 @@ def test_help(capsys):
         S.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--dataset", "--budget-level", "--num-beams", "--length-penalty",
-                 "--no-repeat-ngram-size", "--gen-max-length", "--max-target-length",
-                 "--train-split", "--eval-split", "--lora-alpha"):
+    for flag in (
+        "--dataset",
+        "--budget-level",
+        "--num-beams",
+        "--length-penalty",
+        "--no-repeat-ngram-size",
+        "--gen-max-length",
+        "--max-target-length",
+        "--train-split",
+        "--eval-split",
+        "--lora-alpha",
+    ):
         assert flag in out
