@@ -8,17 +8,17 @@ from .config import AdaLoraConfig, LoraConfig
 from .layers import LoraLinear, SVDLinear
 from .model import AdaLoraModel, orth_regularizer
 from .schedule import budget_at, budget_curve
-from .targets import DEFAULT_TARGET_MODULES, find_targets
+from .targets import DEFAULT_TARGET_MODULES, TASK_HEADS, find_targets
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name):  # the callback imports transformers: load it only when asked for
-    if name == "AdaLoraCallback":
+    if name in ("AdaLoraCallback", "AdaLoRACallback"):
         from .callback import AdaLoraCallback
 
         return AdaLoraCallback
-    raise AttributeError(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "LoraConfig",
     "AdaLoraModel",
     "AdaLoraCallback",
+    "AdaLoRACallback",
     "RankAllocator",
     "RankPattern",
     "SVDLinear",
@@ -35,4 +36,5 @@ __all__ = [
     "budget_curve",
     "DEFAULT_TARGET_MODULES",
     "find_targets",
+    "TASK_HEADS",
 ]

@@ -3,14 +3,20 @@
     trainer = Trainer(model=AdaLoraModel(...), ..., callbacks=[AdaLoraCallback()])
 
 - ``on_optimizer_step`` runs after ``optimizer.step()`` and before ``zero_grad()``, once per
-  optimizer step whatever the gradient accumulation, with t = state.global_step + 1 (the
-  Trainer increments global_step right after). Under DDP the gradients are already all-reduced,
-  so every rank computes the same scores and masks.
+  optimizer step whatever the gradient accumulation, and calls
+  ``update_and_allocate(state.global_step)``: t = the number of optimizer steps completed
+  before this one (0-based; the Trainer increments global_step right after), the step the
+  authors' Trainer passes to its allocator and the one PEFT's example loops pass. A run of
+  max_steps steps allocates at t = 0 .. max_steps - 1. Under DDP the gradients are already
+  all-reduced, so every rank computes the same scores and masks.
+- ``history``: one row per optimizer step, ``{"step": t, "budget": b(t)}``.
 - total_step: taken from the Trainer (``state.max_steps``) when the config leaves it None.
 - Logged at every logging step into the Trainer's logs and ``state.log_history`` (reporting
   callbacks such as W&B see them only if they run after this one; the Trainer puts them first):
-  ``adalora/budget``, ``adalora/mask_threshold``, ``adalora/orth_reg``, and with
-  ``log_ranks=True`` ``adalora/rank/<module>``.
+  ``adalora/budget`` (the budget of the last allocation: b(global_step - 1) in the row the
+  Trainer logs at global_step), ``adalora/mask_threshold`` (the last masking threshold, once
+  a mask was computed), ``adalora/orth_reg``, and with ``log_ranks=True``
+  ``adalora/rank/<module>``.
 """
 
 from __future__ import annotations
@@ -34,10 +40,13 @@ def _find(model) -> AdaLoraModel:
 
 
 class AdaLoraCallback(TrainerCallback):
+    """Runs AdaLoRA's rank allocation inside ``transformers.Trainer`` (module docstring).
+    Also exported as ``AdaLoRACallback``."""
+
     def __init__(self, log_ranks: bool = False):
         self.log_ranks = log_ranks
         self.model: AdaLoraModel | None = None
-        self.history: list[dict] = []  # one row per optimizer step: step, budget, threshold
+        self.history: list[dict] = []  # one row per optimizer step: {"step": t, "budget": b(t)}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.model = _find(model)
@@ -66,7 +75,7 @@ class AdaLoraCallback(TrainerCallback):
     def on_optimizer_step(self, args, state, control, **kwargs):
         if self.model is None or not isinstance(self.model.config_, AdaLoraConfig):
             return
-        t = state.global_step + 1
+        t = state.global_step  # steps completed before this one: 0-based, as the references
         budget, _ = self.model.update_and_allocate(t)
         self.history.append({"step": t, "budget": budget})
 
@@ -90,3 +99,6 @@ class AdaLoraCallback(TrainerCallback):
     def on_train_end(self, args, state, control, **kwargs):
         if self.model is not None:
             self.model.check_allocation_ran(trained=state.global_step > 0 or None)
+
+
+AdaLoRACallback = AdaLoraCallback  # the spelling of the seed API

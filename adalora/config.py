@@ -2,22 +2,25 @@
 
 Field names follow PEFT's AdaLoraConfig / LoraConfig so that configs move between the two.
 
-Variants (spec section 4; ``variant`` picks the defaults of the fields marked *):
+Variants: ``variant`` picks the defaults of three fields (each can also be set alone):
 
-=====================  =====================================  ===============================
-field                  "peft" (default; = authors' code)      "paper" (Zhang et al., eq. 4 / Alg. 1)
-=====================  =====================================  ===============================
-orth_reg_form *        "norm_mean": mean over P and Q of       "squared_sum": sum over modules of
-                       ||P^T P - I||_F and ||Q Q^T - I||_F     ||P^T P - I||_F^2 + ||Q Q^T - I||_F^2
-score_weights *        "post_step": |w * g| with the weights   "pre_step": |w * g| with the weights
-                       already updated by optimizer.step()     before the step (call
-                                                               ``model.update_importance()`` before
-                                                               ``optimizer.step()``; the Trainer
-                                                               callback does this)
-final_phase *          "fixed": one mask forced at T - tfinal, "frozen_scores": the authors' code:
-                       then re-applied every step (PEFT)       the mask is recomputed every step
-                                                               from the frozen scores
-=====================  =====================================  ===============================
+=================  ==================  ==================  ==================
+field              "peft" (default)    "authors"           "paper"
+=================  ==================  ==================  ==================
+orth_reg_form      "norm_mean"         "norm_mean"         "squared_sum"
+score_weights      "post_step"         "post_step"         "pre_step"
+final_phase        "fixed"             "frozen_scores"     "fixed"
+=================  ==================  ==================  ==================
+
+- orth_reg_form: "norm_mean" (PEFT and the authors' code): the mean over all P and Q of
+  ||P^T P - I||_F and ||Q Q^T - I||_F, not squared; "squared_sum" (the paper, eq. 4): the sum
+  over modules of ||P^T P - I||_F^2 + ||Q Q^T - I||_F^2.
+- score_weights: "post_step" (both codebases): |w * g| with the weights already updated by
+  ``optimizer.step()``; "pre_step" (the paper, Algorithm 1): with the weights before the step
+  (call ``model.update_importance()`` before ``optimizer.step()``; AdaLoraCallback does this).
+- final_phase: "fixed" (PEFT): one mask forced at t = T - tfinal, then re-applied every step;
+  "frozen_scores" (the authors' code): the mask is recomputed every final-phase step from the
+  scores frozen at T - tfinal.
 
 Score variants the paper ablates (``score``): "triplet" (S_i = s(lambda_i) + mean s(Q_i.) +
 mean s(P_.i), s = Ibar * Ubar), "sensitivity" (s = I = |w * g| of the current step, no
@@ -30,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 _VARIANT_DEFAULTS = {
     "peft": {"orth_reg_form": "norm_mean", "score_weights": "post_step", "final_phase": "fixed"},
@@ -41,12 +44,17 @@ _VARIANT_DEFAULTS = {
         "final_phase": "frozen_scores",
     },
 }
+# The values of AdaLoraConfig's ``score``, ``schedule`` and ``variant``: the runners' flags offer
+# exactly these (experiments/cli.py, scripts/ablate.py).
+SCORES = ("triplet", "sensitivity", "magnitude")
+SCHEDULES = ("cubic", "linear", "constant")
+VARIANTS = tuple(_VARIANT_DEFAULTS)  # ("peft", "paper", "authors")
 _CHOICES = {
     "orth_reg_form": ("norm_mean", "squared_sum"),
     "score_weights": ("post_step", "pre_step"),
     "final_phase": ("fixed", "frozen_scores"),
-    "score": ("triplet", "sensitivity", "magnitude"),
-    "schedule": ("cubic", "linear", "constant"),
+    "score": SCORES,
+    "schedule": SCHEDULES,
 }
 
 
@@ -70,6 +78,17 @@ def _check_common(cfg) -> None:
         cfg.modules_to_save = list(cfg.modules_to_save)
 
 
+def _set_peft_type(cfg, given, expected: str) -> None:
+    """Accept PEFT's ``peft_type`` keyword (a string or PEFT's PeftType) for the right class;
+    ``cfg.peft_type`` is then always the plain string."""
+    if given is not None and str(getattr(given, "value", given)).upper() != expected:
+        raise ValueError(
+            f"{type(cfg).__name__} has peft_type {expected!r}, got {given!r}: use "
+            f"{'LoraConfig' if expected == 'ADALORA' else 'AdaLoraConfig'} for that."
+        )
+    cfg.peft_type = expected
+
+
 @dataclass
 class LoraConfig:
     """Fixed-rank LoRA (Hu et al. 2021): dW = B A * lora_alpha / r, B (out x r) = 0 at init."""
@@ -81,10 +100,10 @@ class LoraConfig:
     modules_to_save: list | None = None  # e.g. ["classifier"]: trained in full, saved
     fan_in_fan_out: bool = False  # True for transformers' Conv1D (GPT-2); set automatically
     task_type: str | None = None  # "SEQ_CLS", "SEQ_2_SEQ_LM", ...: PEFT interop only
+    peft_type: InitVar[str | None] = None  # PEFT's keyword: accepted if "LORA"
 
-    peft_type = "LORA"
-
-    def __post_init__(self):
+    def __post_init__(self, peft_type=None):
+        _set_peft_type(self, peft_type, "LORA")
         if not isinstance(self.r, int) or self.r <= 0:
             raise ValueError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
         _check_common(self)
@@ -101,11 +120,20 @@ class LoraConfig:
 class AdaLoraConfig:
     """AdaLoRA: SVD-form adapters with importance-driven rank allocation.
 
-    Step semantics: ``t`` is the global optimizer step (1-based as in the Trainer: the first
-    call after the first ``optimizer.step()`` passes t = 1). Budget b(t) in total rank over all
-    adapted modules: b0 = init_r * n_modules while t <= tinit; decreasing by ``schedule`` to
-    bT = target_r * n_modules (or ``target_total_rank``) at t = total_step - tfinal; bT and a
-    fixed mask afterwards. Masking happens when t % deltaT == 0 in the budgeting phase.
+    Step semantics: ``t`` is the number of optimizer steps completed before this one
+    (0-based: the call after the first ``optimizer.step()`` passes t = 0), as in PEFT's example
+    loops and the authors' Trainer (which passes ``state.global_step`` before incrementing it);
+    a run of total_step steps passes t = 0 .. total_step - 1. Budget b(t) in total rank over
+    all adapted modules: b0 = init_r * n_modules while t <= tinit; decreasing by ``schedule``
+    to bT = target_r * n_modules (or ``target_total_rank``) at t = total_step - tfinal; bT and
+    a fixed mask afterwards. Masking happens when t % deltaT == 0 in the budgeting phase.
+
+    PEFT's constructor keywords are accepted where they mean the same here, ``peft_type``
+    ("ADALORA") and ``task_type`` included (PEFT requires ``total_step``; here it may stay None
+    when AdaLoraCallback takes it from the Trainer). PEFT keywords this library does not
+    implement raise TypeError: ``r`` (use init_r), ``bias``, ``inference_mode``,
+    ``layers_to_transform``, ``layers_pattern``, ``exclude_modules``, ``init_lora_weights``,
+    ``use_dora``, ``use_rslora``, ``alpha_pattern``, ``target_parameters``, ...
     """
 
     init_r: int = 12
@@ -132,10 +160,10 @@ class AdaLoraConfig:
     score: str = "triplet"
     schedule: str = "cubic"
     prune_lora: bool = False  # "Prune LoRA" ablation: lambda frozen as a 0/1 gate, P = 0 at init
+    peft_type: InitVar[str | None] = None  # PEFT's keyword: accepted if "ADALORA"
 
-    peft_type = "ADALORA"
-
-    def __post_init__(self):
+    def __post_init__(self, peft_type=None):
+        _set_peft_type(self, peft_type, "ADALORA")
         if self.variant not in _VARIANT_DEFAULTS:
             raise ValueError(
                 f"variant must be one of {sorted(_VARIANT_DEFAULTS)}, got {self.variant!r}."

@@ -1,4 +1,4 @@
-"""Save / load adapters in PEFT's on-disk format, so either library reads the other's files.
+"""Adapter folders in PEFT's on-disk format, so either library reads the other's files.
 
 A saved folder holds:
     adapter_model.safetensors   "base_model.model.<module>.lora_A|lora_B|lora_E" (AdaLoRA) or
@@ -10,6 +10,9 @@ A saved folder holds:
                                 so that training resumes exactly where it stopped
 With resize=True (the default, PEFT's behaviour) only the kept triplets are written and the
 loader resizes each module to its rank in rank_pattern (rank 0 allowed).
+
+Pure functions on configs, dicts of tensors and paths: ``AdaLoraModel.save_pretrained`` and
+``from_pretrained`` (adalora/model.py) build on them; this module does not import the model.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,6 +29,10 @@ from safetensors.torch import load_file, save_file
 from .config import AdaLoraConfig, config_from_dict
 
 PREFIX = "base_model.model."
+WEIGHTS = "adapter_model.safetensors"
+PEFT_CONFIG = "adapter_config.json"
+OUR_CONFIG = "adalora_config.json"
+ALLOCATOR_STATE = "allocator_state.safetensors"
 _PEFT_KEYS = (
     "init_r",
     "target_r",
@@ -42,6 +50,9 @@ _PEFT_KEYS = (
     "modules_to_save",
     "task_type",
 )
+# PEFT config keys that change which modules are adapted but that this library does not model:
+# when a PEFT folder sets one, the adapted modules are read from its weights instead.
+_PEFT_MATCHING_KEYS = ("exclude_modules", "layers_to_transform", "layers_pattern")
 
 
 def _atomic(path: Path, write) -> None:
@@ -64,7 +75,8 @@ def _write_json(path: Path, data: dict) -> None:
     _atomic(path, w)
 
 
-def _param_keys(config) -> tuple[str, ...]:
+def param_keys(config) -> tuple[str, ...]:
+    """Per-module weight names in PEFT's files: bare AdaLoRA parameters, LoRA's Linear weights."""
     return (
         ("lora_A", "lora_B", "lora_E")
         if isinstance(config, AdaLoraConfig)
@@ -72,128 +84,107 @@ def _param_keys(config) -> tuple[str, ...]:
     )
 
 
-def adapter_state_dict(model, resize: bool = True) -> dict[str, torch.Tensor]:
-    """Adapter weights under PEFT's key names; with ``resize`` only the kept triplets."""
-    config = model.config_
-    pattern = config.rank_pattern if (resize and isinstance(config, AdaLoraConfig)) else None
-    sd = {}
-    for name, layer in model.adapter_layers().items():
-        a, b = layer.lora_A.detach(), layer.lora_B.detach()
-        e = layer.lora_E.detach() if isinstance(config, AdaLoraConfig) else None
-        if pattern is not None and layer.r == config.init_r:
-            keep = torch.as_tensor(pattern[f"{name}.lora_E"], dtype=torch.bool, device=a.device)
-            a, b, e = a[keep], b[:, keep], e[keep]
-        tensors = (a, b, e) if e is not None else (a, b)
-        for key, t in zip(_param_keys(config), tensors):
-            sd[f"{PREFIX}{name}.{key}"] = t.contiguous().cpu()
-    for m in config.modules_to_save or ():
-        for pname, p in model.model.get_submodule(m).named_parameters():
-            sd[f"{PREFIX}{m}.{pname}"] = p.detach().contiguous().cpu()
-    return sd
+def file_key_to_param(key: str) -> str:
+    """'base_model.model.x.lora_A.weight' -> 'x.lora_A' (a parameter name of the base model)."""
+    return key[len(PREFIX) :].replace("lora_A.weight", "lora_A").replace("lora_B.weight", "lora_B")
 
 
-def peft_config_dict(model) -> dict:
+def _bool_pattern(pattern: dict) -> dict:
+    return {k: [bool(x) for x in v] for k, v in pattern.items()}
+
+
+def peft_config_dict(config, layer_names: list[str], base_name_or_path: str | None) -> dict:
     """adapter_config.json contents that PEFT 0.21 accepts."""
-    c = model.config_
-    d = {k: getattr(c, k) for k in _PEFT_KEYS if hasattr(c, k)}
-    d["peft_type"] = c.peft_type
+    d = {k: getattr(config, k) for k in _PEFT_KEYS if hasattr(config, k)}
+    d["peft_type"] = config.peft_type
     d["bias"] = "none"
     d["inference_mode"] = True
-    # exact module names: PEFT matches list entries as suffixes, so this re-creates our layers
-    d["target_modules"] = list(model._layer_names)
-    base = getattr(getattr(model.model, "config", None), "_name_or_path", None)
-    d["base_model_name_or_path"] = base or None
-    if isinstance(c, AdaLoraConfig):
-        if c.rank_pattern is not None:
-            d["rank_pattern"] = {k: [bool(x) for x in v] for k, v in c.rank_pattern.items()}
+    # exact module names: PEFT matches list entries as full names or suffixes, so this
+    # re-creates our layers whatever spec selected them
+    d["target_modules"] = list(layer_names)
+    d["base_model_name_or_path"] = base_name_or_path or None
+    if isinstance(config, AdaLoraConfig):
+        if config.rank_pattern is not None:
+            d["rank_pattern"] = _bool_pattern(config.rank_pattern)
         if d.get("total_step") is None:
             # PEFT refuses total_step=None even for inference; the value does not affect loading
-            d["total_step"] = c.tinit + c.tfinal + 1
-        d["lora_alpha"] = c.lora_alpha
+            d["total_step"] = config.tinit + config.tfinal + 1
     return d
 
 
-def save_adapter(model, path, resize: bool = True) -> None:
+def our_config_dict(config, layer_names: list[str], resized: bool) -> dict:
+    """adalora_config.json contents: the full config, the adapted module names, resized."""
+    ours = config.to_dict()
+    if ours.get("rank_pattern") is not None:
+        ours["rank_pattern"] = _bool_pattern(config.rank_pattern)
+    ours["resized"] = bool(resized)
+    ours["target_module_names"] = list(layer_names)
+    return ours
+
+
+def write_adapter(
+    path,
+    weights: dict[str, torch.Tensor],
+    peft_config: dict,
+    our_config: dict,
+    allocator_state: dict[str, torch.Tensor] | None = None,
+) -> None:
+    """Write a folder atomically, file by file. Without ``allocator_state`` a stale state file
+    from an earlier save is removed (it would not match the weights just written)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    c = model.config_
-    if model.rankallocator is None and isinstance(c, AdaLoraConfig) and not resize:
-        raise ValueError("this model was resized: save it with resize=True.")
-    sd = adapter_state_dict(model, resize=resize)
-    _atomic(
-        path / "adapter_model.safetensors",
-        lambda tmp: save_file(sd, tmp, metadata={"format": "pt"}),
-    )
-    _write_json(path / "adapter_config.json", peft_config_dict(model))
-    ours = c.to_dict()
-    if ours.get("rank_pattern") is not None:
-        ours["rank_pattern"] = {k: [bool(x) for x in v] for k, v in c.rank_pattern.items()}
-    ours["resized"] = bool(resize and isinstance(c, AdaLoraConfig) and c.rank_pattern is not None)
-    ours["target_module_names"] = list(model._layer_names)
-    _write_json(path / "adalora_config.json", ours)
-    state_file = path / "allocator_state.safetensors"
-    if not resize and model.rankallocator is not None:
-        st = {k: v.contiguous().cpu() for k, v in model.rankallocator.state_dict().items()}
+    weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+    _atomic(path / WEIGHTS, lambda tmp: save_file(weights, tmp, metadata={"format": "pt"}))
+    _write_json(path / PEFT_CONFIG, peft_config)
+    _write_json(path / OUR_CONFIG, our_config)
+    state_file = path / ALLOCATOR_STATE
+    if allocator_state is not None:
+        st = {k: v.contiguous().cpu() for k, v in allocator_state.items()}
         _atomic(state_file, lambda tmp: save_file(st, tmp))
     elif state_file.exists():
-        state_file.unlink()  # a stale state would not match the weights just written
+        state_file.unlink()
 
 
-def load_adapter(base_model, path, adapter_name: str = "default", is_trainable: bool = False):
-    """Our folders and PEFT's (LoRA or AdaLoRA) alike. Resizes to rank_pattern when the
-    weights were saved resized; restores allocator state when it was saved."""
-    from .model import AdaLoraModel
+@dataclass
+class SavedAdapter:
+    """What a folder holds, ready for AdaLoraModel: the config to build it with (targets pinned
+    to the saved modules where known), whether the weights are resized to rank_pattern, the
+    weights under PEFT's key names and the allocator state if one was saved."""
 
+    config: object  # AdaLoraConfig | LoraConfig
+    resized: bool
+    weights: dict[str, torch.Tensor]
+    allocator_state: dict[str, torch.Tensor] | None
+
+
+def read_adapter(path, module_names, adapter_name: str = "default") -> SavedAdapter:
+    """Read our folders and PEFT's (LoRA or AdaLoRA) alike. ``module_names``: the names of the
+    base model's modules (to keep only the modules_to_save entries that it has)."""
     path = Path(path)
-    ours, peft = path / "adalora_config.json", path / "adapter_config.json"
+    ours, peft = path / OUR_CONFIG, path / PEFT_CONFIG
     if not ours.exists() and not peft.exists():
         raise FileNotFoundError(
-            f"{path} holds no adalora_config.json or adapter_config.json: "
+            f"{path} holds no {OUR_CONFIG} or {PEFT_CONFIG}: "
             "not an adapter folder saved by save_pretrained."
         )
     raw = json.loads((ours if ours.exists() else peft).read_text())
+    weights = load_file(str(path / WEIGHTS))
     names = raw.get("target_module_names")
+    if not names and any(raw.get(k) for k in _PEFT_MATCHING_KEYS):
+        names = sorted({k[len(PREFIX) :].split(".lora_")[0] for k in weights if ".lora_" in k})
     config = config_from_dict(raw)
-    if names:  # re-create exactly the saved layers, whatever the original pattern was
+    if names:  # re-create exactly the saved layers, whatever the original spec was
         config.target_modules = "^(" + "|".join(n.replace(".", r"\.") for n in names) + ")$"
     if config.modules_to_save:
         # PEFT's SEQ_CLS config lists every head name it knows (["classifier", "score"]);
         # keep only the ones this model has
-        present = dict(base_model.named_modules())
+        present = set(module_names)
         config.modules_to_save = [m for m in config.modules_to_save if m in present]
     pattern = getattr(config, "rank_pattern", None)  # LoraConfig has none
-    pattern = (
-        {k.replace(f".{adapter_name}", ""): v for k, v in pattern.items()} if pattern else None
-    )
-    if isinstance(config, AdaLoraConfig):
+    if pattern:
+        pattern = {k.replace(f".{adapter_name}", ""): v for k, v in pattern.items()}
         config.rank_pattern = pattern
-    model = AdaLoraModel(base_model, config, adapter_name)
-    sd = load_file(str(path / "adapter_model.safetensors"))
-    resized = (
-        raw.get("resized", pattern is not None) if isinstance(config, AdaLoraConfig) else False
-    )
-    if resized and pattern is not None:
-        model.resize_modules_by_rank_pattern(pattern)
-    model_sd = model.model.state_dict()
-    expected = set(adapter_state_dict(model, resize=False))
-    missing, unexpected = expected - set(sd), set(sd) - expected
-    if missing or unexpected:
-        raise ValueError(
-            f"adapter weights in {path} do not match the model: missing "
-            f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
-        )
-    with torch.no_grad():
-        for key, t in sd.items():
-            model_sd[
-                key[len(PREFIX) :]
-                .replace("lora_A.weight", "lora_A")
-                .replace("lora_B.weight", "lora_B")
-            ].copy_(t)
-    state_file = path / "allocator_state.safetensors"
-    if state_file.exists() and model.rankallocator is not None:
-        model.rankallocator.load_state_dict(load_file(str(state_file)), strict=True)
-    if not is_trainable:
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-    return model
+    resized = isinstance(config, AdaLoraConfig) and bool(raw.get("resized", bool(pattern)))
+    state_file = path / ALLOCATOR_STATE
+    state = load_file(str(state_file)) if state_file.exists() else None
+    return SavedAdapter(config, resized and bool(pattern), weights, state)

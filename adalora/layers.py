@@ -10,7 +10,9 @@ Both wrap an ``nn.Linear`` (weight out x in) or transformers' ``Conv1D`` (weight
 
 The SVD scale divides by the *initial* rank for the whole run (masking or resizing never
 change it); the +1e-5 is what both the authors' code and PEFT do, kept for exact interop.
-Adapter parameters stay in their own dtype (fp32) under mixed precision.
+Adapter parameters stay in their own dtype (fp32) under mixed precision. ``device="meta"``
+creates them without storage (PEFT's ``low_cpu_mem_usage``): they are filled in later by
+``load_state_dict(..., assign=True)`` or ``AdaLoraModel.from_pretrained``.
 """
 
 from __future__ import annotations
@@ -99,12 +101,13 @@ class SVDLinear(_AdapterLayer):
         dropout: float = 0.0,
         fan_in_fan_out: bool = False,
         prune_lora: bool = False,
+        device: torch.device | str | None = None,
     ):
         super().__init__(base, dropout, fan_in_fan_out)
         self.r_init = r
         alpha = lora_alpha if lora_alpha > 0 else float(r)
         self.scale = alpha / (r + 1e-5)
-        dev = base.weight.device
+        dev = base.weight.device if device is None else device
         self.lora_A = nn.Parameter(torch.empty(r, self.in_features, device=dev))
         self.lora_B = nn.Parameter(torch.empty(self.out_features, r, device=dev))
         self.lora_E = nn.Parameter(torch.empty(r, 1, device=dev))
@@ -135,10 +138,17 @@ class SVDLinear(_AdapterLayer):
         """Keep only the triplets where ``keep`` (bool, length r) is True; rank 0 allowed."""
         if self.merged:
             raise RuntimeError("unmerge() before resizing an adapter.")
-        keep = torch.as_tensor(keep, dtype=torch.bool, device=self.lora_E.device).view(-1)
+        keep = torch.as_tensor(keep, dtype=torch.bool).view(-1)
         if keep.numel() != self.r:
             raise ValueError(f"rank mask has {keep.numel()} entries, layer rank is {self.r}.")
         grad_e = self.lora_E.requires_grad
+        if self.lora_A.is_meta:  # low_cpu_mem_usage: only the shapes change, weights come later
+            k = int(keep.cpu().sum())
+            self.lora_A = nn.Parameter(self.lora_A.new_empty(k, self.in_features))
+            self.lora_B = nn.Parameter(self.lora_B.new_empty(self.out_features, k))
+            self.lora_E = nn.Parameter(self.lora_E.new_empty(k, 1), requires_grad=grad_e)
+            return
+        keep = keep.to(self.lora_E.device)
         self.lora_A = nn.Parameter(self.lora_A[keep].clone())
         self.lora_B = nn.Parameter(self.lora_B[:, keep].clone())
         self.lora_E = nn.Parameter(self.lora_E[keep].clone(), requires_grad=grad_e)
@@ -154,10 +164,11 @@ class LoraLinear(_AdapterLayer):
         lora_alpha: float,
         dropout: float = 0.0,
         fan_in_fan_out: bool = False,
+        device: torch.device | str | None = None,
     ):
         super().__init__(base, dropout, fan_in_fan_out)
         self.scale = lora_alpha / r
-        dev = base.weight.device
+        dev = base.weight.device if device is None else device
         self.lora_A = nn.Parameter(torch.empty(r, self.in_features, device=dev))
         self.lora_B = nn.Parameter(torch.zeros(self.out_features, r, device=dev))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))

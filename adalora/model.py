@@ -6,6 +6,11 @@ regulariser to the loss and runs rank allocation. PEFT's API, one adapter, no cl
     out.loss.backward(); optimizer.step()
     budget, rank_pattern = model.update_and_allocate(step)   # before optimizer.zero_grad()
 
+``step`` is the number of optimizer steps completed before this one: 0 after the first
+``optimizer.step()``, as in PEFT's example loops and the authors' Trainer. PEFT's spelling
+``model.base_model.update_and_allocate(step)`` works too (``base_model`` is the wrapper
+itself, whose ``.model`` is the wrapped model, as in PEFT).
+
 The same wrapper takes a ``LoraConfig`` for the fixed-rank baseline (no allocation, no R).
 """
 
@@ -18,6 +23,7 @@ import warnings
 import torch
 from torch import nn
 
+from . import io as adapter_io
 from .allocator import RankAllocator
 from .config import AdaLoraConfig, LoraConfig
 from .layers import LoraLinear, SVDLinear, _AdapterLayer
@@ -30,7 +36,8 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
 
 
 def orth_regularizer(layers: list[SVDLinear], form: str = "norm_mean") -> torch.Tensor:
-    """R over all adapters, batched over adapters of equal shape.
+    """R over all adapters, batched: one Gram product per distinct P / Q shape, then one
+    subtraction, norm and sum over every r x r Gram matrix of equal rank.
 
     "norm_mean" (both codebases): mean over the 2n matrices of ||Q Q^T - I||_F, ||P^T P - I||_F.
     "squared_sum" (paper eq. 4): sum over modules of ||P^T P - I||_F^2 + ||Q Q^T - I||_F^2."""
@@ -38,17 +45,26 @@ def orth_regularizer(layers: list[SVDLinear], form: str = "norm_mean") -> torch.
     for layer in layers:
         if layer.r == 0:
             continue
-        by_shape.setdefault(("A",) + tuple(layer.lora_A.shape), []).append(layer.lora_A)
-        by_shape.setdefault(("B",) + tuple(layer.lora_B.shape), []).append(layer.lora_B)
-    total = layers[0].lora_A.new_zeros(())
+        a, b = layer.lora_A, layer.lora_B
+        by_shape.setdefault((0, *a.shape), []).append(a)
+        by_shape.setdefault((1, *b.shape), []).append(b)
+    by_rank: dict[int, list[torch.Tensor]] = {}
     for (kind, *_), mats in by_shape.items():
         m = torch.stack(mats)  # (n_g, r, in) for Q, (n_g, out, r) for P
-        gram = m @ m.mT if kind == "A" else m.mT @ m  # (n_g, r, r)
-        eye = torch.eye(gram.shape[-1], device=gram.device, dtype=gram.dtype)
-        norms = torch.linalg.matrix_norm(gram - eye)
-        total = total + (norms.square().sum() if form == "squared_sum" else norms.sum())
+        gram = m @ m.mT if kind == 0 else m.mT @ m  # (n_g, r, r)
+        by_rank.setdefault(gram.shape[-1], []).append(gram)
+    if not by_rank:
+        return layers[0].lora_A.new_zeros(())
+    norms = []
+    for r, grams in by_rank.items():
+        g = torch.cat(grams) if len(grams) > 1 else grams[0]
+        eye = torch.eye(r, device=g.device, dtype=g.dtype)
+        norms.append(torch.linalg.matrix_norm(g - eye))
+    norms = torch.cat(norms) if len(norms) > 1 else norms[0]
+    if form == "squared_sum":
+        return norms.square().sum()
     # PEFT counts every P and Q, rank-0 ones included, in the mean
-    return total if form == "squared_sum" else total / (2 * len(layers))
+    return norms.sum() / (2 * len(layers))
 
 
 def _forward_showing_signature(model: nn.Module):
@@ -77,7 +93,16 @@ class AdaLoraModel(nn.Module):
         model: nn.Module,
         config: AdaLoraConfig | LoraConfig,
         adapter_name: str = "default",
+        low_cpu_mem_usage: bool = False,
     ):
+        """Inject adapters into ``model`` (in place) for the modules that ``find_targets``
+        selects (PEFT's selection for an explicit ``target_modules``).
+
+        ``modules_to_save=None`` trains the model's task heads in full (``head_modules``:
+        classifier, score, classification_head, qa_outputs), ``[]`` none.
+        ``low_cpu_mem_usage=True`` (PEFT's meaning): the adapter weights are created on the
+        meta device, without storage or initialisation, to be filled in by ``from_pretrained``
+        or ``load_state_dict(state_dict, assign=True)``; not for training a new adapter."""
         super().__init__()
         self.model = model
         self.forward = _forward_showing_signature(self)  # the Trainer reads its signature
@@ -88,9 +113,20 @@ class AdaLoraModel(nn.Module):
         self._train_forwards = 0  # training forwards that returned a loss
         if config.modules_to_save is None:
             config.modules_to_save = head_modules(model)
+        saved = []
+        for m in config.modules_to_save:
+            try:
+                saved.append(model.get_submodule(m))
+            except AttributeError:
+                raise ValueError(
+                    f"modules_to_save entry {m!r} is not a submodule of "
+                    f"{type(model).__name__}; top-level modules: "
+                    f"{[n for n, _ in model.named_children()]}"
+                ) from None
+        names = find_targets(model, config.target_modules, config.modules_to_save, config.task_type)
         for p in model.parameters():
             p.requires_grad_(False)
-        names = find_targets(model, config.target_modules, config.modules_to_save)
+        device = "meta" if low_cpu_mem_usage else None
         layers = {}
         for name in names:
             base = model.get_submodule(name)
@@ -103,21 +139,16 @@ class AdaLoraModel(nn.Module):
                     config.lora_dropout,
                     fan,
                     prune_lora=config.prune_lora,
+                    device=device,
                 )
             else:
-                layer = LoraLinear(base, config.r, config.lora_alpha, config.lora_dropout, fan)
+                layer = LoraLinear(
+                    base, config.r, config.lora_alpha, config.lora_dropout, fan, device=device
+                )
             _set_submodule(model, name, layer)
             layers[name] = layer
         self._layer_names = names
-        for m in config.modules_to_save:
-            try:
-                sub = model.get_submodule(m)
-            except AttributeError:
-                raise ValueError(
-                    f"modules_to_save entry {m!r} is not a submodule of "
-                    f"{type(model).__name__}; top-level modules: "
-                    f"{[n for n, _ in model.named_children()]}"
-                ) from None
+        for sub in saved:
             for p in sub.parameters():
                 p.requires_grad_(True)
         self.rankallocator = None
@@ -134,8 +165,26 @@ class AdaLoraModel(nn.Module):
     def adapter_layers(self) -> dict[str, _AdapterLayer]:
         return {n: self.model.get_submodule(n) for n in self._layer_names}
 
+    def _hot_layers(self) -> list[_AdapterLayer]:
+        """adapter_layers() for the training forward, cached: 72 get_submodule() walks cost
+        about 1.5 ms of Python per step (DeBERTa-base), on the GPU's critical path. The cache
+        is keyed on the adapted module names (merge_and_unload empties them; a deepcopy copies
+        the cached modules along with the model)."""
+        key = tuple(self._layer_names)
+        cached = self.__dict__.get("_hot_layers_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, list(self.adapter_layers().values()))
+            self.__dict__["_hot_layers_cache"] = cached
+        return cached[1]
+
     def get_base_model(self) -> nn.Module:
         return self.model
+
+    @property
+    def base_model(self) -> AdaLoraModel:
+        """This wrapper, which is both PEFT's PeftModel and its tuner: PEFT's
+        ``model.base_model.update_and_allocate(step)`` and ``model.base_model.model`` work."""
+        return self
 
     def __getattr__(self, name: str):
         try:
@@ -160,7 +209,7 @@ class AdaLoraModel(nn.Module):
             and not c.prune_lora
             and self._layer_names
         ):
-            reg = orth_regularizer(list(self.adapter_layers().values()), c.orth_reg_form)
+            reg = orth_regularizer(self._hot_layers(), c.orth_reg_form)
             self.last_orth_reg = reg.detach()
             out.loss = loss + c.orth_reg_weight * reg
         return out
@@ -189,8 +238,11 @@ class AdaLoraModel(nn.Module):
         self._allocator().pre_step_importance()
 
     def update_and_allocate(self, global_step: int):
-        """After optimizer.step(), before zero_grad(). Returns (budget b(t), rank_pattern or
-        None). The rank pattern is also stored in ``peft_config[name].rank_pattern``."""
+        """After optimizer.step(), before zero_grad(). ``global_step`` = t, the number of
+        optimizer steps completed before this one (0-based: 0 after the first step), as in
+        PEFT's example loops and the authors' Trainer; it must increase from call to call.
+        Returns (budget b(t), rank_pattern or None). The rank pattern is also stored in
+        ``peft_config[name].rank_pattern``."""
         budget, pattern = self._allocator().update_and_allocate(global_step)
         self._allocations += 1
         if pattern is not None:
@@ -274,19 +326,123 @@ class AdaLoraModel(nn.Module):
         )
 
     # ------------------------------------------------------------------ I/O
-    def save_pretrained(self, path, resize: bool = True) -> None:
-        self.check_allocation_ran()
-        from .io import save_adapter
+    def adapter_state_dict(self, resize: bool = True) -> dict[str, torch.Tensor]:
+        """Adapter weights (and modules_to_save) under PEFT's key names; with ``resize`` only
+        the kept triplets (rank_pattern)."""
+        config = self.config_
+        ada = isinstance(config, AdaLoraConfig)
+        pattern = config.rank_pattern if (resize and ada) else None
+        sd = {}
+        for name, layer in self.adapter_layers().items():
+            a, b = layer.lora_A.detach(), layer.lora_B.detach()
+            e = layer.lora_E.detach() if ada else None
+            if pattern is not None and layer.r == config.init_r:
+                keep = torch.as_tensor(pattern[f"{name}.lora_E"], dtype=torch.bool, device=a.device)
+                a, b, e = a[keep], b[:, keep], e[keep]
+            for key, t in zip(adapter_io.param_keys(config), (a, b, e) if ada else (a, b)):
+                sd[f"{adapter_io.PREFIX}{name}.{key}"] = t
+        for m in config.modules_to_save or ():
+            for pname, p in self.model.get_submodule(m).named_parameters():
+                sd[f"{adapter_io.PREFIX}{m}.{pname}"] = p.detach()
+        return sd
 
-        save_adapter(self, path, resize=resize)
+    def save_pretrained(self, path, resize: bool = True) -> None:
+        """PEFT's folder format (adalora/io.py); ``resize=False`` keeps full rank and the
+        allocator state, for resuming training exactly."""
+        self.check_allocation_ran()
+        c = self.config_
+        ada = isinstance(c, AdaLoraConfig)
+        if self.rankallocator is None and ada and not resize:
+            raise ValueError("this model was resized: save it with resize=True.")
+        base = getattr(getattr(self.model, "config", None), "_name_or_path", None)
+        state = None
+        if not resize and self.rankallocator is not None:
+            state = dict(self.rankallocator.state_dict())
+        resized = resize and ada and c.rank_pattern is not None
+        adapter_io.write_adapter(
+            path,
+            self.adapter_state_dict(resize=resize),
+            adapter_io.peft_config_dict(c, self._layer_names, base),
+            adapter_io.our_config_dict(c, self._layer_names, resized),
+            state,
+        )
 
     @classmethod
     def from_pretrained(
-        cls, model: nn.Module, path, adapter_name: str = "default", is_trainable: bool = False
+        cls,
+        model: nn.Module,
+        path,
+        adapter_name: str = "default",
+        is_trainable: bool = False,
+        low_cpu_mem_usage: bool = False,
     ) -> AdaLoraModel:
-        from .io import load_adapter
+        """Load our folders and PEFT's (LoRA or AdaLoRA) alike: resizes to rank_pattern when
+        the weights were saved resized, restores the allocator state when it was saved.
+        ``low_cpu_mem_usage``: build the adapters on the meta device and take the loaded
+        tensors as they are (no initialisation, no copy)."""
+        saved = adapter_io.read_adapter(path, [n for n, _ in model.named_modules()], adapter_name)
+        self = cls(model, saved.config, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        if saved.resized:
+            self.resize_modules_by_rank_pattern(saved.config.rank_pattern)
+        expected = set(self.adapter_state_dict(resize=False))
+        missing, unexpected = expected - set(saved.weights), set(saved.weights) - expected
+        if missing or unexpected:
+            raise ValueError(
+                f"adapter weights in {path} do not match the model: missing "
+                f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+        with torch.no_grad():
+            for key, t in saved.weights.items():
+                self._put(adapter_io.file_key_to_param(key), t)
+        self._finish_meta_load()
+        if saved.allocator_state is not None and self.rankallocator is not None:
+            self.rankallocator.load_state_dict(saved.allocator_state, strict=True)
+        if not is_trainable:
+            self.eval()
+            for p in self.parameters():
+                p.requires_grad_(False)
+        return self
 
-        return load_adapter(model, path, adapter_name=adapter_name, is_trainable=is_trainable)
+    def _put(self, param_name: str, t: torch.Tensor) -> None:
+        """Copy ``t`` into a parameter of the wrapped model; a meta (low_cpu_mem_usage)
+        adapter parameter takes ``t`` itself, on its base layer's device."""
+        owner_name, _, attr = param_name.rpartition(".")
+        owner = self.model.get_submodule(owner_name)
+        old = getattr(owner, attr)
+        if old.is_meta:
+            dev = owner.base_layer.weight.device if isinstance(owner, _AdapterLayer) else t.device
+            setattr(owner, attr, nn.Parameter(t.to(dev), requires_grad=old.requires_grad))
+        else:
+            old.copy_(t)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; after ``assign=True`` into meta adapters
+        (``low_cpu_mem_usage``), the adapters move to their base layers' devices and the rank
+        allocator is rebuilt on the real device (keeping any state the dict carried)."""
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self._finish_meta_load()
+        return result
+
+    def _finish_meta_load(self) -> None:
+        layers = self.adapter_layers()
+        if any(p.is_meta for layer in layers.values() for p in layer.parameters()):
+            return  # not all adapter weights loaded yet
+        with torch.no_grad():
+            for layer in layers.values():
+                dev = layer.base_layer.weight.device
+                for attr in ("lora_A", "lora_B", "lora_E"):
+                    p = getattr(layer, attr, None)
+                    if p is not None and p.device != dev:
+                        setattr(layer, attr, nn.Parameter(p.to(dev), requires_grad=p.requires_grad))
+        alloc = self.rankallocator
+        if alloc is None or not any(b.is_meta for b in alloc.buffers()):
+            return
+        fresh = RankAllocator(layers, self.config_)
+        kept = {k: v for k, v in alloc.state_dict().items() if not v.is_meta}
+        fresh.load_state_dict(kept, strict=False)
+        self.rankallocator = fresh
+        if alloc.mask.is_meta and self.config_.rank_pattern:
+            self._load_mask(self.config_.rank_pattern)
 
     def check_allocation_ran(self, trained: bool | None = None) -> None:
         """Warn if AdaLoRA trained (default: a training forward returned a loss) but

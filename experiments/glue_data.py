@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.hub import load_hub_split
+
 logger = logging.getLogger(__name__)
 
 HF_GLUE_ID = "nyu-mll/glue"
@@ -437,41 +439,6 @@ def write_glue_tsv(
 
 
 # ---------------------------------------------------------------------------- HF Hub
-
-
-def hub_offline() -> bool:
-    """True when HF_DATASETS_OFFLINE or HF_HUB_OFFLINE is set to a true value."""
-    return any(
-        os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
-        for k in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE")
-    )
-
-
-def hub_error(what: str, reason: str, flag: str, env: str) -> RuntimeError:
-    """RuntimeError telling the user that the Hub cannot be used and how to use local data."""
-    return RuntimeError(
-        f"cannot load {what} from the Hugging Face Hub: {reason}. "
-        f"Pass {flag} DIR or set {env}=DIR to read local files instead."
-    )
-
-
-def load_hub_split(hf_id: str, config: str | None, split: str, limit: int | None, env: str):
-    """``datasets.load_dataset(hf_id, config, split=...)`` (first ``limit`` rows), or a
-    RuntimeError saying the Hub is offline / unreachable and how to use local files instead."""
-    what = f"{hf_id} ({f'config {config!r}, ' if config else ''}split {split!r})"
-    if hub_offline():
-        raise hub_error(
-            what, "offline mode is on (HF_DATASETS_OFFLINE / HF_HUB_OFFLINE)", "--data-dir", env
-        )
-    hf_split = split if limit is None else f"{split}[:{limit}]"
-    try:
-        import datasets
-
-        return datasets.load_dataset(hf_id, config, split=hf_split)
-    except Exception as e:  # network errors, missing cache, ... all mean the same to us
-        raise hub_error(
-            what, f"the Hub is unreachable or failed ({type(e).__name__}: {e})", "--data-dir", env
-        ) from e
 
 
 def _load_glue_hub(t: GlueTask, split: str, limit: int | None) -> list[Example]:

@@ -16,22 +16,35 @@ Schema ``adalora.result/1`` (every runner writes exactly these top-level keys):
                       max_length, init_r, target_r, lora_r, lora_alpha, tinit, tfinal, delta_t,
                       beta1, beta2, orth_reg_weight, target_modules, warmup, weight_decay,
                       cls_dropout, total_step, score, schedule, ...)
-    budget            {"n_modules", "init_total_rank", "final_total_rank" (b(T)),
+    budget            {"n_modules", "init_total_rank", "target_total_rank" (b(T)),
+                       "final_total_rank" (ranks kept at the end; = b(T) for AdaLoRA),
                        "avg_final_rank" (b(T) / n_modules: the budget level tables group by),
-                       "curve": [[step, budget], ...]}   (null for full / bitfit)
+                       "curve": [[step, budget], ...] (AdaLoRA / prune_lora, else null)}
+                      (null for full / bitfit)
     params            {"trainable": int (at start), "final_adapter": int (adapter parameters
                        after resizing to the final rank pattern; LoRA: unchanged),
                        "total": int}
     rank_pattern      {module name: final rank (int)} or null
     metrics           {"main": name of the metric tables use (e.g. "mcc"),
                        "table_uses": "best" | "final",
-                       "evals": [{"step": int, "epoch": float, "split": str, <metric>: float, ...}],
-                       "final": {<metric>: float}, "best": {<metric>: float},
-                       "main_final": float, "main_best": float}
-    status            "ok" | "diverged" (loss became nan/inf; the run is kept, not dropped)
+                       "primary_split": the split "main" is read on (MNLI: validation_matched),
+                       "evals": [{"step": int, "epoch": float, "split": str, "loss": float,
+                                  <metric>: float, ..., "runtime", "samples_per_second",
+                                  "steps_per_second"}, ...]   (one row per evaluation and split),
+                       "final": {split: {<metric>: float, "loss", ...}}  (each split's last
+                                  evaluation, without step / epoch / split),
+                       "best": {<metric>: float, "loss", ...}  (the primary split's evaluation
+                                  with the highest main metric, the first one on ties),
+                       "best_step": int, "main_final": float, "main_best": float}
+                      (main_* and best_step null when nothing was evaluated)
+    train_log         [{"step", "loss", "grad_norm", "learning_rate"}, ...] at every logging
+                      step (files written before it existed lack it)
+    status            "ok" | "diverged" (the training loss became nan / inf, which stops the
+                      run, or the final main metric is not finite; the run is kept, not dropped)
     wall_time_s       float
     versions          {"python", "torch", "transformers", "adalora", ...}
-    hardware          {"device", "cpu", "n_threads", "gpu": name or null}
+    hardware          {"device", "cpu", "n_threads", "n_cpus", "gpu": name or null,
+                       "world_size"}
     command           the exact command line (shlex-joined argv)
     created           ISO-8601 UTC time the file was written
 """
@@ -84,6 +97,9 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600: give the file the usual mode
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         if overwrite:
@@ -103,11 +119,12 @@ def write_text_atomic(path: str | os.PathLike, text: str, overwrite: bool = Fals
     return path
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any, overwrite: bool = False) -> Path:
-    """JSON (sorted keys, indented) through ``write_text_atomic``."""
-    return write_text_atomic(
-        path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", overwrite
-    )
+def write_json_atomic(
+    path: str | os.PathLike, data: Any, overwrite: bool = False, sort_keys: bool = True
+) -> Path:
+    """JSON (indented; keys sorted unless ``sort_keys=False``) through ``write_text_atomic``."""
+    text = json.dumps(data, indent=2, sort_keys=sort_keys, default=str) + "\n"
+    return write_text_atomic(path, text, overwrite)
 
 
 def write_result(record: dict, output_dir: str | os.PathLike) -> Path:

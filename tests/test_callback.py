@@ -78,15 +78,18 @@ def test_trainer_gradient_accumulation(base, tmp_path):
         warnings.simplefilter("error", UserWarning)  # no "allocation never ran" warning
         tr.train()
     assert cfg.total_step == 6  # taken from the Trainer
-    assert [c[0] for c in calls] == [1, 2, 3, 4, 5, 6]  # once per optimizer step
-    assert [h["step"] for h in cb.history] == [1, 2, 3, 4, 5, 6]
+    # once per optimizer step, with the steps completed before it (0-based, as PEFT's loops)
+    assert [c[0] for c in calls] == [0, 1, 2, 3, 4, 5]
+    assert [h["step"] for h in cb.history] == [0, 1, 2, 3, 4, 5]
     # budgeting length 6 - 2 - 1 = 3: t = 2: 24 * (2/3)^3 = 7.1 -> 31; t = 3: 24 / 27 -> 24
-    expected = [budget_at(t, 48, 24, 1, 2, 6).budget for t in range(1, 7)]
-    assert [h["budget"] for h in cb.history] == expected == [48, 31, 24, 24, 24, 24]
+    expected = [budget_at(t, 48, 24, 1, 2, 6).budget for t in range(6)]
+    assert [h["budget"] for h in cb.history] == expected == [48, 48, 31, 24, 24, 24]
     assert 0 < int(m.rankallocator.mask.sum()) <= 24
     assert m.config_.rank_pattern is not None
     logs = [h for h in tr.state.log_history if "loss" in h]
     assert len(logs) == 6
+    # the row the Trainer logs at global_step s carries the budget of allocation t = s - 1
+    assert [h["step"] for h in logs] == [1, 2, 3, 4, 5, 6]
     assert [h["adalora/budget"] for h in logs] == expected
     assert all("adalora/orth_reg" in h for h in logs)
     assert "adalora/mask_threshold" in logs[-1]
@@ -103,7 +106,7 @@ def test_trainer_paper_variant(base, tmp_path):
     cb = AdaLoraCallback()
     Trainer(model=m, args=args(tmp_path), train_dataset=DS(), callbacks=[cb]).train()
     assert len(pre) == 6  # before every optimizer.step() (a no-op once the scores freeze)
-    assert [h["step"] for h in cb.history] == [1, 2, 3, 4, 5, 6]
+    assert [h["step"] for h in cb.history] == [0, 1, 2, 3, 4, 5]
     assert int(m.rankallocator.ipt_E.abs().sum()) == 0  # "fixed": scores reset at T - tfinal
     assert 0 < int(m.rankallocator.mask.sum()) <= 24
     # the masked lambdas are zero at the end of training

@@ -128,6 +128,40 @@ def test_config_dict_round_trip():
         config_from_dict({"peft_type": "IA3"})
 
 
+def test_peft_keywords_accepted():
+    """PEFT's constructor keywords of the seed example: peft_type and task_type included."""
+    c = AdaLoraConfig(
+        peft_type="ADALORA",
+        task_type="SEQ_2_SEQ_LM",
+        init_r=12,
+        lora_alpha=32,
+        target_modules=["q", "v"],
+        lora_dropout=0.01,
+        total_step=1000,
+    )
+    assert c.peft_type == "ADALORA" and c.to_dict()["peft_type"] == "ADALORA"
+    assert c.task_type == "SEQ_2_SEQ_LM"
+    assert config_from_dict(c.to_dict()) == c
+    assert LoraConfig(peft_type="LORA", r=2).peft_type == "LORA"
+    assert AdaLoraConfig(peft_type="adalora").peft_type == "ADALORA"
+    with pytest.raises(ValueError, match="AdaLoraConfig has peft_type 'ADALORA', got 'LORA'"):
+        AdaLoraConfig(peft_type="LORA")
+    with pytest.raises(ValueError, match="use AdaLoraConfig"):
+        LoraConfig(peft_type="ADALORA")
+    # PEFT keywords this library does not implement are refused (as the docstring lists)
+    for kw in ("r", "bias", "inference_mode", "exclude_modules", "layers_to_transform"):
+        assert kw in AdaLoraConfig.__doc__
+        with pytest.raises(TypeError, match=kw):
+            AdaLoraConfig(**{kw: None})
+
+
+def test_all_linear_is_a_valid_spec():
+    assert AdaLoraConfig(target_modules="all-linear").target_modules == "all-linear"
+    m = AdaLoraModel(tiny_bert(), AdaLoraConfig(init_r=2, target_r=1, target_modules="all-linear"))
+    # every Linear but the classifier (a task head, trained in full): 12 + the pooler
+    assert len(m.adapter_layers()) == 13 and "bert.pooler.dense" in m.adapter_layers()
+
+
 # ---------------------------------------------------------------- usage errors
 def _model(**kw):
     cfg = dict(init_r=4, target_r=2, tinit=1, tfinal=1, total_step=10)

@@ -80,13 +80,13 @@ def test_mrpc_official_row_format(tmp_path):
     """Hand-written MRPC file as in the official download (BOM, quote-initial string)."""
     d = tmp_path / "MRPC"
     d.mkdir()
-    (d / "dev.tsv").write_bytes(
-        "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-        "1\t1355540\t1355592\t\"He said the foodservice pie business doesn't fit.\tIt doesn't fit.\n"
-        '0\t2029631\t2029565\tMagnarelli said Racicot hated the Iraqi regime.\tHis wife said he was "100 percent behind" it.\n'.encode(
-            "utf-8"
-        )
-    )
+    rows = [
+        "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+        "1\t1355540\t1355592\t\"He said the foodservice pie business doesn't fit.\tIt doesn't fit.",
+        "0\t2029631\t2029565\tMagnarelli said Racicot hated the Iraqi regime.\t"
+        'His wife said he was "100 percent behind" it.',
+    ]
+    (d / "dev.tsv").write_bytes("".join(r + "\n" for r in rows).encode("utf-8"))
     with open(d / "dev.tsv", encoding="utf-8-sig", newline="") as f:
         assert len(list(csv.reader(f, delimiter="\t"))) == 2  # default quoting merges rows
     ex = load_glue("mrpc", "validation", tmp_path)
@@ -381,3 +381,18 @@ def test_summarization_offline_and_bad_arguments(tmp_path, monkeypatch):
         load_summarization("gigaword", "test", tmp_path)
     with pytest.raises(ValueError, match="unknown split"):
         load_summarization("xsum", "dev", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("1", True), ("true", True), ("YES", True), ("On", True), ("0", False), ("no", False)]
+    + [("", False), ("false", False), ("off", False)],
+)
+def test_offline_reads_env_like_huggingface_hub(monkeypatch, value, expected):
+    """One reading of HF_HUB_OFFLINE for models and data: 1 / true / yes / on in any case."""
+    from experiments.hub import DATA_OFFLINE_VARS, MODEL_OFFLINE_VARS, offline
+
+    for k in {*MODEL_OFFLINE_VARS, *DATA_OFFLINE_VARS}:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert offline(MODEL_OFFLINE_VARS) is expected and offline(DATA_OFFLINE_VARS) is expected

@@ -87,7 +87,8 @@ def assert_curve(record, shape="cubic"):
 
     b, hp = record["budget"], record["hyperparameters"]
     curve = b["curve"]
-    assert [s for s, _ in curve] == list(range(1, hp["total_step"] + 1))
+    # one allocation per optimizer step, at t = the steps completed before it (0-based, as PEFT)
+    assert [s for s, _ in curve] == list(range(hp["total_step"]))
     budgets = [v for _, v in curve]
     assert all(x >= y for x, y in zip(budgets, budgets[1:])), budgets
     assert budgets[0] <= b["init_total_rank"]
@@ -416,9 +417,9 @@ def parse_dry_run(out: str) -> dict:
 
 
 def test_paper_dry_run_rte_offline(tmp_path, capsys, monkeypatch):
-    """The paper's RTE configuration (spec section 5), printed although DeBERTaV3-base cannot be
-    downloaded: the budget uses its known 72 matrices; T needs the data and is listed as
-    unresolved, together with the reason the model could not be loaded."""
+    """The paper's RTE configuration (the authors' script), printed although DeBERTaV3-base
+    cannot be downloaded: the budget uses its known 72 matrices; T needs the data and is listed
+    as unresolved, together with the reason the model could not be loaded."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("GLUE_DIR", raising=False)
     assert (
@@ -475,7 +476,8 @@ def test_paper_dry_run_rte_offline(tmp_path, capsys, monkeypatch):
 
 
 def _spec_table() -> dict:
-    """Section 5's GLUE table: task -> {column: first number of the cell}."""
+    """The GLUE table of the shared spec (the authors' settings, a reference file outside the
+    repository): task -> {column: first number of the cell}."""
     rows = {}
     names = {
         "MNLI": "mnli",
@@ -579,7 +581,9 @@ def test_wandb_offline_run_reads_back(bert_dir, glue_dir, tmp_path, monkeypatch)
     budgets = {
         h["train/global_step"]: h[k] for h in history for k in h if k.endswith("adalora/budget")
     }
-    assert budgets and all(budgets[s] == b for s, b in rec["budget"]["curve"] if s in budgets)
+    # the row logged at global step g carries the budget of the allocation at t = g - 1
+    curve = rec["budget"]["curve"]
+    assert budgets and all(budgets[t + 1] == b for t, b in curve if t + 1 in budgets)
     summary = {}
     for r in records:
         if r["type"] == "summary":
@@ -625,6 +629,41 @@ def test_packaged_minilm_on_real_cola(tmp_path):
     assert rec["budget"]["n_modules"] == 36  # 6 layers x 6 matrices
     assert rec["metrics"]["main"] == "mcc" and -1.0 <= rec["metrics"]["main_best"] <= 1.0
     assert (tmp_path / "cola.json").is_file()
+
+
+@pytest.mark.skipif(
+    not (REAL_GLUE / "SST-2" / "train.tsv").is_file(),
+    reason=f"GLUE SST-2 not found under {REAL_GLUE} (shared data folder absent)",
+)
+def test_readme_main_run_then_tables(monkeypatch):
+    """The README's commands in order, tiny: the main run (GLUE_DIR, default output dir) writes
+    its result under results/runs/, and the committed tables (scripts/make_tables.py --check,
+    which reads results/evidence/) are still current. The test removes the file it wrote."""
+    import sys
+
+    from experiments.cli import DEFAULT_OUTPUT_DIR
+
+    assert DEFAULT_OUTPUT_DIR == ROOT / "results" / "runs"
+    monkeypatch.setenv("GLUE_DIR", str(REAL_GLUE))
+    argv = ["--task", "sst2", "--method", "adalora", "--max-steps", "3", "--wandb", "disabled"]
+    argv += ["--max-train-samples", "32", "--max-eval-samples", "32"]
+    path = None
+    try:
+        rec = glue.main(argv)
+        path = DEFAULT_OUTPUT_DIR / f"{rec['run_name']}.json"
+        assert path.is_file() and json.loads(path.read_text())["run_name"] == rec["run_name"]
+        assert rec["status"] == "ok" and rec["n_train"] == 32
+        check = subprocess.run(
+            [sys.executable, "scripts/make_tables.py", "--check"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    finally:
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def test_torchrun_two_processes_agree(tmp_path):

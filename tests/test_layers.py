@@ -86,12 +86,14 @@ def test_dropout_only_on_the_adapter_branch():
 
 
 # ---------------------------------------------------------------- identity at init
-def test_adalora_identity_at_init():
-    base = tiny_bert().eval()
-    ref = base(input_ids=X).logits
+def test_adalora_identity_at_init(device):
+    base = tiny_bert().eval().to(device)
+    x = X.to(device)
+    ref = base(input_ids=x).logits
     m = AdaLoraModel(copy.deepcopy(base), AdaLoraConfig(init_r=4, target_r=2)).eval()
     assert len(m.adapter_layers()) == 12
-    assert torch.equal(m(input_ids=X).logits, ref)
+    assert all(p.device == ref.device for p in m.parameters())  # adapters made on the device
+    assert torch.equal(m(input_ids=x).logits, ref)
     # trainable: adapters and the classifier head, nothing else
     names = {n for n, p in m.named_parameters() if p.requires_grad}
     assert all("lora_" in n or n.startswith("model.classifier.") for n in names)
@@ -100,15 +102,16 @@ def test_adalora_identity_at_init():
     sizes = [(32, 32)] * 4 + [(32, 64), (64, 32)]
     assert m.trainable_parameters() == 2 * sum(4 * (i + o + 1) for i, o in sizes) + 66
     randomize_adapters(m)
-    assert not torch.allclose(m(input_ids=X).logits, ref)
+    assert not torch.allclose(m(input_ids=x).logits, ref)
 
 
-def test_lora_baseline_identity_at_init():
-    base = tiny_bert().eval()
-    ref = base(input_ids=X).logits
+def test_lora_baseline_identity_at_init(device):
+    base = tiny_bert().eval().to(device)
+    x = X.to(device)
+    ref = base(input_ids=x).logits
     m = AdaLoraModel(copy.deepcopy(base), LoraConfig(r=3, lora_alpha=6)).eval()
     assert all(isinstance(l, LoraLinear) for l in m.adapter_layers().values())
-    assert torch.equal(m(input_ids=X).logits, ref)
+    assert torch.equal(m(input_ids=x).logits, ref)
     assert m.rankallocator is None
     assert m.final_ranks() == {n: 3 for n in m.adapter_layers()}
 
@@ -358,7 +361,7 @@ def test_unknown_architecture_needs_targets():
 def _by_hand(layers, form):
     total, count = 0.0, 0
     for layer in layers:
-        Q, P = layer.lora_A.detach().double(), layer.lora_B.detach().double()
+        Q, P = layer.lora_A.detach().double().cpu(), layer.lora_B.detach().double().cpu()
         for gram in (Q @ Q.T, P.T @ P):
             r = gram.shape[0]
             sq = 0.0
@@ -371,10 +374,10 @@ def _by_hand(layers, form):
 
 
 @pytest.mark.parametrize("form", ["norm_mean", "squared_sum"])
-def test_orth_reg_by_hand(form):
+def test_orth_reg_by_hand(form, device):
     m = AdaLoraModel(tiny_bert(), AdaLoraConfig(init_r=3, target_r=1))
     randomize_adapters(m, std=0.4)
-    layers = list(m.adapter_layers().values())
+    layers = list(m.to(device).adapter_layers().values())
     R = orth_regularizer(layers, form)
     assert float(R.detach()) == pytest.approx(_by_hand(layers, form), rel=1e-5)
     # rank-0 modules add nothing but still count in the mean (PEFT: every P and Q is counted)
@@ -392,14 +395,16 @@ def test_orth_reg_of_orthonormal_factors_is_zero():
 
 
 @pytest.mark.parametrize("variant,form", [("peft", "norm_mean"), ("paper", "squared_sum")])
-def test_loss_includes_orth_reg_in_train_mode_only(variant, form):
+def test_loss_includes_orth_reg_in_train_mode_only(variant, form, device):
     base = tiny_bert()
     ((x, y),) = batches(1)
+    x, y = x.to(device), y.to(device)
     m = AdaLoraModel(
         copy.deepcopy(base),
         AdaLoraConfig(init_r=3, target_r=1, orth_reg_weight=0.3, variant=variant),
     )
     randomize_adapters(m)
+    m.to(device)
     plain = m.model(input_ids=x, labels=y).loss  # the wrapped model alone
     R = _by_hand(list(m.adapter_layers().values()), form)
     m.train()

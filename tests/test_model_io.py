@@ -201,3 +201,47 @@ def test_lora_save_load(base, tmp_path):
     loaded = AdaLoraModel.from_pretrained(copy.deepcopy(base), tmp_path)
     assert isinstance(loaded.config_, LoraConfig) and len(loaded.adapter_layers()) == 4
     torch.testing.assert_close(logits(loaded), ref, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("resize", [True, False])
+def test_from_pretrained_low_cpu_mem_usage(base, trained, tmp_path, resize):
+    """PEFT's low_cpu_mem_usage: adapters built on the meta device take the loaded tensors."""
+    trained.save_pretrained(tmp_path, resize=resize)
+    loaded = AdaLoraModel.from_pretrained(
+        copy.deepcopy(base), tmp_path, is_trainable=not resize, low_cpu_mem_usage=True
+    )
+    assert not any(t.is_meta for t in [*loaded.parameters(), *loaded.buffers()])
+    assert {n: l.r for n, l in loaded.adapter_layers().items()} == (
+        trained.final_ranks() if resize else {n: 4 for n in trained.final_ranks()}
+    )
+    torch.testing.assert_close(logits(loaded), logits(trained), rtol=0, atol=1e-6)
+    if not resize:  # the allocator state came back too, on a real device
+        sa, sb = trained.rankallocator.state_dict(), loaded.rankallocator.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        assert loaded.rankallocator.last_step() == trained.rankallocator.last_step() == 12
+
+
+def test_lora_low_cpu_mem_usage(base, tmp_path):
+    m = AdaLoraModel(copy.deepcopy(base), LoraConfig(r=2, lora_alpha=4))
+    randomize_adapters(m)
+    m.save_pretrained(tmp_path)
+    loaded = AdaLoraModel.from_pretrained(copy.deepcopy(base), tmp_path, low_cpu_mem_usage=True)
+    assert not any(p.is_meta for p in loaded.parameters())
+    torch.testing.assert_close(logits(loaded), logits(m), rtol=0, atol=1e-6)
+
+
+def test_io_does_not_import_the_model():
+    """adalora/io.py holds pure functions; model.py builds on it (no import cycle)."""
+    import ast
+    from pathlib import Path
+
+    import adalora.io
+
+    tree = ast.parse(Path(adalora.io.__file__).read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert not {".model", "adalora.model", ".callback", "adalora.callback"} & imported

@@ -199,7 +199,7 @@ def test_lora_export_import(base, tmp_path):
         peft.LoraConfig(task_type="SEQ_CLS", r=2, lora_alpha=4, target_modules=["query", "value"]),
     )
     with torch.no_grad():
-        for n, p in pl.named_parameters():
+        for p in pl.parameters():
             if p.requires_grad:
                 p.add_(torch.randn_like(p) * 0.1)
         ref = pl.eval()(input_ids=X).logits

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from experiments import cli, summ_data, summ_models
 from experiments import summarization as S
-from experiments import train
 from experiments.metrics import rouge_scores
 
 SHARED_XSUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "summarization" / "xsum"
@@ -22,7 +22,7 @@ N_ROWS = 8  # validation examples in the test data: the first 4 train, the last 
 
 @pytest.fixture(scope="module")
 def tok():
-    return S._minilm_tokenizer()
+    return summ_models.minilm_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def tiny_bart(tmp_path_factory, tok):
     from transformers import BartForConditionalGeneration
 
     torch.manual_seed(0)
-    cfg = S.tiny_bart_config(
+    cfg = summ_models.tiny_bart_config(
         tok,
         d_model=32,
         encoder_layers=1,
@@ -286,7 +286,10 @@ def test_paper_dry_run_cnndm_via_task_alias(capsys, tmp_path):
 
 def test_budget_levels_bart_large():
     """The derived ranks of Table 3's levels: BART-large from its config, no weights."""
-    got = {lv: S.derive_level_rank(float(lv), "facebook/bart-large") for lv in S.BUDGET_LEVELS}
+    got = {
+        lv: summ_models.derive_level_rank(float(lv), "facebook/bart-large")
+        for lv in S.BUDGET_LEVELS
+    }
     assert {d["n_params"] for d in got.values()} == {406_291_456}
     assert {d["n_modules"] for d in got.values()} == {192}
     assert {d["params_per_rank"] for d in got.values()} == {540_864}
@@ -322,14 +325,14 @@ def test_budget_level_flag(capsys, tmp_path):
 
 def test_split_examples(data_dir):
     hp = {"max_train_samples": None, "max_eval_samples": 3, "train_split": None, "eval_split": None}
-    tr, ev, note = S.split_examples("xsum", hp, str(data_dir))
+    tr, ev, note = summ_data.split_examples("xsum", hp, str(data_dir))
     assert len(tr) == N_ROWS - 3 and len(ev) == 3
     assert not {r["id"] for r in tr} & {r["id"] for r in ev}
     assert "validation" in note and "disjoint" in note
     # two different splits: first N of each, nothing shared
     shutil.copy(data_dir / "xsum" / "validation.jsonl", data_dir / "xsum" / "test.jsonl")
     try:
-        tr, ev, note = S.split_examples(
+        tr, ev, note = summ_data.split_examples(
             "xsum",
             {**hp, "max_train_samples": 2, "train_split": "validation", "eval_split": "test"},
             str(data_dir),
@@ -338,11 +341,11 @@ def test_split_examples(data_dir):
     finally:
         (data_dir / "xsum" / "test.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="train.jsonl"):
-        S.split_examples("xsum", {**hp, "train_split": "train"}, str(data_dir))
+        summ_data.split_examples("xsum", {**hp, "train_split": "train"}, str(data_dir))
 
 
 def test_glue_parser_unchanged():
-    p = train.build_parser("glue", ["rte", "cola"], ["quick", "paper"])
+    p = cli.build_parser("glue", ["rte", "cola"], ["quick", "paper"])
     args = p.parse_args(["--task", "cola"])
     assert args.task == "cola" and not hasattr(args, "num_beams")
     with pytest.raises(SystemExit):

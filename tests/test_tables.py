@@ -1,16 +1,21 @@
-"""scripts/make_tables.py: numbers, missing cells, differences, diverged runs, determinism,
---check, figures; the committed paper_tables.md is current."""
+"""scripts/make_tables.py and scripts/report/: numbers, missing cells, differences, diverged
+runs, determinism, --check, figures, the results layout (only results/evidence/ counts by
+default); the committed paper_tables.md is current."""
 
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
+from experiments import plots
 from experiments.results import SCHEMA, write_result
 from scripts import make_tables as mt
 from scripts import paper_numbers as P
+from scripts.report import figures, wandb_import
+from scripts.report.records import Run, load_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,8 +89,9 @@ def record(
 
 
 def write_all(results: Path, recs):
+    """Result files into the layout's committed-evidence folder ``results/evidence``."""
     for r in recs:
-        write_result(r, results / "runs")
+        write_result(r, results / "evidence")
 
 
 def rows_of(text: str) -> list:
@@ -130,8 +136,9 @@ def glue_results(tmp_path):
 
 
 def generate(tmp_path, res, *extra):
+    """paper_tables.md for the results layout ``res`` (evidence/, figures/, discussion.md)."""
     out = tmp_path / "paper_tables.md"
-    rc = mt.main(["--results", str(res), "--out", str(out), *extra])
+    rc = mt.main(["--out", str(out), *extra], results_root=res)
     assert rc == 0
     return out.read_text()
 
@@ -228,6 +235,10 @@ def test_discussion_survives(tmp_path, glue_results):
     (glue_results / "discussion.md").write_text("AdaLoRA helps on RTE.\n")
     text = generate(tmp_path, glue_results)
     assert "## Discussion\n\nAdaLoRA helps on RTE.\n" in text
+    other = tmp_path / "elsewhere.md"
+    other.write_text("LoRA helps too.\n")
+    text = generate(tmp_path, glue_results, "--discussion", str(other))
+    assert "## Discussion\n\nLoRA helps too.\n" in text
 
 
 def test_summarization_table(tmp_path):
@@ -271,12 +282,10 @@ def test_ablation_table_compares_at_the_ablations_lr(tmp_path):
             record("l1", method="lora", main=0.65),
         ],
     )
-    row = lambda text: next(
-        r
-        for r in rows_of(text)
-        if r[:3] == ["tiny-bert", "RTE", "r=2"]  # noqa: E731
-        and len(r) > 6
-    )
+
+    def row(text):
+        return next(r for r in rows_of(text) if r[:3] == ["tiny-bert", "RTE", "r=2"] and len(r) > 6)
+
     header = next(
         r for r in rows_of(generate(tmp_path, res)) if r[:3] == ["model", "task", "budget"]
     )
@@ -419,19 +428,41 @@ def test_ablation_schedule_and_sweep_tables(tmp_path):
 
 def test_deterministic_and_check(tmp_path, glue_results):
     out = tmp_path / "paper_tables.md"
-    args = ["--results", str(glue_results), "--out", str(out)]
-    assert mt.main(args) == 0
+    args = ["--out", str(out), "--figures", str(tmp_path / "figs")]
+    assert mt.main(args, results_root=glue_results) == 0
     first = out.read_bytes()
-    assert mt.main(args) == 0
+    assert mt.main(args, results_root=glue_results) == 0
     assert out.read_bytes() == first
-    assert mt.main(args + ["--check"]) == 0
-    write_result(record("ada-5", seed=5, main=0.9), glue_results / "runs")
-    assert mt.main(args + ["--check"]) == 1  # stale
+    assert mt.main(args + ["--check"], results_root=glue_results) == 0
+    # --results names the folder explicitly; nested folders are read too
+    explicit = args + ["--results", str(glue_results / "evidence"), "--check"]
+    explicit += ["--discussion", str(glue_results / "discussion.md")]
+    assert mt.main(explicit) == 0
+    write_result(record("ada-5", seed=5, main=0.9), glue_results / "evidence" / "more")
+    assert mt.main(args + ["--check"], results_root=glue_results) == 1  # stale
+    assert mt.main(explicit) == 1
     assert out.read_bytes() == first  # --check never writes
-    assert (
-        mt.main(["--results", str(glue_results), "--out", str(tmp_path / "none.md"), "--check"])
-        == 1
-    )
+    none = ["--out", str(tmp_path / "none.md"), "--check"]
+    assert mt.main(none, results_root=glue_results) == 1
+
+
+def test_user_runs_do_not_change_the_tables(tmp_path):
+    """A run of one's own in results/runs/ (git-ignored) leaves the default tables alone: by
+    default only the committed evidence (results/evidence/, recursively) is read."""
+    committed = ROOT / "paper_tables.md"
+    if not committed.exists():
+        pytest.skip("paper_tables.md not generated yet")
+    res = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "evidence", res / "evidence")
+    shutil.copy(ROOT / "results" / "discussion.md", res / "discussion.md")
+    user = record("user-run", task="rte", method="adalora", level=2.0, main=0.99, seed=99)
+    user["model"] = next(r.model for r in load_runs(res / "evidence") if r.task == "rte")
+    write_result(user, res / "runs")
+    # --check renders nothing; the figure links point where the committed figures are
+    check = ["--out", str(committed), "--figures", str(ROOT / "results" / "figures"), "--check"]
+    assert mt.main(check, results_root=res) == 0
+    # the same run does count when its folder is read: the check above is not vacuous
+    assert mt.main(check + ["--results", str(res)], results_root=res) == 1
 
 
 def test_figures(tmp_path):
@@ -460,17 +491,13 @@ def test_figures(tmp_path):
     assert all(f.stat().st_size > 1000 for f in figs)
     assert "(results/figures/rank_rte_r2_tiny-bert.png)" in text
     # seeds averaged: layer 0 query: (0 + 1) / 2
-    labels, layers, grid = mt.rank_grid(
-        [{"rank_pattern": rp}, {"rank_pattern": {k: v + 1 for k, v in rp.items()}}]
-    )
+    labels, layers, grid = plots.rank_grid([rp, {k: v + 1 for k, v in rp.items()}])
     assert labels == ["Wq", "Wv", "Wf2"] and layers == [0, 1]
     assert grid[("Wq", 0)] == 0.5 and grid[("Wv", 1)] == 2.5
     # --check does not render
     for f in figs:
         f.unlink()
-    assert (
-        mt.main(["--results", str(res), "--out", str(tmp_path / "paper_tables.md"), "--check"]) == 0
-    )
+    assert mt.main(["--out", str(tmp_path / "paper_tables.md"), "--check"], results_root=res) == 0
     assert not list((res / "figures").glob("*.png"))
 
 
@@ -489,10 +516,10 @@ def test_training_loss_figure(tmp_path):
     assert not (res / "figures" / "train_loss_cola_tiny-bert.png").exists()
     assert "(results/figures/train_loss_rte_tiny-bert.png)" in text
     spec = next(
-        f for f in mt.figure_specs(mt.load_results(res), res / "figures") if f.kind == "loss"
+        f for f in figures.figure_specs(load_runs(res), res / "figures") if f.kind == "loss"
     )
     assert sorted(spec.data) == ["AdaLoRA, r=2, lr=0.001", "LoRA, r=2, lr=0.001, lora_alpha=2"]
-    assert mt.mean_curve(spec.data["AdaLoRA, r=2, lr=0.001"]) == ([10, 20], [3.0, 1.0])
+    assert figures.mean_curve(spec.data["AdaLoRA, r=2, lr=0.001"]) == ([10, 20], [3.0, 1.0])
 
 
 def test_score_vs_lr_figure(tmp_path):
@@ -513,8 +540,8 @@ def test_score_vs_lr_figure(tmp_path):
     assert (res / "figures" / "score_vs_lr_rte_tiny-bert.png").stat().st_size > 1000
     assert "(results/figures/score_vs_lr_rte_tiny-bert.png)" in text
     assert not (res / "figures" / "score_vs_lr_cola_tiny-bert.png").exists()
-    spec = next(f for f in mt.figure_specs(mt.load_results(res), res / "figures") if f.kind == "lr")
-    assert sorted(r["run_name"] for r in spec.data) == ["a1", "a2", "l1"]
+    spec = next(f for f in figures.figure_specs(load_runs(res), res / "figures") if f.kind == "lr")
+    assert sorted(r.name for r in spec.data) == ["a1", "a2", "l1"]
 
 
 @pytest.mark.parametrize(
@@ -538,13 +565,13 @@ def test_score_vs_lr_figure(tmp_path):
 def test_parse_module(name, expected):
     # seq2seq names are recognised by their decoder part; pass it for encoder-only names
     seq2seq = name.startswith(("model.", "encoder.block", "decoder."))
-    assert mt.parse_module(name, seq2seq) == expected
+    assert plots.parse_module(name, seq2seq) == expected
 
 
 def test_wandb_offline_error_and_conversion(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     with pytest.raises(SystemExit, match="offline"):
-        mt.fetch_wandb("me/adalora")
+        wandb_import.fetch_wandb("me/adalora")
     # config as experiments/train.py logs it; "variant" there is the AdaLoRA rule set
     config = {
         "task": "rte",
@@ -566,29 +593,37 @@ def test_wandb_offline_error_and_conversion(monkeypatch):
         "eval/main_final": 0.69,
         "status": "ok",
     }
-    rec = mt.wandb_to_record(
+    rec = wandb_import.wandb_to_record(
         "run-x", config, summary, "finished", ["task", "method", "seed", "lr", "delta-t"]
     )
     assert rec["hyperparameters"]["sweep"] == {"lr": 1e-3, "delta_t": 1}
     assert rec["variant"] == "score=magnitude" and rec["kind"] == "glue"
-    assert mt.level_of(rec) == 2 and mt.score_of(rec) == pytest.approx(70.0)
+    run = Run.from_record(rec)
+    assert (
+        run.level == 2
+        and run.score == pytest.approx(70.0)
+        and run.sweep == {"lr": 1e-3, "delta_t": 1}
+    )
     assert rec["status"] == "ok"
-    full = mt.wandb_to_record(
+    full = wandb_import.wandb_to_record(
         "f", {**config, "method": "full", "variant_tag": ""}, summary, "crashed"
     )
-    assert mt.level_of(full) == "-" and full["status"] == "ok"
-    assert mt.wandb_to_record("c", config, {"eval/main": 0.5}, "crashed")["status"] == "crashed"
+    assert Run.from_record(full).level == "-" and full["status"] == "ok"
+    assert (
+        wandb_import.wandb_to_record("c", config, {"eval/main": 0.5}, "crashed")["status"]
+        == "crashed"
+    )
 
 
 def test_score_of_final_keyed_by_split():
     rec = record("x", rouge=dict(rouge1=0.4, rouge2=0.2, rougeL=0.3), table_uses="final")
     rec["metrics"]["final"] = {"validation": {"rougeL": 0.3}}
     rec["metrics"]["primary_split"] = "validation"
-    assert mt.score_of(rec, "rougeL") == pytest.approx(30.0)
+    assert Run.from_record(rec).metric("rougeL") == pytest.approx(30.0)
 
 
 def test_rank_heatmap_figure():
-    fig = mt.rank_heatmap_figure(
+    fig = plots.rank_heatmap_figure(
         {
             "model.encoder.layers.0.self_attn.q_proj": 3,
             "model.decoder.layers.1.encoder_attn.q_proj": 1,
@@ -596,7 +631,7 @@ def test_rank_heatmap_figure():
         title="t",
     )
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["enc.self.Wq", "dec.cross.Wq"]
-    assert mt.rank_heatmap_figure({"classifier": 2}) is None
+    assert plots.rank_heatmap_figure({"classifier": 2}) is None
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -605,9 +640,6 @@ def test_rank_heatmap_figure():
 def test_committed_paper_tables_current():
     if not (ROOT / "paper_tables.md").exists():
         pytest.skip("paper_tables.md not generated yet")
-    assert (
-        mt.main(
-            ["--results", str(ROOT / "results"), "--out", str(ROOT / "paper_tables.md"), "--check"]
-        )
-        == 0
-    ), "paper_tables.md is stale: run python scripts/make_tables.py and commit it"
+    assert mt.main(["--out", str(ROOT / "paper_tables.md"), "--check"]) == 0, (
+        "paper_tables.md is stale: run python scripts/make_tables.py and commit it"
+    )

@@ -1,0 +1,140 @@
+"""The methods a run can train, and the numbers they derive from the hyperparameters.
+
+AdaLoRA; LoRA at a matched budget; full fine-tuning; BitFit; and the paper's ablations
+"SVD-LoRA" (SVD adapters with the orthogonal regulariser, nothing pruned) and "Prune LoRA"
+(LoRA whose ranks are pruned by the same importance score). Every function returns a new
+``hp`` dict; none changes the one it is given.
+"""
+
+from __future__ import annotations
+
+import math
+
+METHODS = ("adalora", "lora", "full", "bitfit", "svd_lora", "prune_lora")
+ADAPTER_METHODS = ("adalora", "lora", "svd_lora", "prune_lora")
+ALLOCATING_METHODS = ("adalora", "prune_lora")  # methods whose ranks the allocator prunes
+
+# Adapted matrices with the default targets, for --dry-run when the model cannot be loaded
+# (offline): 6 per DeBERTa layer; BART: 6 per encoder layer, 10 per decoder layer.
+KNOWN_N_MODULES = {
+    "microsoft/deberta-v3-base": 72,
+    "microsoft/deberta-v3-large": 144,
+    "facebook/bart-large": 192,
+}
+
+
+def variant_tag(method: str, hp: dict) -> str:
+    """'' for the method's default; else the ablation tags the result tables group by."""
+    if method not in ("adalora", "svd_lora", "prune_lora"):
+        return ""
+    tags = []
+    if hp.get("score", "triplet") != "triplet":
+        tags.append(f"score={hp['score']}")
+    if hp.get("orth_reg_weight") == 0 and method != "prune_lora":
+        tags.append("gamma=0")
+    if hp.get("schedule", "cubic") != "cubic":
+        tags.append(f"schedule={hp['schedule']}")
+    if hp.get("variant", "peft") != "peft":
+        tags.append(f"variant={hp['variant']}")
+    return "+".join(tags)
+
+
+def count_target_modules(model, hp: dict) -> int:
+    from adalora import find_targets
+    from adalora.targets import head_modules
+
+    return len(find_targets(model, hp.get("target_modules"), head_modules(model)))
+
+
+def plan_budget(model, method: str, hp: dict, n_modules: int | None = None) -> dict:
+    """Fill init_r / target_r / lora_r so budgets match: LoRA gets rank round(b(T) / n),
+    i.e. the final parameter count of AdaLoRA (r (in + out) vs r (in + out + 1)).
+    ``n_modules`` replaces counting the model's target modules (model may then be None)."""
+    if method not in ADAPTER_METHODS:
+        return hp
+    hp = dict(hp)
+    n = n_modules if n_modules is not None else count_target_modules(model, hp)
+    if hp.get("budget") is not None:
+        hp["target_r"] = hp["budget"] / n
+    hp["budget"] = int(round(hp["target_r"] * n))
+    if hp.get("init_r") is None:
+        hp["init_r"] = max(1, math.ceil(1.5 * hp["target_r"]))
+    if method == "lora" and hp.get("lora_r") is None:
+        hp["lora_r"] = max(1, int(round(hp["budget"] / n)))
+    hp["n_modules"] = n
+    return hp
+
+
+def schedule_steps(hp: dict, n_train: int, world: int = 1) -> dict:
+    """T from epochs (or --max-steps), then tinit / tfinal / warm-up from their fractions."""
+    hp = dict(hp)
+    per_step = hp["batch_size"] * hp.get("grad_accum", 1) * world
+    steps_per_epoch = max(1, math.ceil(n_train / per_step))
+    T = hp.get("max_steps") or max(1, math.ceil(hp["epochs"] * steps_per_epoch))
+    hp["total_step"] = T
+    hp["steps_per_epoch"] = steps_per_epoch
+    for k in ("tinit", "tfinal"):
+        if hp.get(k) is None:
+            hp[k] = int(round(hp[k + "_frac"] * T))
+    w = hp.get("warmup", 0)
+    hp["warmup_steps"] = int(w) if w >= 1 else int(round(w * T))
+    return hp
+
+
+def wrap_model(model, method: str, hp: dict):
+    """Apply the method. Returns (model to train, AdaLoraModel or None)."""
+    from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig
+    from adalora.targets import head_modules
+
+    heads = head_modules(model)
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model, None
+    if method == "bitfit":
+        for n, p in model.named_parameters():
+            p.requires_grad_(n.endswith(".bias") or any(n.startswith(h + ".") for h in heads))
+        return model, None
+    common = dict(
+        lora_alpha=hp["lora_alpha"],
+        target_modules=hp.get("target_modules"),
+        lora_dropout=hp.get("lora_dropout", 0.0),
+        modules_to_save=heads,
+    )
+    if method == "lora":
+        return None, AdaLoraModel(model, LoraConfig(r=hp["lora_r"], **common))
+    ada = dict(
+        beta1=hp["beta1"],
+        beta2=hp["beta2"],
+        orth_reg_weight=hp["orth_reg_weight"],
+        tinit=hp["tinit"],
+        tfinal=hp["tfinal"],
+        deltaT=hp["delta_t"],
+        total_step=hp["total_step"],
+        score=hp["score"],
+        schedule=hp["schedule"],
+        variant=hp.get("variant", "peft"),
+        **common,
+    )
+    if method == "svd_lora":  # SVD adapters at the final rank, nothing pruned (k = 0 always)
+        r = max(1, int(round(hp["target_r"])))
+        cfg = AdaLoraConfig(init_r=r, target_r=r, **ada)
+    else:
+        cfg = AdaLoraConfig(
+            init_r=hp["init_r"],
+            target_r=hp["target_r"],
+            target_total_rank=hp["budget"],
+            prune_lora=(method == "prune_lora"),
+            **ada,
+        )
+    return None, AdaLoraModel(model, cfg)
+
+
+def init_total_rank(method: str, hp: dict) -> int:
+    """Total rank at step 0: init_r per matrix for the allocating methods, else the fixed rank."""
+    r = (
+        hp["init_r"]
+        if method in ALLOCATING_METHODS
+        else hp.get("lora_r") or int(round(hp["target_r"]))
+    )
+    return r * hp["n_modules"]

@@ -1,0 +1,31 @@
+"""What every runner's presets share (each runner's per-task table is in the runner)."""
+
+from __future__ import annotations
+
+# Values common to every preset of every runner: the authors' betas (PEFT's defaults too), no
+# adapter dropout, the paper's score and schedule, PEFT's rules, all default target matrices,
+# every example; LoRA's rank and the budget follow from target_r (methods.plan_budget).
+BASE = {
+    "grad_accum": 1,
+    "beta1": 0.85,
+    "beta2": 0.85,
+    "lora_dropout": 0.0,
+    "score": "triplet",
+    "schedule": "cubic",
+    "variant": "peft",
+    "target_modules": None,
+    "max_train_samples": None,
+    "max_eval_samples": None,
+    "lora_r": None,
+    "budget": None,
+}
+
+# The quick presets' learning rate per method (full fine-tuning needs a far smaller one).
+QUICK_LR = {
+    "adalora": 1e-3,
+    "lora": 1e-3,
+    "svd_lora": 1e-3,
+    "prune_lora": 1e-3,
+    "full": 5e-5,
+    "bitfit": 1e-3,
+}

@@ -1,0 +1,142 @@
+"""The transformers Trainer as the runners use it: one evaluation per split, the callbacks that
+record evaluations and stop a diverged run, and the TrainingArguments built from ``hp``."""
+
+from __future__ import annotations
+
+import functools
+import math
+import tempfile
+from collections.abc import Callable
+
+import transformers
+from transformers import PrinterCallback, ProgressCallback, TrainerCallback
+from transformers.integrations import get_reporting_integration_callbacks
+
+
+class SplitEvalMixin:
+    """evaluate() runs once per evaluation split (a dict of data sets), with metric keys
+    ``eval_<split>_<metric>`` and ``split_metrics(eval_pred, split=name)`` as compute_metrics,
+    so that a task scores each split on its own (MNLI has two). Our callbacks run before the
+    reporting ones (W&B, progress bar), so that what they add to the logs is reported."""
+
+    def __init__(self, *args, split_metrics: Callable, **kwargs):
+        super().__init__(*args, compute_metrics=None, **kwargs)
+        self.split_metrics = split_metrics
+        reporters = (
+            ProgressCallback,
+            PrinterCallback,
+            *get_reporting_integration_callbacks(self.args.report_to),
+        )
+        # a stable sort: the default flow callback and ours first, in order; reporters last
+        self.callback_handler.callbacks.sort(key=lambda cb: isinstance(cb, reporters))
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval", **kwargs):
+        datasets = self.eval_dataset if eval_dataset is None else eval_dataset
+        if not isinstance(datasets, dict):
+            return super().evaluate(datasets, ignore_keys, metric_key_prefix, **kwargs)
+        metrics = {}
+        for split, ds in datasets.items():
+            self.compute_metrics = functools.partial(self.split_metrics, split=split)
+            try:
+                prefix = f"{metric_key_prefix}_{split}"
+                metrics.update(super().evaluate(ds, ignore_keys, prefix, **kwargs))
+            finally:
+                self.compute_metrics = None
+        return metrics
+
+
+class SplitEvalTrainer(SplitEvalMixin, transformers.Trainer):
+    pass
+
+
+class SplitEvalSeq2SeqTrainer(SplitEvalMixin, transformers.Seq2SeqTrainer):
+    pass
+
+
+class EvalRecorder(TrainerCallback):
+    """Every evaluation of every split: ``rows`` [{"step", "epoch", "split", <metric>: ...}]."""
+
+    def __init__(self, splits):
+        self.splits = list(splits)
+        self.rows: list[dict] = []
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        for split in self.splits:
+            pre = f"eval_{split}_"
+            vals = {k[len(pre) :]: v for k, v in (metrics or {}).items() if k.startswith(pre)}
+            if vals:
+                self.rows.append(
+                    {"step": state.global_step, "epoch": state.epoch, "split": split, **vals}
+                )
+
+
+class DivergenceGuard(TrainerCallback):
+    """Stop the run, and flag it, when the training loss becomes nan or inf."""
+
+    def __init__(self):
+        self.diverged = False
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.diverged = True
+            control.should_training_stop = True
+
+
+def training_arguments(
+    hp: dict,
+    run_name: str,
+    seed: int,
+    report_to: list[str],
+    world: int,
+    seq2seq: bool,
+    extra: dict,
+):
+    """TrainingArguments for ``hp``: T steps, linear decay after warm-up, ``hp["evals"]``
+    evaluations, nothing saved (the result file is the output)."""
+    import torch
+
+    n_evals = max(1, hp.get("evals", 1))
+    precision = hp.get("precision", "fp32")
+    on_gpu = torch.cuda.is_available()
+    cls = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
+    return cls(
+        output_dir=tempfile.mkdtemp(prefix="adalora-trainer-"),
+        per_device_train_batch_size=hp["batch_size"],
+        per_device_eval_batch_size=hp.get("eval_batch_size", hp["batch_size"]),
+        gradient_accumulation_steps=hp.get("grad_accum", 1),
+        learning_rate=hp["lr"],
+        weight_decay=hp["weight_decay"],
+        max_steps=hp["total_step"],
+        warmup_steps=hp["warmup_steps"],
+        lr_scheduler_type="linear",
+        eval_strategy="steps",
+        eval_steps=max(1, hp["total_step"] // n_evals),
+        logging_steps=max(1, min(50, hp["total_step"] // 20)),
+        save_strategy="no",
+        report_to=report_to,
+        run_name=run_name,
+        seed=seed,
+        data_seed=seed,
+        use_cpu=not on_gpu,
+        bf16=on_gpu and precision == "bf16",
+        fp16=on_gpu and precision == "fp16",
+        remove_unused_columns=False,
+        label_names=["labels"],
+        dataloader_num_workers=0,
+        average_tokens_across_devices=False,
+        disable_tqdm=False,
+        ddp_backend="gloo" if (world > 1 and not on_gpu) else None,
+        ddp_find_unused_parameters=False,
+        **extra,
+    )
+
+
+def train_log(log_history: list[dict]) -> list[dict]:
+    """The training curve (every logging step): shows when a run that ends at chance stopped
+    learning."""
+    return [
+        {k: h[k] for k in ("step", "loss", "grad_norm", "learning_rate") if k in h}
+        for h in log_history
+        if "loss" in h and "step" in h
+    ]

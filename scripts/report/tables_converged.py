@@ -1,0 +1,354 @@
+"""The converged section of ``paper_tables.md``: the main table (final evaluation, mean ± std
+over seeds, "still rising" flags), the verdicts (Welch 95% intervals), the selected settings,
+the sweep, the calibration runs and the schedule ablations. Reads only converged runs
+(``Run.converged``); see scripts/report/converged.py for the rules."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from scripts.report.converged import (
+    COMPARISONS,
+    LEVEL,
+    RISING_RULE,
+    SELECTION_RULE,
+    Cell,
+    arm_key,
+    arm_name,
+    arm_of,
+    cell_stats,
+    rise_of,
+    seed_cells,
+    selections,
+    setting_of,
+    sweep_points,
+    verdict_text,
+    welch,
+)
+from scripts.report.fmt import fmt_cell, md_table, task_name
+from scripts.report.records import STAGES, Run, task_rank, value_key
+from scripts.report.stats import group
+
+EVIDENCE = "results/evidence/converged"
+# AdaLoRA's schedule knobs the ablations vary (hyperparameters.sweep key, title).
+KNOBS = (
+    ("tinit_frac", "tinit fraction (warm-up before pruning, tinit / T)"),
+    ("tfinal_frac", "tfinal fraction (final fine-tuning at b(T), tfinal / T)"),
+    ("delta_t", "deltaT (steps between rank allocations)"),
+    ("schedule", "budget schedule shape"),
+)
+SCHEDULE_ORDER = ("cubic", "linear", "constant")
+
+
+def not_run(stage: str) -> list:
+    return [f"Not run yet: no result files under `{EVIDENCE}/{stage}/`."]
+
+
+def _row_key(mt: tuple) -> tuple:
+    return (mt[0], task_rank(mt[1]), mt[1])
+
+
+def _flag(text: str, rise: float | None, std: float | None) -> str:
+    if rise is not None and std is not None and rise > std:
+        return f"{text} still rising (+{rise:.2f} > std {std:.2f})"
+    return text
+
+
+def _cell_text(cell: Cell | None) -> str:
+    if cell is None:
+        return "-"
+    text = fmt_cell(cell.stats, show_lr=False)
+    notes = [f"{cell.other_settings} at other settings"] if cell.other_settings else []
+    text += f" [{', '.join(notes)}]" if notes else ""
+    return _flag(text, cell.rise, cell.last_std)
+
+
+def _seeds_text(cell: Cell) -> str:
+    seeds = [
+        f"{r.seed} (sweep)" if r.stage == "sweep" else str(r.seed)
+        for r in sorted(cell.runs, key=lambda r: value_key(r.seed))
+    ]
+    return ", ".join(seeds) or "-"
+
+
+def _arms(cells: dict) -> list:
+    return sorted({k[2] for k in cells}, key=arm_key)
+
+
+def _epochs(runs: Sequence[Run]) -> str:
+    vals = sorted({r.hp.get("epochs") for r in runs if r.hp.get("epochs") is not None})
+    return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vals) or "?"
+
+
+def protocol_text() -> list:
+    return [
+        "Protocol, fixed before the runs (also in the discussion): one seed of LoRA r=2 and "
+        "AdaLoRA 3→2 evaluated every epoch (`calibration/`) chooses the epochs per task, so "
+        "that the dev score has stopped rising for both; every method's learning rate is swept "
+        "over {2e-4, 5e-4, 1e-3, 2e-3} with seed 1, LoRA's lora_alpha too (`sweep/`); "
+        f"selection rule: {SELECTION_RULE} Each method then runs seeds 1-5 at its selected "
+        "setting (`seeds/`); seed 1 is the sweep's run at that setting (reused, not run again) "
+        "unless `seeds/` holds a seed-1 run of its own. Every score is the dev main metric x100 "
+        "at the FINAL evaluation (the runs have converged), mean ± std (n) over seeds of the "
+        'runs with status "ok" (other runs are counted in their cells). Verdicts: AdaLoRA − '
+        f"LoRA with a {LEVEL:.0%} Welch t interval (Welch-Satterthwaite df): better (interval "
+        f"above 0), worse (below 0), level (contains 0). Flag {RISING_RULE}",
+    ]
+
+
+def accounting(runs: Sequence[Run]) -> list:
+    conv = [r for r in runs if r.converged]
+    if not conv:
+        return [f"Runs: none yet (no result files under `{EVIDENCE}/`)."]
+    lines = ["Runs:", ""]
+    by_stage = group(conv, "stage")
+    order = list(STAGES)
+    for stage in sorted(by_stage, key=lambda s: (order.index(s) if s in order else len(order), s)):
+        st = Counter(r.status for r in by_stage[stage])
+        what = "; not used" if stage not in STAGES else ""
+        name = f"`{stage}/`" if stage else "outside the stage folders"
+        lines.append(
+            f"- {name}: {sum(st.values())} runs ("
+            + ", ".join(f"{c} {s}" for s, c in sorted(st.items()))
+            + f"){what}"
+        )
+    return lines
+
+
+def main_table(runs: Sequence[Run], cells: dict) -> list:
+    lines = [
+        "## Converged: GLUE dev at the final evaluation",
+        "",
+        "Per task the mean ± std (n) over seeds at each method's selected setting (table "
+        '"Selected settings" below); "still rising" marks a cell whose last evaluation still '
+        "gains more than its seed std over the one before.",
+        "",
+    ]
+    if not any(k for k, c in cells.items() if c.runs):
+        return lines + not_run("seeds")
+    arms = _arms(cells)
+    rows = []
+    for mt in sorted({k[:2] for k in cells}, key=_row_key):
+        mine = [r for a in arms for r in (cells.get((*mt, a)) or Cell()).runs]
+        rows.append(
+            [mt[0], task_name(mt[1]), _epochs(mine)]
+            + [_cell_text(cells.get((*mt, a))) for a in arms]
+        )
+    return lines + md_table(["model", "task", "epochs"] + [arm_name(a) for a in arms], rows)
+
+
+def verdict_table(cells: dict) -> list:
+    lines = [
+        "## Converged: AdaLoRA against LoRA (Welch 95% intervals)",
+        "",
+        f"Difference of means over seeds, [{LEVEL:.0%} interval], Welch-Satterthwaite df, "
+        'verdict and n per side; "-" when either side has fewer than 2 scored seeds.',
+        "",
+    ]
+    if not any(c.runs for c in cells.values()):
+        return lines + not_run("seeds")
+    rows = []
+    for mt in sorted({k[:2] for k in cells}, key=_row_key):
+        row = [mt[0], task_name(mt[1])]
+        for a, b in COMPARISONS:
+            ca, cb = cells.get((*mt, a)) or Cell(), cells.get((*mt, b)) or Cell()
+            row.append(verdict_text(welch(ca.stats.values, cb.stats.values)))
+        rows.append(row)
+    header = ["model", "task"] + [f"{arm_name(a)} − {arm_name(b)}" for a, b in COMPARISONS]
+    return lines + md_table(header, rows)
+
+
+def settings_table(cells: dict, sels: dict) -> list:
+    lines = [
+        "## Converged: selected settings",
+        "",
+        f"Selection rule: {SELECTION_RULE} Each cell: the setting, and the seeds averaged "
+        '("(sweep)": the sweep\'s run reused as that seed).',
+        "",
+    ]
+    if not sels and not any(c.runs for c in cells.values()):
+        return lines + not_run("sweep")
+    keys = set(cells) | set(sels)
+    arms = _arms({k: None for k in keys})
+    rows = []
+    for mt in sorted({k[:2] for k in keys}, key=_row_key):
+        row = [mt[0], task_name(mt[1])]
+        for a in arms:
+            sel, cell = sels.get((*mt, a)), cells.get((*mt, a))
+            text = sel.text() if sel is not None else "no selection (not swept)"
+            if cell is not None and cell.runs:
+                text += f"; seeds {_seeds_text(cell)}"
+            row.append(text)
+        rows.append(row)
+    return lines + md_table(["model", "task"] + [arm_name(a) for a in arms], rows)
+
+
+def sweep_table(points: dict) -> list:
+    lines = [
+        "## Converged: the sweep (seed 1, final evaluation)",
+        "",
+        "Every setting of every method's grid, its dev score at the final evaluation (the "
+        "sweep score the rule ranks), last − previous evaluation, and the selected one.",
+        "",
+    ]
+    if not points:
+        return lines + not_run("sweep")
+    rows = []
+    for k in sorted(points, key=lambda k: (_row_key(k[:2]), arm_key(k[2]))):
+        for p in points[k]:
+            rise, _ = rise_of(p.runs)
+            rows.append(
+                [k[0], task_name(k[1]), arm_name(k[2]), p.setting.text()]
+                + [", ".join(str(r.seed) for r in p.runs), fmt_cell(p.stats, show_lr=False)]
+                + ["-" if rise is None else f"{rise:+.2f}", "selected" if p.selected else ""]
+            )
+    header = ["model", "task", "method", "setting", "seeds", "score", "last − prev", ""]
+    return lines + md_table(header, rows)
+
+
+def _epoch_text(epoch: float | None, step: int | None) -> str:
+    if epoch is None:
+        return f"step {step}"
+    return f"{round(epoch, 2):g}"
+
+
+def calibration_table(runs: Sequence[Run]) -> list:
+    lines = [
+        "## Converged: calibration (one seed, every epoch)",
+        "",
+        "Dev main metric x100 after each epoch (epoch: score); the epochs per task are chosen "
+        "so that the score has stopped rising for both methods.",
+        "",
+    ]
+    cal = [r for r in runs if r.converged and r.stage == "calibration"]
+    if not cal:
+        return lines + not_run("calibration")
+    rows = []
+    for r in sorted(
+        cal,
+        key=lambda r: (_row_key((str(r.model), str(r.task))), arm_key(arm_of(r)), r.name),
+    ):
+        ev = r.evals()
+        per_epoch = "; ".join(f"{_epoch_text(e, s)}: {v:.2f}" for s, e, v in ev) or "-"
+        rise = f"{ev[-1][2] - ev[-2][2]:+.2f}" if len(ev) >= 2 else "-"
+        best = max(ev, key=lambda t: t[2]) if ev else None
+        rows.append(
+            [str(r.model), task_name(r.task), arm_name(arm_of(r)), str(r.seed)]
+            + [setting_of(r).text(), r.status, per_epoch, rise]
+            + [_epoch_text(best[1], best[0]) if best else "-"]
+        )
+    header = ["model", "task", "method", "seed", "setting", "status", "dev score per epoch"]
+    return lines + md_table(header + ["last − prev", "best epoch"], rows)
+
+
+# ---------------------------------------------------------------- schedule ablations
+
+
+def knob_value_key(knob: str, v) -> tuple:
+    if knob == "schedule" and v in SCHEDULE_ORDER:
+        return (0, SCHEDULE_ORDER.index(v), "")
+    return (1, *value_key(v))
+
+
+def _knobs(r: Run) -> dict:
+    """The swept keys of an ablation run, its LR aside."""
+    return {k: v for k, v in r.sweep.items() if k != "lr"}
+
+
+def ablation_groups(runs: Sequence[Run]) -> dict:
+    """{knob: {(model, task): {value: [runs]}}} of the AdaLoRA runs in ``ablations/`` whose sweep
+    varies that one knob (besides the LR); knobs outside KNOBS are included under their own
+    key."""
+    out: dict = {}
+    for r in runs:
+        if not (r.converged and r.stage == "ablations" and r.method == "adalora"):
+            continue
+        if len(_knobs(r)) != 1:
+            continue
+        [(knob, v)] = _knobs(r).items()
+        out.setdefault(knob, {}).setdefault((str(r.model), str(r.task)), {}).setdefault(
+            v, []
+        ).append(r)
+    return out
+
+
+def _lrs(runs: Sequence[Run]) -> str:
+    return ", ".join(f"{x:g}" for x in sorted({r.lr for r in runs if r.lr is not None})) or "?"
+
+
+def ablation_tables(runs: Sequence[Run], cells: dict) -> list:
+    lines = [
+        "## Converged: schedule ablations (AdaLoRA, final evaluation)",
+        "",
+        "AdaLoRA at its selected setting on one task, one schedule knob varied at a time "
+        "(`scripts/ablate.py`, `hyperparameters.sweep`), 3 seeds each; mean ± std (n). The "
+        'row "(selected setting)" is the main table\'s AdaLoRA cell at its own value of the '
+        'knob. Replaces the short runs\' "Budget schedule shape" table for the converged runs.',
+    ]
+    groups = ablation_groups(runs)
+    others = [r for r in runs if r.converged and r.stage == "ablations" and len(_knobs(r)) != 1]
+    knobs = list(KNOBS) + [(k, k) for k in sorted(groups) if k not in dict(KNOBS)]
+    for knob, title in knobs:
+        lines += ["", f"### Ablation: {title} (`{knob}`)", ""]
+        by_task = groups.get(knob)
+        if not by_task:
+            lines += not_run("ablations")
+            continue
+        rows = []
+        for mt in sorted(by_task, key=_row_key):
+            ref = cells.get((*mt, "adalora"))
+            if ref is not None and ref.runs:
+                vals = sorted({str(r.hp.get(knob)) for r in ref.runs})
+                rows.append(
+                    [mt[0], task_name(mt[1]), f"{', '.join(vals)} (selected setting)"]
+                    + [_cell_text(ref), _lrs(ref.runs)]
+                )
+            for v in sorted(by_task[mt], key=lambda v: knob_value_key(knob, v)):
+                rr = by_task[mt][v]
+                rise, std = rise_of(rr)
+                rows.append(
+                    [mt[0], task_name(mt[1]), str(v)]
+                    + [_flag(fmt_cell(cell_stats(rr), show_lr=False), rise, std), _lrs(rr)]
+                )
+        lines += md_table(["model", "task", knob, "score", "lr"], rows)
+    if others:
+        lines += ["", "### Ablation runs varying several knobs at once (or none)", ""]
+        pts = group(others, lambda r: str(r.model), lambda r: str(r.task), lambda r: str(r.sweep))
+        lines += md_table(
+            ["model", "task", "sweep", "score"],
+            [
+                [k[0], task_name(k[1]), k[2], fmt_cell(cell_stats(pts[k]), show_lr=False)]
+                for k in sorted(pts, key=lambda k: (_row_key(k[:2]), k[2]))
+            ],
+        )
+    return lines
+
+
+def knob_stats(runs: Sequence[Run]) -> dict:
+    """{(model, task): {knob: [(value text, Stats)]}} for the ablation figure."""
+    out: dict = {}
+    for knob, by_task in ablation_groups(runs).items():
+        for mt, by_value in by_task.items():
+            out.setdefault(mt, {})[knob] = [
+                (str(v), cell_stats(by_value[v]))
+                for v in sorted(by_value, key=lambda v: knob_value_key(knob, v))
+            ]
+    return out
+
+
+def converged_section(runs: Sequence[Run], figures: list) -> list:
+    """The whole converged part (before the short runs)."""
+    conv = [r for r in runs if r.converged]
+    points = sweep_points(conv)
+    sels = selections(conv, points)
+    cells = seed_cells(conv, sels)
+    L = ["# Converged runs (`results/evidence/converged/`)", ""] + protocol_text() + [""]
+    L += accounting(conv) + [""]
+    L += main_table(conv, cells) + [""]
+    L += verdict_table(cells) + [""]
+    L += settings_table(cells, sels) + [""]
+    L += sweep_table(points) + [""]
+    L += calibration_table(conv) + [""]
+    L += ablation_tables(conv, cells) + [""]
+    return L + figures

