@@ -78,6 +78,14 @@ def _check_common(cfg) -> None:
         cfg.modules_to_save = list(cfg.modules_to_save)
 
 
+def _pattern_value(pattern: dict | None, module_name: str, default):
+    """PEFT's pattern lookup: the first key that equals the module name or a dotted suffix of it."""
+    for key, value in (pattern or {}).items():
+        if re.match(rf"(.*\.)?{key}$", module_name):
+            return value
+    return default
+
+
 def _set_peft_type(cfg, given, expected: str) -> None:
     """Accept PEFT's ``peft_type`` keyword (a string or PEFT's PeftType) for the right class;
     ``cfg.peft_type`` is then always the plain string."""
@@ -91,10 +99,17 @@ def _set_peft_type(cfg, given, expected: str) -> None:
 
 @dataclass
 class LoraConfig:
-    """Fixed-rank LoRA (Hu et al. 2021): dW = B A * lora_alpha / r, B (out x r) = 0 at init."""
+    r"""Fixed-rank LoRA (Hu et al. 2021): dW = B A * lora_alpha / r, B (out x r) = 0 at init.
+
+    ``rank_pattern`` / ``alpha_pattern`` (PEFT's fields): per-module r and lora_alpha, keyed by a
+    module name or a name suffix (PEFT's rule: key k matches module name n when
+    ``re.match(rf"(.*\.)?{k}$", n)``); modules no key matches take ``r`` / ``lora_alpha``.
+    """
 
     r: int = 8
     lora_alpha: float = 8
+    rank_pattern: dict | None = None  # {module name or suffix: r}
+    alpha_pattern: dict | None = None  # {module name or suffix: lora_alpha}
     target_modules: list | str | None = None  # None: per-architecture default
     lora_dropout: float = 0.0
     modules_to_save: list | None = None  # e.g. ["classifier"]: trained in full, saved
@@ -106,14 +121,38 @@ class LoraConfig:
         _set_peft_type(self, peft_type, "LORA")
         if not isinstance(self.r, int) or self.r <= 0:
             raise ValueError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
+        for name in ("rank_pattern", "alpha_pattern"):
+            pattern = getattr(self, name) or {}
+            bad = {k: v for k, v in pattern.items() if not (isinstance(v, int | float) and v > 0)}
+            if bad or (
+                name == "rank_pattern" and any(not isinstance(v, int) for v in pattern.values())
+            ):
+                raise ValueError(
+                    f"{name} values must be positive "
+                    f"{'integers' if name == 'rank_pattern' else 'numbers'}, "
+                    f"got {bad or pattern}; leave a module out of target_modules instead of rank 0."
+                )
+            setattr(self, name, dict(pattern) or None)
         _check_common(self)
+
+    def r_and_alpha(self, module_name: str) -> tuple[int, float]:
+        """(r, lora_alpha) of one module: its pattern entries, else ``r`` / ``lora_alpha``."""
+        return (
+            _pattern_value(self.rank_pattern, module_name, self.r),
+            _pattern_value(self.alpha_pattern, module_name, self.lora_alpha),
+        )
 
     @property
     def scaling(self) -> float:
         return self.lora_alpha / self.r
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self) | {"peft_type": self.peft_type}
+        # PEFT reads the patterns as dicts ({} when unused), never None
+        patterns = {
+            "rank_pattern": self.rank_pattern or {},
+            "alpha_pattern": self.alpha_pattern or {},
+        }
+        return dataclasses.asdict(self) | patterns | {"peft_type": self.peft_type}
 
 
 @dataclass
@@ -133,7 +172,7 @@ class AdaLoraConfig:
     when AdaLoraCallback takes it from the Trainer). PEFT keywords this library does not
     implement raise TypeError: ``r`` (use init_r), ``bias``, ``inference_mode``,
     ``layers_to_transform``, ``layers_pattern``, ``exclude_modules``, ``init_lora_weights``,
-    ``use_dora``, ``use_rslora``, ``alpha_pattern``, ``target_parameters``, ...
+    ``use_dora``, ``use_rslora``, ``target_parameters``, ...
     """
 
     init_r: int = 12

@@ -103,6 +103,9 @@ def peft_config_dict(config, layer_names: list[str], base_name_or_path: str | No
     # re-creates our layers whatever spec selected them
     d["target_modules"] = list(layer_names)
     d["base_model_name_or_path"] = base_name_or_path or None
+    if not isinstance(config, AdaLoraConfig):  # LoRA: per-module ranks and alphas
+        d["rank_pattern"] = dict(config.rank_pattern or {})
+        d["alpha_pattern"] = dict(config.alpha_pattern or {})
     if isinstance(config, AdaLoraConfig):
         if config.rank_pattern is not None:
             d["rank_pattern"] = _bool_pattern(config.rank_pattern)
@@ -115,7 +118,7 @@ def peft_config_dict(config, layer_names: list[str], base_name_or_path: str | No
 def our_config_dict(config, layer_names: list[str], resized: bool) -> dict:
     """adalora_config.json contents: the full config, the adapted module names, resized."""
     ours = config.to_dict()
-    if ours.get("rank_pattern") is not None:
+    if isinstance(config, AdaLoraConfig) and config.rank_pattern is not None:
         ours["rank_pattern"] = _bool_pattern(config.rank_pattern)
     ours["resized"] = bool(resized)
     ours["target_module_names"] = list(layer_names)

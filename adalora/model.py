@@ -142,9 +142,8 @@ class AdaLoraModel(nn.Module):
                     device=device,
                 )
             else:
-                layer = LoraLinear(
-                    base, config.r, config.lora_alpha, config.lora_dropout, fan, device=device
-                )
+                r, alpha = config.r_and_alpha(name)
+                layer = LoraLinear(base, r, alpha, config.lora_dropout, fan, device=device)
             _set_submodule(model, name, layer)
             layers[name] = layer
         self._layer_names = names

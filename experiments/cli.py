@@ -21,6 +21,15 @@ DEFAULT_OUTPUT_DIR = ROOT / "results" / "runs"  # git-ignored; committed runs: r
 PRECISIONS = ("fp32", "bf16", "fp16")
 WANDB_MODES = ("online", "offline", "disabled")
 
+
+def yes_no(text: str) -> bool:
+    """argparse type of a boolean flag: yes/no, true/false, 1/0."""
+    value = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+    if text.lower() not in value:
+        raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
+    return value[text.lower()]
+
+
 # flag -> (type, help[, choices]). Defaults come from the preset; None here means "not given".
 HP_FLAGS = {
     "lr": (float, "peak learning rate"),
@@ -40,10 +49,17 @@ HP_FLAGS = {
         "budgets (overrides --target-r: target_r = budget / n_modules)",
     ),
     "lora_r": (int, "LoRA rank (default: matched to AdaLoRA's final parameter count)"),
+    "rank_pattern_from": (
+        str,
+        "LoRA only: fixed per-module ranks taken from an AdaLoRA result file's final rank "
+        "pattern (rank-0 modules unadapted), each at the scale lora_alpha / lora_r",
+    ),
     "lora_alpha": (float, "adapter alpha; AdaLoRA scales by alpha / init_r, LoRA by alpha / r"),
     "lora_dropout": (float, "dropout on the adapter input"),
     "tinit": (int, "AdaLoRA warm-up steps before pruning (default: a fraction of T, see preset)"),
     "tfinal": (int, "AdaLoRA final steps with a fixed mask (default: a fraction of T)"),
+    "tinit_frac": (float, "tinit as a fraction of T, when --tinit is not given"),
+    "tfinal_frac": (float, "tfinal as a fraction of T, when --tfinal is not given"),
     "delta_t": (int, "steps between two re-allocations"),
     "beta1": (float, "EMA coefficient of the sensitivity"),
     "beta2": (float, "EMA coefficient of the uncertainty"),
@@ -74,7 +90,17 @@ HP_FLAGS = {
     "max_train_samples": (int, "use the first N training examples"),
     "max_eval_samples": (int, "use the first N examples of each eval split"),
     "evals": (int, "number of evaluations over training (the last one at the final step)"),
-    "precision": (str, "fp32, bf16 or fp16 (GPU; adapters stay fp32)", PRECISIONS),
+    "precision": (
+        str,
+        "fp32, bf16 (autocast on GPU, and on CPUs with native bf16: avx512_bf16 / AMX; "
+        "adapters and optimizer state stay fp32) or fp16 (GPU only)",
+        PRECISIONS,
+    ),
+    "group_by_length": (
+        yes_no,
+        "yes: batch training examples of similar length (less padding; the Trainer's "
+        "length-grouped sampler), no: random batches",
+    ),
 }
 
 

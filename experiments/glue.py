@@ -198,9 +198,14 @@ def make_task(args) -> Task:
             for s in meta.eval_splits
         }
         ml = hp["max_length"]
+        # evaluation sets sorted by length: batches of similar length carry little padding, and
+        # every GLUE metric ignores the order of the examples
         return Data(
             train=encode(tok, tr, ml),
-            evals={s: encode(tok, v, ml) for s, v in evs.items()},
+            evals={
+                s: sorted(encode(tok, v, ml), key=lambda e: len(e["input_ids"]))
+                for s, v in evs.items()
+            },
             n_train=len(tr),
             n_eval={s: len(v) for s, v in evs.items()},
         )

@@ -25,6 +25,8 @@ KNOWN_N_MODULES = {
 
 def variant_tag(method: str, hp: dict) -> str:
     """'' for the method's default; else the ablation tags the result tables group by."""
+    if method == "lora" and hp.get("rank_pattern_from"):
+        return "rank_pattern"
     if method not in ("adalora", "svd_lora", "prune_lora"):
         return ""
     tags = []
@@ -62,7 +64,38 @@ def plan_budget(model, method: str, hp: dict, n_modules: int | None = None) -> d
     if method == "lora" and hp.get("lora_r") is None:
         hp["lora_r"] = max(1, int(round(hp["budget"] / n)))
     hp["n_modules"] = n
+    if method == "lora" and hp.get("rank_pattern_from"):
+        ranks = rank_pattern_from(hp["rank_pattern_from"], hp.get("model"))
+        hp["lora_rank_pattern"] = ranks
+        hp["budget"] = sum(ranks.values())
     return hp
+
+
+def rank_pattern_from(path: str, model: str | None = None) -> dict[str, int]:
+    """{module: final rank} of an AdaLoRA result file, the fixed ranks of the rank-pattern LoRA
+    baseline (modules AdaLoRA pruned to rank 0 stay unadapted)."""
+    import json
+    from pathlib import Path
+
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(
+            f"--rank-pattern-from {path}: cannot read it as a result file ({e})"
+        ) from None
+    rec = rec if isinstance(rec, dict) else {}
+    ranks = rec.get("rank_pattern")
+    if rec.get("method") not in ("adalora", "prune_lora") or not ranks:
+        raise ValueError(
+            f"--rank-pattern-from {path}: not an AdaLoRA result file with a final rank pattern "
+            f"(method {rec.get('method')!r}); pass the result JSON of an adalora run."
+        )
+    if model is not None and rec.get("model") not in (None, model):
+        raise ValueError(
+            f"--rank-pattern-from {path}: its ranks are for model {rec.get('model')!r}, this run "
+            f"trains {model!r}; pass an AdaLoRA result of the same model."
+        )
+    return {name: int(r) for name, r in sorted(ranks.items()) if int(r) > 0}
 
 
 def schedule_steps(hp: dict, n_train: int, world: int = 1) -> dict:
@@ -101,6 +134,13 @@ def wrap_model(model, method: str, hp: dict):
         lora_dropout=hp.get("lora_dropout", 0.0),
         modules_to_save=heads,
     )
+    if method == "lora" and hp.get("lora_rank_pattern"):
+        # AdaLoRA's final ranks as fixed ranks, every module at LoRA's scale alpha / lora_r
+        ranks = hp["lora_rank_pattern"]
+        common["target_modules"] = list(ranks)
+        alphas = {m: hp["lora_alpha"] * r / hp["lora_r"] for m, r in ranks.items()}
+        cfg = LoraConfig(r=hp["lora_r"], rank_pattern=ranks, alpha_pattern=alphas, **common)
+        return None, AdaLoraModel(model, cfg)
     if method == "lora":
         return None, AdaLoraModel(model, LoraConfig(r=hp["lora_r"], **common))
     ada = dict(

@@ -18,6 +18,7 @@ BASE = {
     "max_eval_samples": None,
     "lora_r": None,
     "budget": None,
+    "group_by_length": False,
 }
 
 # The quick presets' learning rate per method (full fine-tuning needs a far smaller one).

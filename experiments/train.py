@@ -94,7 +94,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
     from transformers import set_seed
 
     from experiments import wandb_log
-    from experiments.trainer import train_log
+    from experiments.trainer import resolve_precision, train_log
 
     t0 = time.time()
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -117,6 +117,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
     hp = plan_budget(model, args.method, hp)
     data = task.load_data(tokenizer, hp, args.data_dir)
     hp = schedule_steps({**hp, **data.hp}, data.n_train, world)
+    hp["precision_used"] = resolve_precision(hp.get("precision", "fp32"))
     base, ada = wrap_model(model, args.method, hp)
     net = ada if ada is not None else base
     n_trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)

@@ -3,6 +3,7 @@ record evaluations and stop a diverged run, and the TrainingArguments built from
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import tempfile
@@ -97,8 +98,15 @@ def training_arguments(
     import torch
 
     n_evals = max(1, hp.get("evals", 1))
-    precision = hp.get("precision", "fp32")
+    precision = hp.get("precision_used") or resolve_precision(hp.get("precision", "fp32"))
     on_gpu = torch.cuda.is_available()
+    fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
+    if "train_sampling_strategy" in fields:  # transformers >= 5.x renamed group_by_length
+        grouping = {
+            "train_sampling_strategy": "group_by_length" if hp.get("group_by_length") else "random"
+        }
+    else:
+        grouping = {"group_by_length": bool(hp.get("group_by_length"))}
     cls = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
     return cls(
         output_dir=tempfile.mkdtemp(prefix="adalora-trainer-"),
@@ -119,8 +127,8 @@ def training_arguments(
         seed=seed,
         data_seed=seed,
         use_cpu=not on_gpu,
-        bf16=on_gpu and precision == "bf16",
-        fp16=on_gpu and precision == "fp16",
+        bf16=precision == "bf16",  # autocast: weights, adapters and optimizer state stay fp32
+        fp16=precision == "fp16",
         remove_unused_columns=False,
         label_names=["labels"],
         dataloader_num_workers=0,
@@ -128,8 +136,44 @@ def training_arguments(
         disable_tqdm=False,
         ddp_backend="gloo" if (world > 1 and not on_gpu) else None,
         ddp_find_unused_parameters=False,
+        **grouping,
         **extra,
     )
+
+
+def cpu_has_native_bf16() -> bool:
+    """oneDNN's own check (avx512_bf16 / AMX), with /proc/cpuinfo as the fallback."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        try:
+            flags = open("/proc/cpuinfo").read()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """The precision a run trains in: ``precision``, except bf16 on a CPU without native bf16
+    (emulated bf16 is slower than fp32), which trains in fp32 and says so. fp16 needs CUDA."""
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available() or precision == "fp32":
+        return precision
+    if precision == "fp16":
+        raise ValueError("--precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32.")
+    if cpu_has_native_bf16():
+        return "bf16"
+    print(
+        "note: this CPU has no native bf16 (avx512_bf16 / AMX): training in fp32 instead of "
+        "bf16 (recorded as precision_used).",
+        file=sys.stderr,
+    )
+    return "fp32"
 
 
 def train_log(log_history: list[dict]) -> list[dict]:

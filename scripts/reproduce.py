@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,14 +181,74 @@ def plan(out: str, order: str) -> list:
     return list(dict(jobs).items())  # an item may repeat runs of an earlier one: keep the first
 
 
+def run_converged(a, env: dict) -> int:
+    """The converged grid (scripts/plan_converged.py): re-planned after every finished run,
+    since the seed runs follow from the sweep's results and the rank-pattern LoRA runs from
+    AdaLoRA's result files."""
+    from scripts.plan_converged import plan as converged_plan
+
+    root = Path(a.output_dir or "results/evidence/converged")
+
+    def done(j) -> bool:
+        return (root / j.stage / f"{j.name}.json").exists()
+
+    def pending(exclude) -> list:
+        return [j for j in converged_plan(root) if not done(j) and j.name not in exclude]
+
+    jobs = converged_plan(root)
+    todo = pending(set())
+    print(f"{len(jobs)} runs planned so far, {len(jobs) - len(todo)} done, {len(todo)} to run")
+    if a.dry_run:
+        for j in todo:
+            print(" ".join(j.command("python", root)[1:]))
+        return 0
+    failed: set = set()
+
+    def go(j) -> int:
+        (root / "logs").mkdir(parents=True, exist_ok=True)
+        t = time.time()
+        with open(root / "logs" / f"{j.name}.log", "a") as log:
+            rc = subprocess.call(
+                j.command(sys.executable, root), stdout=log, stderr=subprocess.STDOUT, env=env
+            )
+        print(f"{'ok  ' if rc == 0 else 'FAIL'} {j.name} ({time.time() - t:.0f}s)", flush=True)
+        return rc
+
+    running: dict = {}
+    with ThreadPoolExecutor(a.workers) as ex:
+        while True:
+            for j in pending(set(running) | failed)[: max(0, a.workers - len(running))]:
+                running[j.name] = ex.submit(go, j)
+            if not running:
+                break
+            finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
+            for name, fut in list(running.items()):
+                if fut in finished:
+                    del running[name]
+                    if fut.result() != 0:
+                        failed.add(name)
+    if failed:
+        print("failed:", *sorted(failed), sep="\n  ")
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--protocol", default="converged", choices=("converged", "short"),
+                   help="converged: the grid of scripts/plan_converged.py (re-planned as runs "
+                        "land); short: the earlier fixed-step grid (ORDER)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--output-dir", default="results/evidence/short")
-    p.add_argument("--order", default=ORDER, help="priority order of PHASE:task items (see plan)")
+    p.add_argument("--output-dir", default=None,
+                   help="default: results/evidence/<protocol>")  # fmt: skip
+    p.add_argument("--order", default=ORDER, help="short: priority order of PHASE:task items")
     p.add_argument("--dry-run", action="store_true")
     a = p.parse_args(argv)
     os.chdir(ROOT)
+    if a.protocol == "converged":
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+        return run_converged(a, env)
+    a.output_dir = a.output_dir or "results/evidence/short"
     jobs = plan(a.output_dir, a.order)
     todo = [(n, c) for n, c in jobs if not (Path(a.output_dir) / f"{n}.json").exists()]
     print(f"{len(jobs)} runs in the grid, {len(jobs) - len(todo)} done, {len(todo)} to run")

@@ -83,7 +83,9 @@ def test_bad_order_rejected():
 
 def test_dry_run_skips_finished_runs(tmp_path, capsys):
     (tmp_path / "repro-rte-adalora-r2-lr1e-3-s1.json").write_text(json.dumps({"status": "ok"}))
-    assert reproduce.main(["--output-dir", str(tmp_path), "--order", "A:rte", "--dry-run"]) == 0
+    assert reproduce.main(
+        ["--protocol", "short", "--output-dir", str(tmp_path), "--order", "A:rte", "--dry-run"]
+    ) == 0
     out = capsys.readouterr().out
     assert "12 runs in the grid, 1 done, 11 to run" in out
     assert "repro-rte-adalora-r2-lr1e-3-s1 " not in out + " "

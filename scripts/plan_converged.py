@@ -1,0 +1,177 @@
+"""The converged grid (results/evidence/converged/): which glue.py runs the protocol needs, given
+the runs already there. ``scripts/reproduce.py --protocol converged`` runs them.
+
+The protocol (written before the runs; results/discussion.md states it in words):
+
+1. ``calibration``: one seed, AdaLoRA 3->2 and LoRA r=2 (alpha 16) at LR 5e-4, evaluated every
+   epoch for ``CALIBRATION_EPOCHS``; ``EPOCHS[task]`` is then set to where the dev score of both
+   has stopped rising (and is written into this file by hand, with the reason, before step 2).
+2. ``sweep``: seed 1 at every LR of ``LRS`` for AdaLoRA, and at every (LR, lora_alpha) of
+   ``LRS`` x ``LORA_ALPHAS`` for LoRA r=2; full fine-tuning over ``FULL_LRS``.
+3. ``seeds``: seeds 1-5 at each arm's selected setting (scripts/report/converged.py: highest
+   final dev score of the sweep run; ties: smaller LR, then smaller alpha). Seed 1 is the sweep
+   run itself. LoRA with AdaLoRA's ranks (seed s takes the final ranks of AdaLoRA's seed-s run)
+   and LoRA r=3 run at LoRA r=2's selected LR and scale alpha / r.
+4. ``ablations``: AdaLoRA at its selected setting on ``ABLATION_TASK``, one knob at a time
+   (tinit and tfinal fractions, deltaT, schedule shape), 3 seeds.
+
+Every run: MiniLM, real GLUE train/dev, batch 32, the quick preset's per-task values otherwise,
+bf16 autocast, length-grouped batches, one evaluation per epoch, the final one in the tables.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+TASKS = ("stsb", "mrpc", "cola", "sst2")  # in priority order; RTE after them (LATE_TASKS)
+LATE_TASKS = ("rte",)
+CALIBRATION_EPOCHS = {"stsb": 10, "mrpc": 10, "cola": 10, "sst2": 3, "rte": 10}
+# Epochs per task, chosen from the calibration runs (None: not chosen yet, so no sweep runs).
+EPOCHS: dict[str, int | None] = {"stsb": None, "mrpc": None, "cola": None, "sst2": None}
+LRS = ("2e-4", "5e-4", "1e-3", "2e-3")
+LORA_ALPHAS = ("2", "16")  # LoRA r=2 at scale 1 (alpha = r) and scale 8
+FULL_LRS = ("2e-5", "5e-5", "1e-4")
+SEEDS = (1, 2, 3, 4, 5)
+ABLATION_TASK = "stsb"
+ABLATION_SEEDS = (1, 2, 3)
+ABLATIONS = (  # (swept key, flag, values)
+    ("tinit_frac", "--tinit-frac", ("0.05", "0.15", "0.3")),
+    ("tfinal_frac", "--tfinal-frac", ("0.2", "0.45", "0.6")),
+    ("delta_t", "--delta-t", ("1", "10", "100")),
+    ("schedule", "--schedule", ("cubic", "linear", "constant")),
+)
+COMMON = [
+    "--target-r", "2", "--precision", "bf16", "--group-by-length", "yes",
+    "--max-train-samples", "1000000", "--wandb", "disabled",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Job:
+    stage: str
+    name: str
+    flags: tuple
+    tier: int  # priority: lower runs first
+
+    def command(self, python: str, root: str | Path) -> list[str]:
+        out = Path(root) / self.stage
+        return [python, "experiments/glue.py", *self.flags, "--output-dir", str(out),
+                "--run-name", self.name]  # fmt: skip
+
+
+def _epochs(task: str, stage: str) -> int | None:
+    return CALIBRATION_EPOCHS[task] if stage == "calibration" else EPOCHS.get(task)
+
+
+def _job(stage, tier, task, name, seed, flags, epochs) -> Job:
+    evals = epochs * 2 if epochs < 4 else epochs  # short schedules: every half epoch
+    base = ["--task", task, "--seed", str(seed), "--epochs", str(epochs), "--evals", str(evals)]
+    return Job(stage, name, tuple(base + COMMON + list(flags)), tier)
+
+
+def _selected(root: Path) -> dict:
+    """{(task, arm): Selection} from the converged runs present (scripts/report/converged.py)."""
+    from scripts.report.converged import selections
+    from scripts.report.records import load_runs
+
+    runs = load_runs(root) if root.exists() else []
+    return {(task, arm): sel for (_, task, arm), sel in selections(runs).items()}
+
+
+def _lr_text(lr: float) -> str:
+    return min((x for x in LRS + FULL_LRS if abs(float(x) - lr) < 1e-12), default=f"{lr:g}")
+
+
+def plan(root: str | Path) -> list[Job]:
+    """Every job the protocol needs now, in priority order (done ones included: the caller skips
+    runs whose result file exists). Jobs that depend on unfinished runs are not listed yet."""
+    root = Path(root)
+    sel = _selected(root)
+    jobs: list[Job] = []
+    for task in TASKS + LATE_TASKS:
+        late = task in LATE_TASKS
+        ep = CALIBRATION_EPOCHS[task]
+        for arm, flags in (
+            ("adalora", ["--method", "adalora", "--lr", "5e-4"]),
+            ("lora", ["--method", "lora", "--lora-alpha", "16", "--lr", "5e-4"]),
+        ):
+            jobs.append(_job("calibration", 0 + 10 * late, task, f"calib-{task}-{arm}", 1,
+                             flags, ep))  # fmt: skip
+        ep = EPOCHS.get(task)
+        if ep is None:
+            continue
+        for lr in LRS:
+            jobs.append(_job("sweep", 1 + 10 * late, task, f"conv-{task}-adalora-lr{lr}-s1", 1,
+                             ["--method", "adalora", "--lr", lr], ep))  # fmt: skip
+            for alpha in LORA_ALPHAS:
+                name = f"conv-{task}-lora_r2-lr{lr}-a{alpha}-s1"
+                flags = ["--method", "lora", "--lr", lr, "--lora-alpha", alpha]
+                jobs.append(_job("sweep", 1 + 10 * late, task, name, 1, flags, ep))
+        for lr in FULL_LRS:
+            jobs.append(_job("sweep", 5 + 10 * late, task, f"conv-{task}-full-lr{lr}-s1", 1,
+                             ["--method", "full", "--lr", lr], ep))  # fmt: skip
+        jobs += _seed_jobs(root, task, ep, sel, late)
+    return sorted(jobs, key=lambda j: j.tier)  # stable: the order above within a tier
+
+
+def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Job]:
+    jobs = []
+    ada, lora, full = (
+        sel.get((task, "adalora")),
+        sel.get((task, "lora_r2")),
+        sel.get((task, "full")),
+    )
+    tier = 10 * late
+    if ada is not None:
+        lr = _lr_text(ada.setting.lr)
+        for seed in SEEDS[1:]:
+            jobs.append(_job("seeds", 2 + tier, task, f"conv-{task}-adalora-lr{lr}-s{seed}", seed,
+                             ["--method", "adalora", "--lr", lr], ep))  # fmt: skip
+        if task == ABLATION_TASK:
+            for key, flag, values in ABLATIONS:
+                for value in values:
+                    for seed in ABLATION_SEEDS:
+                        name = f"conv-{task}-adalora-{key}{value}-s{seed}"
+                        flags = ["--method", "adalora", "--lr", lr, flag, value,
+                                 "--sweep-json", json.dumps({key: _typed(value)})]  # fmt: skip
+                        jobs.append(_job("ablations", 3 + tier, task, name, seed, flags, ep))
+    if lora is not None:
+        lr, alpha = _lr_text(lora.setting.lr), f"{lora.setting.alpha:g}"
+        for seed in SEEDS[1:]:
+            name = f"conv-{task}-lora_r2-lr{lr}-a{alpha}-s{seed}"
+            flags = ["--method", "lora", "--lr", lr, "--lora-alpha", alpha]
+            jobs.append(_job("seeds", 2 + tier, task, name, seed, flags, ep))
+        r3_alpha = f"{float(alpha) * 3 / 2:g}"  # the same scale alpha / r at r = 3
+        for seed in SEEDS:
+            name = f"conv-{task}-lora_r3-lr{lr}-a{r3_alpha}-s{seed}"
+            flags = ["--method", "lora", "--lora-r", "3", "--lr", lr, "--lora-alpha", r3_alpha]
+            jobs.append(_job("seeds", 4 + tier, task, name, seed, flags, ep))
+    if lora is not None and ada is not None:
+        ada_lr = _lr_text(ada.setting.lr)
+        for seed in SEEDS:
+            stage = "sweep" if seed == 1 else "seeds"
+            source = root / stage / f"conv-{task}-adalora-lr{ada_lr}-s{seed}.json"
+            if not source.exists():
+                continue  # AdaLoRA's seed-s run first
+            name = f"conv-{task}-lora_rp-lr{lr}-s{seed}"
+            flags = ["--method", "lora", "--lr", lr, "--lora-alpha", alpha,
+                     "--rank-pattern-from", str(source)]  # fmt: skip
+            jobs.append(_job("seeds", 2 + tier, task, name, seed, flags, ep))
+    if full is not None:
+        lr = _lr_text(full.setting.lr)
+        for seed in SEEDS[1:]:
+            jobs.append(_job("seeds", 5 + tier, task, f"conv-{task}-full-lr{lr}-s{seed}", seed,
+                             ["--method", "full", "--lr", lr], ep))  # fmt: skip
+    return jobs
+
+
+def _typed(value: str):
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
