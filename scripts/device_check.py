@@ -720,7 +720,11 @@ def summary_text(rec: dict) -> str:
             )
         lines.append(f"  {name:22s} {st:8s} {extra}"[:400])
     if rec.get("targets"):
-        lines.append("  targets:")
+        lines.append(
+            "  targets (GPU setting):"
+            if rec["device"].startswith("cuda")
+            else "  targets (tiny CPU run, a few iterations: NOT the GPU setting, plumbing only):"
+        )
         for k, t in rec["targets"].items():
             lines.append(
                 f"    {k:50s} {t['value']:<8} {t['target']:8s} {'met' if t['met'] else 'MISSED'}"

@@ -95,7 +95,7 @@ def _peft_and_ours(base, device, **kw):
     return pm.to(device), om.to(device)
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_peft_parity(base, device, precision):
     """Same weights and batches as PEFT on the same device: identical budgets at every step;
