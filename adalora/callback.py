@@ -28,6 +28,13 @@ from transformers import TrainerCallback
 from .config import AdaLoraConfig
 from .model import AdaLoraModel
 
+try:  # transformers >= 4.42: callbacks whose state checkpoints carry
+    from transformers.trainer_callback import ExportableState
+except ImportError:  # pragma: no cover
+
+    class ExportableState:  # type: ignore[no-redef]
+        pass
+
 
 def _find(model) -> AdaLoraModel:
     m = getattr(model, "module", model)  # DDP / accelerate wrappers
@@ -39,14 +46,19 @@ def _find(model) -> AdaLoraModel:
     return m
 
 
-class AdaLoraCallback(TrainerCallback):
+class AdaLoraCallback(TrainerCallback, ExportableState):
     """Runs AdaLoRA's rank allocation inside ``transformers.Trainer`` (module docstring).
-    Also exported as ``AdaLoRACallback``."""
+    Also exported as ``AdaLoRACallback``. ``history`` is saved in the Trainer's checkpoints
+    (``state()``, in trainer_state.json); the allocator's own state (scores, mask, step) is in
+    the model's state dict."""
 
     def __init__(self, log_ranks: bool = False):
         self.log_ranks = log_ranks
         self.model: AdaLoraModel | None = None
         self.history: list[dict] = []  # one row per optimizer step: {"step": t, "budget": b(t)}
+
+    def state(self) -> dict:
+        return {"args": {"log_ranks": self.log_ranks}, "attributes": {"history": self.history}}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.model = _find(model)

@@ -258,9 +258,15 @@ class AdaLoraModel(nn.Module):
             rows.append(torch.as_tensor(keep, dtype=torch.bool).view(-1))
         alloc.mask.copy_(torch.stack(rows))
 
+    def _allocated(self) -> bool:
+        """update_and_allocate ran: in this process, or before the checkpoint whose allocator
+        state (its last step) was loaded."""
+        alloc = self.rankallocator
+        return self._allocations > 0 or (alloc is not None and alloc.last_step() >= 0)
+
     def final_ranks(self) -> dict[str, int]:
         """Rank of every adapter: sum of the keep-mask (AdaLoRA) or the layer rank (LoRA)."""
-        if self.rankallocator is None or self._allocations == 0 and not self.config_.rank_pattern:
+        if self.rankallocator is None or not self._allocated() and not self.config_.rank_pattern:
             return {n: layer.r for n, layer in self.adapter_layers().items()}
         counts = self.rankallocator.mask.sum(dim=1).tolist()
         return dict(zip(self.rankallocator.names, counts))
@@ -447,7 +453,7 @@ class AdaLoraModel(nn.Module):
         """Warn if AdaLoRA trained (default: a training forward returned a loss) but
         update_and_allocate was never called, i.e. no rank was allocated."""
         trained = self._train_forwards > 0 if trained is None else trained
-        if self.rankallocator is not None and self._allocations == 0 and trained:
+        if self.rankallocator is not None and not self._allocated() and trained:
             warnings.warn(
                 "AdaLoRA trained without a single update_and_allocate() call: no rank "
                 "was allocated, this was plain SVD-LoRA. Call it after every "

@@ -104,6 +104,14 @@ HP_FLAGS = {
 }
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its errors on one line (``<prog>: error: <message>``, exit status 2), like
+    the runners' own checks (experiments/validate.py)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
+
+
 def build_parser(
     description: str,
     tasks: list[str],
@@ -114,7 +122,7 @@ def build_parser(
     """``task_flags``: the flag names of the task argument (summarization.py: --dataset, --task).
     ``extra_flags``: a runner's own hyperparameters, name -> (type, help[, choices]), parsed and
     resolved like HP_FLAGS (None = not given, the preset decides)."""
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     p.add_argument(*task_flags, dest="task", default=tasks[0], choices=tasks)
@@ -161,6 +169,24 @@ def build_parser(
     p.add_argument(
         "--dry-run", action="store_true", help="print the resolved configuration and exit"
     )
+    p.add_argument(
+        "--save-steps",
+        type=int,
+        default=None,
+        help="write a checkpoint every N optimizer steps into "
+        "<output-dir>/checkpoints/<run-name>/ (deleted once the result file is written)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the --run-name run from its latest checkpoint (the same command with "
+        "the same --run-name does so by itself while it has no result file)",
+    )
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep the checkpoints after the result file is written",
+    )
     for name, (typ, help_, *choices) in {**HP_FLAGS, **(extra_flags or {})}.items():
         p.add_argument(
             "--" + name.replace("_", "-"),
@@ -174,7 +200,12 @@ def build_parser(
 
 
 def _split_target_modules(tm):
-    """'a,b' -> ['a', 'b']; a plain name -> [name]; a regex (or anything else) unchanged."""
+    """'a,b' -> ['a', 'b']; a plain name -> [name]; 'all-linear' (PEFT's shorthand), a regex
+    (or anything else) unchanged."""
+    from adalora.targets import is_all_linear
+
+    if is_all_linear(tm):
+        return tm
     if isinstance(tm, str) and "," in tm:
         return [s.strip() for s in tm.split(",") if s.strip()]
     if isinstance(tm, str) and not any(c in tm for c in "^$*|()[]\\"):
@@ -212,18 +243,27 @@ def main(
     and run it. ``presets``: name -> (task, method) -> hp. ``task_flags`` and ``extra_flags``
     as in build_parser; ``adjust_hp(args, hp) -> hp`` lets a runner derive hyperparameters from
     the resolved ones (summarization.py: --budget-level -> target_r)."""
-    from experiments import train
+    from experiments import train, validate
 
     explicit_argv = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser(description, tasks, list(presets), task_flags, extra_flags).parse_args(argv)
-    preset = presets[args.preset](args.task, args.method)
-    hp = resolve_hp(args, preset, extra_flags)
-    hp["model"] = args.model or preset["model"]
-    if adjust_hp is not None:
-        hp = adjust_hp(args, hp)
+    runner = getattr(sys.modules.get(task_factory.__module__), "__file__", None)
+    parser = build_parser(description, tasks, list(presets), task_flags, extra_flags)
+    if runner:
+        parser.prog = Path(runner).name  # glue.py: error: ... (also when called in-process)
+    args = parser.parse_args(argv)
     prog = sys.argv[0]
     if explicit_argv:  # called in-process (glue.main([...])): record the runner, not the caller
-        prog = getattr(sys.modules.get(task_factory.__module__), "__file__", None) or prog
+        prog = runner or prog
         prog = os.path.relpath(prog, ROOT) if Path(prog).resolve().is_relative_to(ROOT) else prog
-    return train.run(task_factory(args), args, hp, [prog] + argv)
+    try:  # every bad flag, value or file: one line, exit status 2, nothing written
+        preset = presets[args.preset](args.task, args.method)
+        hp = resolve_hp(args, preset, extra_flags)
+        hp["model"] = args.model or preset["model"]
+        if adjust_hp is not None:
+            hp = adjust_hp(args, hp)
+        task = task_factory(args)
+        validate.check_flags(args, hp, task.kind)
+        return train.run(task, args, hp, [prog] + argv)
+    except validate.BadInput as e:
+        parser.exit(2, f"{parser.prog}: error: {e.line()}\n")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.hub import load_hub_split
+from experiments.validate import DataError, DataFileNotFound
 
 logger = logging.getLogger(__name__)
 
@@ -240,13 +241,31 @@ def glue_tsv_path(task: str, split: str, data_dir: str | os.PathLike) -> Path:
     return Path(data_dir) / t.dir_name / t.tsv_file(split)
 
 
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+def task_dir(task: str, data_dir: str | os.PathLike) -> Path:
+    """The task's folder for a ``data_dir`` that is either the GLUE folder (holding RTE/,
+    SST-2/, ...) or the task's own folder (named like it: RTE, rte, SST-2, sst2, STS-B, ...)."""
+    t, d = get_task(task), Path(data_dir)
+    if not (d / t.dir_name).is_dir() and _norm(d.name) in (_norm(t.dir_name), t.name):
+        return d
+    return d / t.dir_name
+
+
 def _column_index(spec: str | int, header: list[str] | None, path: Path) -> int:
     """Resolve a column given by header name (or by position when there is no header)."""
     if isinstance(spec, int):
         return spec
     assert header is not None
     if spec not in header:
-        raise ValueError(f"{path}: header has no column {spec!r} (header: {header})")
+        hint = (
+            ": is it comma-separated? GLUE files are tab-separated"
+            if len(header) == 1 and "," in header[0]
+            else ""
+        )
+        raise DataError(f"{path}: header has no column {spec!r} (header: {header}){hint}")
     return header.index(spec)
 
 
@@ -254,10 +273,13 @@ def _parse_label(task: GlueTask, raw: str, path: Path, line_no: int) -> int | fl
     """Label string from a TSV -> float score (STS-B) or index into ``task.labels``."""
     raw = raw.strip()
     try:
-        return float(raw) if task.is_regression else task.labels.index(raw)
+        value = float(raw) if task.is_regression else task.labels.index(raw)
     except ValueError:
-        expected = "a float" if task.is_regression else f"one of {list(task.labels)}"
-        raise ValueError(f"{path}, row {line_no}: label {raw!r} is not {expected}") from None
+        expected = "a number" if task.is_regression else f"one of {list(task.labels)}"
+        raise DataError(f"{path}, row {line_no}: label {raw!r} is not {expected}") from None
+    if task.is_regression and not 0 <= value <= 5:  # also rejects nan / inf
+        raise DataError(f"{path}, row {line_no}: score {raw!r} is outside STS-B's [0, 5]")
+    return value
 
 
 def read_glue_tsv(task: str, path: str | os.PathLike) -> tuple[list[Example], int]:
@@ -274,11 +296,22 @@ def read_glue_tsv(task: str, path: str | os.PathLike) -> tuple[list[Example], in
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: a row has too few fields (not QQP), a header lacks a needed column,
-            or a label is not one of the task's labels.
+        DataError (a ValueError): the file cannot be read or is not UTF-8 text, a row has too
+            few fields (not QQP), a header lacks a needed column, or a label is not one of the
+            task's labels (STS-B: not a number in [0, 5]).
     """
+    try:
+        return _read_glue_tsv(task, Path(path))
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def _read_glue_tsv(task: str, path: Path) -> tuple[list[Example], int]:
     t = get_task(task)
-    path = Path(path)
     examples: list[Example] = []
     skipped = 0
     # utf-8-sig strips the byte-order mark that MRPC's files start with.
@@ -286,7 +319,7 @@ def read_glue_tsv(task: str, path: str | os.PathLike) -> tuple[list[Example], in
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         header = next(reader, None) if t.has_header else None
         if t.has_header and header is None:
-            raise ValueError(f"{path}: empty file, expected a header row")
+            raise DataError(f"{path}: empty file, expected a header row")
         s1_col, s2_col, label_col = (
             None if c is None else _column_index(c, header, path) for c in t.tsv_columns
         )
@@ -300,9 +333,14 @@ def read_glue_tsv(task: str, path: str | os.PathLike) -> tuple[list[Example], in
                 if t.skip_malformed:
                     skipped += 1
                     continue
-                raise ValueError(
+                hint = (
+                    " (comma-separated? GLUE files are tab-separated)"
+                    if len(row) == 1 and "," in row[0]
+                    else ""
+                )
+                raise DataError(
                     f"{path}, row {reader.line_num}: {len(row)} fields, "
-                    f"expected at least {min_fields}"
+                    f"expected at least {min_fields}{hint}"
                 )
             examples.append(
                 {
@@ -467,16 +505,18 @@ def load_glue(
         task: one of ``TASKS`` ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte").
         split: "train", "validation", or for MNLI "validation_matched" /
             "validation_mismatched".
-        data_dir: folder in the official GLUE layout. If None, ``$GLUE_DIR`` is used; if that
-            is unset too, the split is loaded from the HF Hub.
+        data_dir: folder in the official GLUE layout, or the task's own folder in it
+            (``task_dir``). If None, ``$GLUE_DIR`` is used; if that is unset too, the split is
+            loaded from the HF Hub.
         limit: keep only the first ``limit`` examples (file order; deterministic).
 
     Returns:
         List of ``{"sentence1": str, "sentence2": str | None, "label": int | float}``.
 
     Raises:
-        ValueError: unknown task or split, or malformed file.
-        FileNotFoundError: the local file is missing (message names the path).
+        ValueError: unknown task or split; DataError (a ValueError): a malformed or empty file.
+        FileNotFoundError (DataFileNotFound, a DataError too): the local file is missing (the
+            message names the path).
         RuntimeError: no local folder was given and the Hub is offline or unreachable.
     """
     t = get_task(task)
@@ -488,15 +528,18 @@ def load_glue(
     if data_dir is None:
         return _load_glue_hub(t, split, limit)
 
-    path = glue_tsv_path(task, split, data_dir)
+    path = task_dir(task, data_dir) / t.tsv_file(split)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise DataFileNotFound(
             f"GLUE file not found: {path}. Pass --data-dir DIR or set {GLUE_DIR_ENV}=DIR to a "
-            f"folder in the official GLUE layout (DIR/{t.dir_name}/{t.tsv_file(split)})."
+            f"folder in the official GLUE layout (DIR/{t.dir_name}/{t.tsv_file(split)}) or to "
+            f"the task's own folder (DIR/{t.tsv_file(split)})."
         )
     examples, skipped = read_glue_tsv(task, path)
     if skipped:
         logger.warning(
             "%s: skipped %d malformed rows with missing fields (as GLUE does)", path, skipped
         )
+    if not examples:
+        raise DataError(f"{path}: no examples")
     return examples if limit is None else examples[:limit]

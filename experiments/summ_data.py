@@ -16,6 +16,8 @@ A local folder holds one JSON-lines file per split::
     <data_dir>/xsum/{train,validation,test}.jsonl
     <data_dir>/cnn_dailymail/{train,validation,test}.jsonl
 
+(``data_dir`` may also be the dataset's own folder, <data_dir>/xsum.)
+
 with one object per line carrying at least "document", "summary" and "id" (other fields
 are ignored). A ``null`` document or summary is read as "".
 
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.hub import load_hub_split
+from experiments.validate import DataError, DataFileNotFound
 
 SUMM_DIR_ENV = "SUMM_DIR"
 SPLITS = ("train", "validation", "test")
@@ -58,9 +61,19 @@ DATASETS: dict[str, SummDataset] = {
 }
 
 
+def dataset_dir(dataset: str, data_dir: str | os.PathLike) -> Path:
+    """The dataset's folder for a ``data_dir`` that is either the folder holding
+    ``<dataset>/`` or the dataset's own folder (named like it: .../xsum)."""
+    d = Path(data_dir)
+    if not (d / dataset).is_dir() and d.name.lower() == dataset:
+        return d
+    return d / dataset
+
+
 def summ_jsonl_path(dataset: str, split: str, data_dir: str | os.PathLike) -> Path:
-    """Path ``<data_dir>/<dataset>/<split>.jsonl``."""
-    return Path(data_dir) / dataset / f"{split}.jsonl"
+    """Path ``<data_dir>/<dataset>/<split>.jsonl`` (or ``<data_dir>/<split>.jsonl`` when
+    ``data_dir`` is the dataset's folder)."""
+    return dataset_dir(dataset, data_dir) / f"{split}.jsonl"
 
 
 def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[Example]:
@@ -71,9 +84,21 @@ def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[E
         limit: stop after this many examples (file order).
 
     Raises:
-        ValueError: a line is not valid JSON or lacks one of the three fields.
+        DataError (a ValueError): the file cannot be read or is not UTF-8 text, a line is not
+            a JSON object, lacks one of the three fields, or has a document / summary that is
+            not a string.
     """
-    path = Path(path)
+    try:
+        return _read_summ_jsonl(Path(path), limit)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def _read_summ_jsonl(path: Path, limit: int | None) -> list[Example]:
     out: list[Example] = []
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
@@ -84,10 +109,17 @@ def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[E
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {line_no}: invalid JSON ({e})") from None
+                raise DataError(f"{path}, line {line_no}: invalid JSON ({e})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}, line {line_no}: not a JSON object")
             missing = [k for k in ("document", "summary", "id") if k not in obj]
             if missing:
-                raise ValueError(f"{path}, line {line_no}: missing field(s) {missing}")
+                raise DataError(f"{path}, line {line_no}: missing field(s) {missing}")
+            for k in ("document", "summary"):
+                if not isinstance(obj[k], (str, type(None))):
+                    raise DataError(
+                        f"{path}, line {line_no}: {k} is {type(obj[k]).__name__}, not text"
+                    )
             out.append(
                 {
                     "document": obj["document"] or "",
@@ -151,11 +183,15 @@ def load_summarization(
             found = f"files present in {folder}: {', '.join(present) or 'none'}"
         else:
             found = f"the folder {folder} does not exist"
-        raise FileNotFoundError(
+        raise DataFileNotFound(
             f"summarization file not found: {path} ({found}). Pass --data-dir DIR or set "
-            f"{SUMM_DIR_ENV}=DIR to a folder holding {dataset}/<split>.jsonl."
+            f"{SUMM_DIR_ENV}=DIR to a folder holding {dataset}/<split>.jsonl (or to the "
+            f"{dataset} folder itself)."
         )
-    return read_summ_jsonl(path, limit)
+    rows = read_summ_jsonl(path, limit)
+    if not rows and limit != 0:
+        raise DataError(f"{path}: no examples")
+    return rows
 
 
 def _local_dir(data_dir) -> str | None:
@@ -189,7 +225,7 @@ def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
     n_ev = min(n_ev_max, n - 1) if n_ev_max is not None else max(1, n // 10)
     n_tr = n - n_ev if n_tr_max is None else min(n_tr_max, n - n_ev)
     if n < 2 or n_ev < 1 or n_tr < 1:
-        raise ValueError(
+        raise DataError(
             f"{dataset}/{ev_split} has {n} examples: too few to train and evaluate "
             f"on disjoint parts of it"
         )

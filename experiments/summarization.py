@@ -223,16 +223,24 @@ def apply_budget_level(args, hp: dict) -> dict:
     Returns a new dict."""
     if hp.get("budget_level") is None:
         return hp
+    from experiments.validate import BadInput
+
     if args.target_r is not None or args.budget is not None:
-        raise SystemExit(
-            "--budget-level sets the final average rank: give it or --target-r / --budget, not both"
+        raise BadInput(
+            "--budget-level",
+            hp["budget_level"],
+            "sets the final average rank, as --target-r / --budget do",
+            "give it or --target-r / --budget, not both",
         )
     level = float(hp["budget_level"])
     try:
         d = derive_level_rank(level, hp["model"], hp.get("target_modules"))
-    except (OSError, RuntimeError) as e:
-        raise SystemExit(
-            f"--budget-level needs the model's config: {str(e).splitlines()[0]}"
+    except (OSError, RuntimeError, ValueError) as e:
+        raise BadInput(
+            "--budget-level",
+            hp["budget_level"],
+            f"needs the model's config ({str(e).splitlines()[0]})",
+            "pass --model PATH to a local model folder",
         ) from None
     target_r = round(d["target_r"], 4)
     hp = {**hp, "budget_level": level, "target_r": target_r}
@@ -246,6 +254,31 @@ def apply_budget_level(args, hp: dict) -> dict:
 
 
 # ---------------------------------------------------------------- task
+def predictions_keeper(state: dict):
+    """A Trainer callback that keeps the generations of the last and of the best evaluation so
+    far (what the predictions files get) in checkpoints, so that a resumed run writes the files
+    an uninterrupted one writes (experiments/checkpoints.py restores ``predictions``)."""
+    from transformers import TrainerCallback
+    from transformers.trainer_callback import ExportableState
+
+    class PredictionsKeeper(TrainerCallback, ExportableState):
+        def state(self) -> dict:
+            return {"args": {}, "attributes": {"predictions": self.predictions}}
+
+        @property
+        def predictions(self) -> dict:
+            return {"final": state["final"], "best": state["best"]}
+
+        @predictions.setter
+        def predictions(self, saved: dict) -> None:
+            final = dict(saved.get("final") or {})
+            # a best evaluation that is the final one is the same entry (one predictions file)
+            best = {s: final[s] if e == final.get(s) else e for s, e in saved["best"].items()}
+            state["final"], state["best"] = final, best
+
+    return PredictionsKeeper()
+
+
 def make_task(args) -> Task:
     dataset = args.task
     state = {"tokenizer": None, "eval_rows": {}, "final": {}, "best": {}}
@@ -380,6 +413,7 @@ def make_task(args) -> Task:
         model_hp=model_hp,
         seq2seq=True,
         after_eval=after_eval,
+        callbacks=lambda: [predictions_keeper(state)],
     )
 
 

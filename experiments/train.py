@@ -10,6 +10,8 @@ here builds the method, trains, evaluates and records:
     trainer.py    the transformers Trainer with per-split evaluation, and its callbacks
     record.py     the result record (schema and atomic writes in results.py; provenance.py:
                   versions, hardware, command)
+    validate.py   every flag, value and data file checked before anything runs (one-line errors)
+    checkpoints.py  --save-steps / --resume: checkpoints of a run, and resuming a killed one
     wandb_log.py  W&B logging
     hub.py        models and data sets from a local path or the Hugging Face Hub
     presets.py    what the runners' presets share
@@ -67,6 +69,8 @@ class Task:
     model_hp: Callable[[Any, dict], dict] = lambda model, hp: {}
     seq2seq: bool = False
     after_eval: Callable | None = None  # (result path, trainer, eval sets), after the result file
+    # extra Trainer callbacks (those with a ``state()`` are saved in checkpoints and restored)
+    callbacks: Callable[[], list] = lambda: []
 
 
 def default_run_name(task: str, method: str, seed: int) -> str:
@@ -93,7 +97,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
     """Train, evaluate and write the result file. Returns the record (None for --dry-run)."""
     from transformers import set_seed
 
-    from experiments import wandb_log
+    from experiments import checkpoints, validate, wandb_log
     from experiments.trainer import resolve_precision, train_log
 
     t0 = time.time()
@@ -110,15 +114,25 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
         dry_run(task, args, hp, world)
         return None
 
-    # build: model, method, data, schedule
-    tokenizer = task.load_tokenizer(hp["model"])
-    model = task.load_model(hp["model"], hp)
-    hp = {**hp, **task.model_hp(model, hp)}
-    hp = plan_budget(model, args.method, hp)
-    data = task.load_data(tokenizer, hp, args.data_dir)
-    hp = schedule_steps({**hp, **data.hp}, data.n_train, world)
-    hp["precision_used"] = resolve_precision(hp.get("precision", "fp32"))
-    base, ada = wrap_model(model, args.method, hp)
+    # build: model, method, data, schedule. A bad flag, value or file stops the run here, as
+    # one line naming its flag, before anything is trained or written (experiments/validate.py)
+    with validate.held_logs():  # the model's load report only once every check passed
+        with validate.blame(args, hp, "model", task.kind):
+            tokenizer = task.load_tokenizer(hp["model"])
+            model = task.load_model(hp["model"], hp)
+        with validate.blame(args, hp, "library", task.kind):
+            hp = {**hp, **task.model_hp(model, hp)}
+            hp = plan_budget(model, args.method, hp)
+            validate.check_model(model, args, hp, task.seq2seq)
+        with validate.blame(args, hp, "data", task.kind):
+            data = task.load_data(tokenizer, hp, args.data_dir)
+        hp = schedule_steps({**hp, **data.hp}, data.n_train, world)
+        validate.check_schedule(args, hp)
+        with validate.blame(args, hp, "library", task.kind):
+            hp["precision_used"] = resolve_precision(hp.get("precision", "fp32"))
+            base, ada = wrap_model(model, args.method, hp)
+    # checkpoints (--save-steps): a run with the same --run-name continues from the latest one
+    ck = checkpoints.plan(args, hp, run_name)
     net = ada if ada is not None else base
     n_trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in net.parameters())
@@ -128,10 +142,18 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
     # train, with the final evaluation at T
     sweep = json.loads(args.sweep_json) if args.sweep_json else None
     wb = _start_wandb(task, args, hp, data, run_name, sweep) if rank == 0 else None
+    if rank == 0:
+        checkpoints.start(ck, args, hp)
+        if ck.save_steps:
+            print(f"[{task.name}] checkpoints: {ck.root} (the same command resumes from them)")
     trainer, recorder, guard, ada_cb = _make_trainer(
-        task, args, hp, net, ada, tokenizer, model, data, run_name, wb, world
+        task, args, hp, net, ada, tokenizer, model, data, run_name, wb, world, ck
     )
-    trainer.train()
+    if ck.resume_from is not None:
+        checkpoints.restore_callbacks(ck.resume_from, trainer.callback_handler.callbacks)
+        if rank == 0:
+            print(f"[{task.name}] resuming from {ck.resume_from}")
+    trainer.train(resume_from_checkpoint=str(ck.resume_from) if ck.resume_from else None)
     if not recorder.rows or recorder.rows[-1]["step"] != trainer.state.global_step:
         trainer.evaluate()
     wall = time.time() - t0
@@ -163,6 +185,7 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
     _print_result(task, record, wall, path)
     if task.after_eval is not None:
         task.after_eval(path, trainer, data.evals)
+    checkpoints.finish(ck)
     return record
 
 
@@ -179,9 +202,11 @@ def _start_wandb(task: Task, args, hp: dict, data: Data, run_name: str, sweep):
     return wandb_log.start(mode, args.wandb_project, run_name, args.output_dir, config, tags)
 
 
-def _make_trainer(task: Task, args, hp, net, ada, tokenizer, model, data, run_name, wb, world):
+def _make_trainer(
+    task: Task, args, hp, net, ada, tokenizer, model, data, run_name, wb, world, ck=None
+):
     """The Trainer and the callbacks whose state the record reads: (trainer, EvalRecorder,
-    DivergenceGuard, AdaLoraCallback or None)."""
+    DivergenceGuard, AdaLoraCallback or None). ``ck``: checkpoints.Checkpointing (saving)."""
     from adalora import AdaLoraCallback
     from experiments import wandb_log
     from experiments.trainer import (
@@ -197,15 +222,15 @@ def _make_trainer(task: Task, args, hp, net, ada, tokenizer, model, data, run_na
     callbacks = [recorder, guard]
     if wb is not None:
         callbacks.append(wandb_log.MainMetricLogger(wb, splits[0], task.main_metric))
+    callbacks += task.callbacks()
     ada_cb = None
     if ada is not None and args.method in ALLOCATING_METHODS:
         # per-module ranks at every logging step when W&B records them (ranks over time)
         ada_cb = AdaLoraCallback(log_ranks=wb is not None)
         callbacks.append(ada_cb)
     report_to = ["wandb"] if wb is not None else []
-    targs = training_arguments(
-        hp, run_name, args.seed, report_to, world, task.seq2seq, task.trainer_kwargs(hp)
-    )
+    extra = {**task.trainer_kwargs(hp), **(ck.trainer_kwargs() if ck is not None else {})}
+    targs = training_arguments(hp, run_name, args.seed, report_to, world, task.seq2seq, extra)
     trainer_cls = SplitEvalSeq2SeqTrainer if task.seq2seq else SplitEvalTrainer
     trainer = trainer_cls(
         model=net,
@@ -250,6 +275,8 @@ def dry_run(task: Task, args: argparse.Namespace, hp: dict, world: int = 1) -> d
     (the number of adapted matrices, hence the budget), the tokenizer or the data (n_train, hence
     T) is resolved when they load, else listed under "unresolved" (known models' module counts
     come from KNOWN_N_MODULES)."""
+    from experiments.validate import DataError
+
     unresolved, tokenizer, model, n_train, n_eval = {}, None, None, None, None
     try:
         tokenizer = task.load_tokenizer(hp["model"])
@@ -266,7 +293,7 @@ def dry_run(task: Task, args: argparse.Namespace, hp: dict, world: int = 1) -> d
         try:
             data = task.load_data(tokenizer, hp, args.data_dir)
             n_train, n_eval, hp = data.n_train, data.n_eval, {**hp, **data.hp}
-        except (OSError, RuntimeError) as e:
+        except (OSError, RuntimeError, DataError) as e:  # a missing or malformed file
             unresolved["data"] = str(e).splitlines()[0]
     if n_train is not None or hp.get("max_steps"):
         hp = schedule_steps(hp, n_train or 0, world)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 import transformers
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.integrations import get_reporting_integration_callbacks
+from transformers.trainer_callback import ExportableState
 
 
 class SplitEvalMixin:
@@ -45,6 +46,52 @@ class SplitEvalMixin:
                 self.compute_metrics = None
         return metrics
 
+    def _save(self, output_dir=None, state_dict=None):
+        """A checkpoint's model file (--save-steps, experiments/checkpoints.py) holds what
+        training changes: the trainable parameters and every buffer (AdaLoRA's allocator state:
+        importance EMAs, rank mask, last step), one copy of each tied tensor; the frozen base
+        weights come back from --model on resume (the Trainer loads with strict=False)."""
+        import os
+
+        import safetensors.torch
+        import torch
+
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        os.makedirs(output_dir, exist_ok=True)
+        if state_dict is None:
+            state_dict = training_state_dict(self.model)
+        path = os.path.join(output_dir, "model.safetensors")
+        safetensors.torch.save_file(state_dict, path, metadata={"format": "pt"})
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _issue_warnings_after_load(self, load_result):
+        """Frozen base weights are missing from our checkpoints by design: warn about the rest."""
+        expected = set(training_state_dict(self.model))
+        missing = [k for k in load_result.missing_keys if k in expected]
+        if missing or load_result.unexpected_keys:
+            import warnings
+
+            warnings.warn(
+                f"checkpoint lacks {missing} / has unexpected {load_result.unexpected_keys}",
+                stacklevel=2,
+            )
+
+
+def training_state_dict(model) -> dict:
+    """The trainable parameters and the buffers of ``model`` (its state dict without the frozen
+    parameters), each tensor once (tied weights under their first name), detached."""
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    params = {id(p) for p in model.parameters()}
+    out, seen = {}, set()
+    for name, t in model.state_dict(keep_vars=True).items():
+        if (id(t) in params and id(t) not in trainable) or id(t) in seen:
+            continue
+        seen.add(id(t))
+        out[name] = t.detach().contiguous()
+    return out
+
 
 class SplitEvalTrainer(SplitEvalMixin, transformers.Trainer):
     pass
@@ -54,12 +101,16 @@ class SplitEvalSeq2SeqTrainer(SplitEvalMixin, transformers.Seq2SeqTrainer):
     pass
 
 
-class EvalRecorder(TrainerCallback):
-    """Every evaluation of every split: ``rows`` [{"step", "epoch", "split", <metric>: ...}]."""
+class EvalRecorder(TrainerCallback, ExportableState):
+    """Every evaluation of every split: ``rows`` [{"step", "epoch", "split", <metric>: ...}].
+    The rows are saved in checkpoints (``state()``) and restored on resume."""
 
     def __init__(self, splits):
         self.splits = list(splits)
         self.rows: list[dict] = []
+
+    def state(self) -> dict:
+        return {"args": {"splits": self.splits}, "attributes": {"rows": self.rows}}
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         for split in self.splits:
@@ -71,11 +122,14 @@ class EvalRecorder(TrainerCallback):
                 )
 
 
-class DivergenceGuard(TrainerCallback):
+class DivergenceGuard(TrainerCallback, ExportableState):
     """Stop the run, and flag it, when the training loss becomes nan or inf."""
 
     def __init__(self):
         self.diverged = False
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"diverged": self.diverged}}
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
@@ -94,9 +148,17 @@ def training_arguments(
     extra: dict,
 ):
     """TrainingArguments for ``hp``: T steps, linear decay after warm-up, ``hp["evals"]``
-    evaluations, nothing saved (the result file is the output)."""
+    evaluations, nothing saved (the result file is the output) unless ``extra`` asks for
+    checkpoints (output_dir, save_strategy, ...: experiments/checkpoints.py)."""
     import torch
 
+    extra = dict(extra)
+    output_dir = extra.pop("output_dir", None) or tempfile.mkdtemp(prefix="adalora-trainer-")
+    save_strategy = extra.pop("save_strategy", "no")
+    logging_steps = max(1, min(50, hp["total_step"] // 20))
+    if extra.get("save_steps"):  # checkpoints on logging steps: the Trainer's running loss
+        # restarts when a run resumes, so a resumed run then logs the losses of an uninterrupted one
+        extra["save_steps"] = -(-extra["save_steps"] // logging_steps) * logging_steps
     n_evals = max(1, hp.get("evals", 1))
     precision = hp.get("precision_used") or resolve_precision(hp.get("precision", "fp32"))
     on_gpu = torch.cuda.is_available()
@@ -109,7 +171,7 @@ def training_arguments(
         grouping = {"group_by_length": bool(hp.get("group_by_length"))}
     cls = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
     return cls(
-        output_dir=tempfile.mkdtemp(prefix="adalora-trainer-"),
+        output_dir=output_dir,
         per_device_train_batch_size=hp["batch_size"],
         per_device_eval_batch_size=hp.get("eval_batch_size", hp["batch_size"]),
         gradient_accumulation_steps=hp.get("grad_accum", 1),
@@ -120,8 +182,8 @@ def training_arguments(
         lr_scheduler_type="linear",
         eval_strategy="steps",
         eval_steps=max(1, hp["total_step"] // n_evals),
-        logging_steps=max(1, min(50, hp["total_step"] // 20)),
-        save_strategy="no",
+        logging_steps=logging_steps,
+        save_strategy=save_strategy,
         report_to=report_to,
         run_name=run_name,
         seed=seed,

@@ -7,7 +7,10 @@ ablations, on real GLUE data with the packaged MiniLM, several seeds per cell.
 
 Runs are listed in priority order (``ORDER``) and executed by ``--workers`` parallel
 processes of experiments/glue.py, one thread each. Resumable: a run whose result file exists
-is skipped. Every run is a plain glue.py command (printed), so any cell can be re-run alone.
+is skipped, and a run killed half-way continues from its last checkpoint: every command passes
+--save-steps (about every 10% of T; ``SAVE_STEPS`` for the converged grid, whose T follows from
+the data), and glue.py resumes a --run-name that has checkpoints but no result file. Every run
+is a plain glue.py command (printed), so any cell can be re-run alone.
 
 The grid is scaled to CPU: a fixed number of optimizer steps per task (``STEPS``), not the
 paper's epochs; paper_tables.md says so beside the numbers.
@@ -78,6 +81,19 @@ DIAGNOSTICS = (
 )
 
 
+SAVE_STEPS = 200  # converged grid: a checkpoint every 200 optimizer steps
+
+
+def save_steps(total_steps: int) -> int:
+    """Checkpoint interval of a run of ``total_steps`` steps: about 10% of T."""
+    return max(1, total_steps // 10)
+
+
+def with_checkpoints(cmd: list, every: int = SAVE_STEPS) -> list:
+    """``cmd`` with --save-steps, so that a killed run resumes when the command is re-run."""
+    return [*cmd, "--save-steps", str(every)]
+
+
 def job(task, method, seed, name, flags, out, steps_factor=1):
     steps, extra = STEPS[task]
     cmd = [
@@ -99,6 +115,8 @@ def job(task, method, seed, name, flags, out, steps_factor=1):
         out,
         "--run-name",
         name,
+        "--save-steps",
+        str(save_steps(steps * steps_factor)),
         *extra,
         *flags,
     ]
@@ -200,7 +218,7 @@ def run_converged(a, env: dict) -> int:
     print(f"{len(jobs)} runs planned so far, {len(jobs) - len(todo)} done, {len(todo)} to run")
     if a.dry_run:
         for j in todo:
-            print(" ".join(j.command("python", root)[1:]))
+            print(" ".join(with_checkpoints(j.command("python", root))[1:]))
         return 0
     failed: set = set()
 
@@ -208,9 +226,8 @@ def run_converged(a, env: dict) -> int:
         (root / "logs").mkdir(parents=True, exist_ok=True)
         t = time.time()
         with open(root / "logs" / f"{j.name}.log", "a") as log:
-            rc = subprocess.call(
-                j.command(sys.executable, root), stdout=log, stderr=subprocess.STDOUT, env=env
-            )
+            cmd = with_checkpoints(j.command(sys.executable, root))
+            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         print(f"{'ok  ' if rc == 0 else 'FAIL'} {j.name} ({time.time() - t:.0f}s)", flush=True)
         return rc
 
@@ -268,7 +285,7 @@ def main(argv=None) -> int:
     def go(nc):
         name, cmd = nc
         t = time.time()
-        with open(Path(a.output_dir, "logs", f"{name}.log"), "w") as log:
+        with open(Path(a.output_dir, "logs", f"{name}.log"), "a") as log:  # a resumed run adds
             rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         print(f"{'ok  ' if rc == 0 else 'FAIL'} {name} ({time.time() - t:.0f}s)", flush=True)
         if rc:

@@ -315,15 +315,6 @@ def test_result_file_schema(first_run):
     assert cmd[1] == "experiments/glue.py" and cmd[2:] == argv
 
 
-def test_result_file_is_never_overwritten(first_run):
-    rec, path, argv = first_run
-    before, mtime = path.read_bytes(), path.stat().st_mtime_ns
-    with pytest.raises(FileExistsError, match="rte-first"):
-        glue.main(argv)
-    assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
-    assert sorted(p.name for p in path.parent.iterdir()) == ["rte-first.json"]  # no temp files left
-
-
 def test_same_seed_same_metrics(first_run, tmp_path):
     rec, _, argv = first_run
     argv = list(argv)
@@ -337,77 +328,69 @@ def test_same_seed_same_metrics(first_run, tmp_path):
 
 
 # --------------------------------------------------------------------------- bad input
+# (tests/test_validation.py covers every validated input; these keep the runner's own cases)
 def no_results(out: Path):
     return not out.exists() or not list(out.glob("*.json"))
 
 
-def test_missing_data_dir(bert_dir, tmp_path):
+def error_line(capsys, argv) -> str:
+    """glue.main(argv) must stop with exit status 2 and one error line on stderr: that line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        glue.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("glue.py: error: ")
+    return err[0]
+
+
+def test_result_file_is_never_overwritten(first_run, capsys):
+    rec, path, argv = first_run
+    before, mtime = path.read_bytes(), path.stat().st_mtime_ns
+    assert "--run-name rte-first" in error_line(capsys, argv)
+    assert path.read_bytes() == before and path.stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in path.parent.iterdir()) == ["rte-first.json"]  # no temp files left
+
+
+def test_missing_data_dir(bert_dir, tmp_path, capsys):
     missing = tmp_path / "no-glue-here"
-    with pytest.raises(FileNotFoundError) as e:
-        glue.main(flags(bert_dir, missing, tmp_path / "out", "x"))
-    msg = str(e.value)
+    msg = error_line(capsys, flags(bert_dir, missing, tmp_path / "out", "x"))
+    assert f"--data-dir {missing}: no such folder" in msg
+    missing.mkdir()  # a folder without the task's files
+    msg = error_line(capsys, flags(bert_dir, missing, tmp_path / "out", "x"))
     assert str(missing / "RTE" / "train.tsv") in msg and "--data-dir" in msg and "GLUE_DIR" in msg
     assert no_results(tmp_path / "out")
 
 
-def test_hub_offline_without_data_dir(bert_dir, tmp_path, monkeypatch):
+def test_hub_offline_without_data_dir(bert_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("GLUE_DIR", raising=False)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     argv = flags(bert_dir, "x", tmp_path, "x")
     i = argv.index("--data-dir")
     del argv[i : i + 2]
-    with pytest.raises(RuntimeError, match="--data-dir"):
-        glue.main(argv)
+    assert error_line(capsys, argv).startswith("glue.py: error: --data-dir: cannot load")
     assert no_results(tmp_path)
 
 
-def test_hub_model_while_offline(glue_dir, tmp_path, monkeypatch):
+def test_hub_model_while_offline(glue_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError) as e:
-        glue.main(flags("adalora-tests/no-such-model", glue_dir, tmp_path, "x"))
-    msg = str(e.value)
-    assert "adalora-tests/no-such-model" in msg and "offline" in msg
+    msg = error_line(capsys, flags("adalora-tests/no-such-model", glue_dir, tmp_path, "x"))
+    assert "--model adalora-tests/no-such-model" in msg and "offline" in msg
     assert "--model PATH" in msg and "local model folder" in msg
     assert no_results(tmp_path)
 
 
-def test_schedule_without_budgeting_phase(bert_dir, glue_dir, tmp_path):
-    with pytest.raises(ValueError, match="(?i)no budgeting phase"):
-        glue.main(
-            flags(
-                bert_dir,
-                glue_dir,
-                tmp_path,
-                "x",
-                "rte",
-                "adalora",
-                8,
-                "--tinit",
-                "5",
-                "--tfinal",
-                "5",
-            )
-        )
+def test_schedule_without_budgeting_phase(bert_dir, glue_dir, tmp_path, capsys):
+    argv = flags(bert_dir, glue_dir, tmp_path, "x", "rte", "adalora", 8, "--tinit", "5")
+    msg = error_line(capsys, [*argv, "--tfinal", "5"])
+    assert "--tinit 5: no budgeting phase: tinit + tfinal = 5 + 5 >= T = 8" in msg
     assert no_results(tmp_path)
 
 
-def test_target_rank_above_initial_rank(bert_dir, glue_dir, tmp_path):
-    with pytest.raises(ValueError, match=r"target_r \(8(\.0)?\) > init_r \(4\)"):
-        glue.main(
-            flags(
-                bert_dir,
-                glue_dir,
-                tmp_path,
-                "x",
-                "rte",
-                "adalora",
-                4,
-                "--target-r",
-                "8",
-                "--init-r",
-                "4",
-            )
-        )
+def test_target_rank_above_initial_rank(bert_dir, glue_dir, tmp_path, capsys):
+    argv = flags(bert_dir, glue_dir, tmp_path, "x", "rte", "adalora", 4, "--target-r", "8")
+    msg = error_line(capsys, [*argv, "--init-r", "4"])
+    assert "--target-r 8: final average rank target_r 8 > init_r 4" in msg
     assert no_results(tmp_path)
 
 

@@ -83,10 +83,53 @@ def test_bad_order_rejected():
 
 def test_dry_run_skips_finished_runs(tmp_path, capsys):
     (tmp_path / "repro-rte-adalora-r2-lr1e-3-s1.json").write_text(json.dumps({"status": "ok"}))
-    assert reproduce.main(
-        ["--protocol", "short", "--output-dir", str(tmp_path), "--order", "A:rte", "--dry-run"]
-    ) == 0
+    assert (
+        reproduce.main(
+            ["--protocol", "short", "--output-dir", str(tmp_path), "--order", "A:rte", "--dry-run"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "12 runs in the grid, 1 done, 11 to run" in out
     assert "repro-rte-adalora-r2-lr1e-3-s1 " not in out + " "
     assert "--run-name repro-rte-lora-r2-lr1e-3-s1 " in out
+
+
+def test_every_run_saves_checkpoints():
+    """Every planned command passes --save-steps (about 10% of T), so a killed grid run
+    continues from its last checkpoint when the grid re-runs its command."""
+    for name, cmd in reproduce.plan("out", reproduce.ORDER):
+        steps = int(_flags(cmd, "--max-steps"))
+        assert int(_flags(cmd, "--save-steps")) == max(1, steps // 10), name
+    cmd = reproduce.with_checkpoints(["python", "experiments/glue.py"])
+    assert cmd[-2:] == ["--save-steps", str(reproduce.SAVE_STEPS)]
+
+
+def test_half_finished_run_resumes(tmp_path, monkeypatch, capsys):
+    """A run killed half-way (checkpoints, no result file) is resumed by the grid, not restarted:
+    its log says so, its result file appears and its checkpoints are gone."""
+    import shutil
+    import sys
+
+    from experiments import glue
+    from experiments.checkpoints import checkpoint_root
+    from tests.helpers import save_tiny_model, write_glue_dir
+
+    model = save_tiny_model(tmp_path / "tiny")
+    data = write_glue_dir(tmp_path / "glue", tasks=["rte"], n_train=16, n_eval=8)
+    out, name = tmp_path / "grid", "repro-half"
+    flags = ["--task", "rte", "--model", str(model), "--data-dir", str(data), "--max-steps", "12"]
+    flags += ["--batch-size", "4", "--max-length", "32", "--wandb", "disabled"]
+    flags += ["--output-dir", str(out), "--run-name", name, "--save-steps", "4"]
+    glue.main([*flags, "--keep-checkpoints"])  # then make it half-finished:
+    (out / f"{name}.json").unlink()
+    shutil.rmtree(checkpoint_root(out, name) / "checkpoint-12")
+    job = (name, [sys.executable, "experiments/glue.py", *flags])
+    monkeypatch.setattr(reproduce, "plan", lambda out, order: [job])
+    argv = ["--protocol", "short", "--output-dir", str(out), "--workers", "1"]
+    assert reproduce.main(argv) == 0
+    log = (out / "logs" / f"{name}.log").read_text()
+    assert "resuming from" in log and "checkpoint-8" in log, log[-2000:]
+    assert json.loads((out / f"{name}.json").read_text())["run_name"] == name
+    assert not checkpoint_root(out, name).exists()
+    assert "1 runs in the grid, 0 done, 1 to run" in capsys.readouterr().out

@@ -200,10 +200,12 @@ def test_t5_adalora_end_to_end(tiny_t5, data_dir, tmp_path):
     assert saved["budget"]["n_modules"] == 16  # q,k,v,o,wi,wo + self/cross q,k,v,o,wi,wo
 
 
-def test_results_never_overwritten(tiny_bart, data_dir, tmp_path):
+def test_results_never_overwritten(tiny_bart, data_dir, tmp_path, capsys):
     _run(tiny_bart, data_dir, tmp_path, "bitfit", "same")
-    with pytest.raises(FileExistsError):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:  # one line naming --run-name, exit status 2
         _run(tiny_bart, data_dir, tmp_path, "bitfit", "same")
+    assert e.value.code == 2 and "--run-name same" in capsys.readouterr().err
 
 
 def _dry(capsys, *argv) -> dict:

@@ -1,0 +1,616 @@
+"""Bad input, rejected before anything runs: one line, exit status 2, nothing written.
+
+Every runner flag and every resolved hyperparameter (a preset's values too) is checked before
+anything is trained or written, as soon as what the check needs is there:
+
+1. ``check_flags``: right after parsing, before any model or data loads: sizes and counts,
+   learning rate, fractions and coefficients, ranks against each other, the schedule when T is
+   given, precision, paths (--data-dir, --output-dir, --model, --run-name, --rank-pattern-from),
+   --save-steps / --resume.
+2. ``check_model``: right after the model loads: --max-length (and a seq2seq model's summary
+   lengths) against the model's positions; ranks against the sizes of the adapted matrices.
+3. ``check_schedule``: once the data has fixed T: tinit + tfinal < T.
+
+A problem raises ``BadInput(flag, value, problem, fix)``; the runners' entry point
+(experiments/cli.py) prints it as ``<prog>: error: <flag> <value>: <problem>; <fix>`` on stderr
+and exits with status 2. ``flag`` (a hyperparameter's flag) and ``blame`` (an error raised while
+loading the model or the data, or by the adalora library, to the flag it is about) are the one
+place that maps a problem to its flag. Data files: glue_data.py and summ_data.py raise
+``DataError`` (a ValueError), which ``blame`` turns into the line naming --data-dir; the library
+keeps raising its own ValueErrors (AdaLoraConfig, AdaLoraModel, find_targets), matched to their
+flag by ``LIBRARY_ERRORS``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+ALLOCATING = ("adalora", "prune_lora")  # = methods.ALLOCATING_METHODS (no torch import here)
+ADAPTERS = ("adalora", "lora", "svd_lora", "prune_lora")
+SCHEDULED = ("adalora", "svd_lora", "prune_lora")  # AdaLoraConfig checks tinit + tfinal < T
+
+
+class BadInput(ValueError):
+    """A flag, hyperparameter or file the run cannot use; ``line()`` is the one-line message."""
+
+    def __init__(self, flag: str, value, problem: str, fix: str = ""):
+        self.flag, self.value, self.problem, self.fix = flag, value, problem, fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        head = self.flag if self.value is None or self.value == "" else f"{self.flag} {self.value}"
+        return _one_line(f"{head}: {self.problem}" + (f"; {self.fix}" if self.fix else ""))
+
+
+class DataError(ValueError):
+    """A data file that cannot be used: unreadable, empty, malformed, a wrong label. The message
+    names the file (and row)."""
+
+
+class DataFileNotFound(DataError, FileNotFoundError):
+    """A data file that is not there (a FileNotFoundError too)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def flag(key: str) -> str:
+    """The flag of a hyperparameter (or argparse dest): batch_size -> --batch-size."""
+    return "--" + key.replace("_", "-")
+
+
+def _given(args, key: str) -> bool:
+    v = getattr(args, key, None)
+    return v is not None and v is not False
+
+
+def _shown(args, key: str, value) -> str:
+    """A value as the message shows it: as given, or marked as the preset's."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if _given(args, key) else f"{text} (the {args.preset} preset's value)"
+
+
+def bad(args, key: str, value, problem: str, fix: str = "") -> BadInput:
+    shown = None if value is None or value == "" else _shown(args, key, value)
+    return BadInput(flag(key), shown, problem, fix)
+
+
+# --------------------------------------------------------------------------- 1. flags
+# key -> (smallest allowed value, fix when below). Integers.
+AT_LEAST = {
+    "batch_size": (1, "pass --batch-size 1 or more"),
+    "eval_batch_size": (1, "pass --eval-batch-size 1 or more"),
+    "grad_accum": (1, "pass --grad-accum 1 or more (1 = no accumulation)"),
+    "evals": (1, "pass --evals 1 or more (1 = one evaluation, at the end)"),
+    "max_length": (8, "pass --max-length 8 or more (room for the special tokens and text)"),
+    "max_steps": (1, "pass --max-steps 1 or more, or leave it out to train --epochs"),
+    "max_train_samples": (1, "pass 1 or more, or leave it out to use every example"),
+    "max_eval_samples": (1, "pass 1 or more, or leave it out to use every example"),
+    "init_r": (1, "pass --init-r 1 or more"),
+    "lora_r": (1, "pass --lora-r 1 or more"),
+    "budget": (1, "pass a total rank b(T) of 1 or more"),
+    "delta_t": (1, "pass --delta-t 1 or more (steps between two re-allocations)"),
+    "tinit": (0, "pass --tinit 0 or more (steps before pruning starts)"),
+    "tfinal": (0, "pass --tfinal 0 or more (final steps at the fixed mask)"),
+    "num_beams": (1, "pass --num-beams 1 or more (1 = greedy)"),
+    "max_target_length": (1, "pass --max-target-length 1 or more"),
+    "gen_max_length": (1, "pass --gen-max-length 1 or more, or leave it out"),
+    "no_repeat_ngram_size": (0, "pass 0 (off) or more"),
+    "save_steps": (1, "pass --save-steps 1 or more (optimizer steps between checkpoints)"),
+}
+# key -> (low, high, low inclusive, high inclusive, what it is). Floats.
+IN_RANGE = {
+    "lr": (0, math.inf, False, False, "a learning rate > 0"),
+    "epochs": (0, math.inf, False, False, "a number of epochs > 0"),
+    "target_r": (0, math.inf, False, False, "an average rank > 0"),
+    "lora_alpha": (0, math.inf, False, False, "an adapter alpha > 0"),
+    "lora_dropout": (0, 1, True, False, "a dropout probability in [0, 1)"),
+    "cls_dropout": (0, 1, True, False, "a dropout probability in [0, 1)"),
+    "beta1": (0, 1, False, False, "an EMA coefficient in (0, 1)"),
+    "beta2": (0, 1, False, False, "an EMA coefficient in (0, 1)"),
+    "weight_decay": (0, math.inf, True, False, "a weight decay >= 0"),
+    "orth_reg_weight": (0, math.inf, True, False, "a regulariser weight >= 0"),
+    "warmup": (0, math.inf, True, False, "warm-up steps (>= 1) or a fraction of T (< 1), >= 0"),
+    "tinit_frac": (0, 1, True, False, "a fraction of T in [0, 1)"),
+    "tfinal_frac": (0, 1, True, False, "a fraction of T in [0, 1)"),
+    "length_penalty": (-math.inf, math.inf, False, False, "a finite number"),
+}
+RANGE_FIX = {
+    "lr": "pass a positive learning rate, e.g. --lr 1e-3",
+    "epochs": "pass --epochs above 0 (e.g. 0.5 or 3), or --max-steps N",
+    "target_r": "pass --target-r above 0 (e.g. 2 or 8)",
+    "lora_alpha": "pass --lora-alpha above 0 (e.g. 16 or 32)",
+    "lora_dropout": "pass --lora-dropout between 0 and 1, e.g. 0 or 0.1",
+    "cls_dropout": "pass --cls-dropout between 0 and 1, e.g. 0.1",
+    "beta1": "pass --beta1 between 0 and 1 (the paper: 0.85)",
+    "beta2": "pass --beta2 between 0 and 1 (the paper: 0.85)",
+    "weight_decay": "pass --weight-decay 0 or more, e.g. 0.01",
+    "orth_reg_weight": "pass --orth-reg-weight 0 or more (the paper: 0.1 to 0.5)",
+    "warmup": "pass --warmup 0 or more: steps (e.g. 100) or a fraction of T (e.g. 0.06)",
+    "tinit_frac": "pass --tinit-frac between 0 and 1, e.g. 0.15, or --tinit STEPS",
+    "tfinal_frac": "pass --tfinal-frac between 0 and 1, e.g. 0.45, or --tfinal STEPS",
+    "length_penalty": "pass a finite --length-penalty, e.g. 1.0",
+}
+
+
+def _range_ok(v, low, high, low_in, high_in) -> bool:
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or math.isnan(v):
+        return False
+    if math.isinf(v):
+        return False
+    return (v >= low if low_in else v > low) and (v <= high if high_in else v < high)
+
+
+def check_flags(args, hp: dict, kind: str = "glue") -> None:
+    """Everything that needs neither the model nor the data (module doc). ``hp``: the resolved
+    hyperparameters (preset overridden by flags); ``kind``: "glue" or "summarization"."""
+    for key, (low, fix) in AT_LEAST.items():
+        v = getattr(args, key, None) if key == "save_steps" else hp.get(key)
+        if v is not None and (not isinstance(v, int) or v < low):
+            what = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise bad(args, key, v, f"must be {what}", fix)
+    for key, (low, high, low_in, high_in, what) in IN_RANGE.items():
+        v = hp.get(key)
+        if key in ("tinit_frac", "tfinal_frac") and hp.get(key[: -len("_frac")]) is not None:
+            continue  # the fraction is unused when the step count is given
+        if v is not None and not _range_ok(v, low, high, low_in, high_in):
+            raise bad(args, key, v, f"must be {what}", RANGE_FIX[key])
+    if not 0 <= args.seed < 2**32:
+        raise BadInput("--seed", args.seed, "must be in [0, 2^32)", "pass --seed 0 or more")
+    _check_ranks(args, hp)
+    _check_schedule_fractions(args, hp)
+    _check_target_modules(args, hp)
+    _check_precision(args, hp)
+    _check_paths(args, hp, kind)
+    if args.sweep_json is not None:
+        try:
+            sweep = json.loads(args.sweep_json)
+        except json.JSONDecodeError as e:
+            raise BadInput(
+                "--sweep-json",
+                repr(args.sweep_json),
+                f"not JSON ({e.msg})",
+                'pass e.g. {"lr": 1e-3}',
+            ) from None
+        if not isinstance(sweep, dict):
+            raise BadInput(
+                "--sweep-json", args.sweep_json, "not a JSON object", 'pass e.g. {"lr": 1e-3}'
+            )
+
+
+def _check_ranks(args, hp: dict) -> None:
+    """init_r >= target_r when both are known without the model (the budget needs it)."""
+    if args.method not in ALLOCATING or hp.get("budget") is not None:
+        return
+    init_r, target_r = hp.get("init_r"), hp.get("target_r")
+    if init_r is not None and target_r is not None and target_r > init_r:
+        key = "target_r" if _given(args, "target_r") or not _given(args, "init_r") else "init_r"
+        raise bad(
+            args,
+            key,
+            target_r if key == "target_r" else init_r,
+            f"final average rank target_r {target_r:g} > init_r {init_r}: AdaLoRA only prunes",
+            f"pass --init-r {math.ceil(target_r)} or more, or a lower --target-r "
+            "(the paper: init_r = 1.5 x target_r)",
+        )
+
+
+def _check_schedule_fractions(args, hp: dict) -> None:
+    if args.method not in SCHEDULED:
+        return
+    ti, tf = hp.get("tinit"), hp.get("tfinal")
+    if ti is None and tf is None and hp.get("tinit_frac", 0) + hp.get("tfinal_frac", 0) >= 1:
+        key = "tfinal_frac" if _given(args, "tfinal_frac") else "tinit_frac"
+        raise bad(
+            args,
+            key,
+            hp[key],
+            f"tinit_frac + tfinal_frac = {hp['tinit_frac']:g} + {hp['tfinal_frac']:g} >= 1 leaves "
+            "no budgeting phase",
+            "keep their sum below 1 (the paper: about 0.15 + 0.45)",
+        )
+    T = hp.get("max_steps")
+    if T is not None and ti is not None and tf is not None:
+        _schedule_error(args, hp, ti, tf, T)
+
+
+def _schedule_error(args, hp: dict, ti: int, tf: int, T: int) -> None:
+    if ti + tf < T:
+        return
+    keys = [k for k in ("tinit", "tfinal", "tinit_frac", "tfinal_frac", "max_steps", "epochs")]
+    key = next((k for k in keys if _given(args, k)), "tinit")
+    value = {"tinit": ti, "tfinal": tf}.get(key, hp.get(key))
+    raise bad(
+        args,
+        key,
+        value,
+        f"no budgeting phase: tinit + tfinal = {ti} + {tf} >= T = {T} steps",
+        "lower --tinit / --tfinal (or --tinit-frac / --tfinal-frac) or train longer "
+        "(--max-steps / --epochs) so that tinit + tfinal < T",
+    )
+
+
+def _check_target_modules(args, hp: dict) -> None:
+    tm = hp.get("target_modules")
+    fix = "pass comma-separated module-name suffixes (e.g. query,value), a regex or all-linear"
+    if tm is None or args.method not in ADAPTERS:
+        return
+    if isinstance(tm, str):
+        if not tm.strip():
+            raise bad(args, "target_modules", repr(tm), "empty", fix)
+        try:
+            re.compile(tm)
+        except re.error as e:
+            raise bad(args, "target_modules", tm, f"not a valid regex ({e})", fix) from None
+    elif not tm:
+        raise bad(args, "target_modules", repr(args.target_modules), "names no module", fix)
+
+
+def _check_precision(args, hp: dict) -> None:
+    if hp.get("precision") != "fp16":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise bad(
+            args,
+            "precision",
+            "fp16",
+            "fp16 mixed precision needs a CUDA GPU and none is visible",
+            "use --precision fp32 (or bf16) on CPU",
+        )
+
+
+def _check_paths(args, hp: dict, kind: str) -> None:
+    from experiments.checkpoints import checkpoint_root, latest_checkpoint
+    from experiments.results import result_path
+
+    if args.data_dir is not None:
+        d = Path(args.data_dir)
+        if not d.is_dir():
+            raise BadInput(
+                "--data-dir",
+                args.data_dir,
+                "not a folder" if d.exists() else "no such folder",
+                data_fix(kind),
+            )
+    model = str(hp.get("model") or "")
+    local_looking = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
+    if local_looking and not Path(model).expanduser().exists():
+        raise bad(
+            args,
+            "model",
+            model,
+            "no such folder",
+            "pass a local model folder, a Hub name (org/name)"
+            + (" or minilm" if kind == "glue" else " or tiny-bart"),
+        )
+    rp = hp.get("rank_pattern_from")
+    if rp is not None:
+        if args.method != "lora":
+            raise BadInput(
+                "--rank-pattern-from",
+                rp,
+                f"only for --method lora, not {args.method}",
+                "add --method lora or drop the flag",
+            )
+        if not Path(rp).is_file():
+            raise BadInput(
+                "--rank-pattern-from",
+                rp,
+                "no such file",
+                "pass the result JSON of an adalora run",
+            )
+    _check_output_dir(args.output_dir)
+    name = args.run_name
+    if name is not None:
+        if (
+            not name.strip()
+            or name != name.strip()
+            or any(c in name for c in "/\\\0")
+            or name.startswith(".")
+        ):
+            raise BadInput(
+                "--run-name",
+                repr(name),
+                "not a plain file name",
+                "use letters, digits and - _ . (not starting with a dot)",
+            )
+        out = result_path(args.output_dir, name)
+        if out.exists():
+            raise BadInput(
+                "--run-name",
+                name,
+                f"{out} already exists and results are never overwritten",
+                "pick another --run-name or --output-dir",
+            )
+    if args.resume:
+        if name is None:
+            raise BadInput(
+                "--resume", None, "needs the run to continue", "pass its --run-name NAME"
+            )
+        root = checkpoint_root(args.output_dir, name)
+        if latest_checkpoint(root) is None:
+            raise BadInput(
+                "--resume",
+                None,
+                f"no complete checkpoint of run {name} under {root}",
+                "drop --resume to start the run, or check --run-name and --output-dir",
+            )
+
+
+def _check_output_dir(path) -> None:
+    """Writable: a temp file created (and removed) in the folder, or in its nearest existing
+    ancestor when the run is to create it; nothing is left behind."""
+    p = Path(os.path.abspath(path))
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BadInput(
+            "--output-dir", path, f"{probe} is a file, not a folder", "pass a folder path"
+        )
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".adalora-write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise BadInput(
+            "--output-dir",
+            path,
+            f"cannot write in {probe} ({e.strerror or e})",
+            "pass a folder you can write to",
+        ) from None
+
+
+def data_fix(kind: str) -> str:
+    if kind == "summarization":
+        return (
+            "pass the folder holding <dataset>/<split>.jsonl (or the dataset's own folder), "
+            "or leave --data-dir out to use $SUMM_DIR or the Hub"
+        )
+    return (
+        "pass the GLUE folder in the official layout (holding RTE/, SST-2/, ...) or the task's "
+        "own folder, or leave --data-dir out to use $GLUE_DIR or the Hub"
+    )
+
+
+# --------------------------------------------------------------------------- 2. model
+def max_positions(config) -> int | None:
+    """Tokens a model can take (None: no absolute position table, e.g. T5, DeBERTa-v3)."""
+    mt = getattr(config, "model_type", "")
+    if mt in ("t5", "mt5", "umt5", "longt5"):
+        return None
+    if mt in ("deberta", "deberta-v2") and not getattr(config, "position_biased_input", True):
+        return None  # relative positions only
+    n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    if mt in ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text"):
+        n -= (getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding id
+    return n
+
+
+def check_model(model, args, hp: dict, seq2seq: bool = False) -> None:
+    """Lengths against the model's positions; adapter ranks against the adapted matrices
+    (after methods.plan_budget filled init_r / lora_r / budget / n_modules)."""
+    limit = max_positions(getattr(model, "config", None))
+    keys = ["max_length"] + (["max_target_length", "gen_max_length"] if seq2seq else [])
+    for key in keys if limit is not None else ():
+        v = hp.get(key)
+        if v is not None and v > limit:
+            raise bad(
+                args,
+                key,
+                v,
+                f"longer than the model's {limit} positions "
+                f"({getattr(model.config, 'model_type', '?')}: longer inputs index past its "
+                "position table)",
+                f"pass {flag(key)} {limit} or less",
+            )
+    if args.method in ADAPTERS:
+        _check_target_entries(model, args, hp)
+        _check_adapter_ranks(model, args, hp)
+
+
+def _check_target_entries(model, args, hp: dict) -> None:
+    """Every entry of a --target-modules list matches some Linear layer (PEFT only needs one
+    entry to match: a misspelt entry would be dropped silently)."""
+    from adalora.targets import _is_linear
+
+    tm = hp.get("target_modules")
+    if not isinstance(tm, list) or hp.get("lora_rank_pattern"):
+        return
+    linear = [n for n, m in model.named_modules() if n and _is_linear(m)]
+    for k in tm:
+        if not any(n == k or n.endswith("." + k) for n in linear):
+            suffixes = sorted({n.rsplit(".", 1)[-1] for n in linear})
+            raise bad(
+                args,
+                "target_modules",
+                args.target_modules if _given(args, "target_modules") else ",".join(tm),
+                f"{k!r} matches no Linear layer of {type(model).__name__}",
+                f"pass suffixes of its Linear layers ({', '.join(suffixes)}), a regex or "
+                "all-linear",
+            )
+
+
+def _smallest_matrix(model, hp: dict) -> tuple[str, tuple[int, int]]:
+    from adalora import find_targets
+    from adalora.targets import head_modules
+
+    names = hp.get("lora_rank_pattern") or find_targets(
+        model, hp.get("target_modules"), head_modules(model)
+    )
+    shapes = {n: tuple(model.get_submodule(n).weight.shape) for n in names}
+    name = min(shapes, key=lambda n: min(shapes[n]))
+    return name, shapes[name]
+
+
+def _check_adapter_ranks(model, args, hp: dict) -> None:
+    name, shape = _smallest_matrix(model, hp)
+    side, n = min(shape), hp["n_modules"]
+    budget_given = _given(args, "budget") or hp.get("budget_level") is not None
+    rank_key = "budget" if budget_given else "target_r"
+    if args.method in ALLOCATING:
+        r, what = hp["init_r"], "init_r"
+        key = "init_r" if _given(args, "init_r") else rank_key
+        if hp["target_r"] > r:  # --budget over n matrices above an explicit --init-r
+            raise bad(
+                args,
+                rank_key,
+                hp[rank_key] if rank_key == "budget" else hp["target_r"],
+                f"final average rank {hp['target_r']:g} (b(T) {hp['budget']} over {n} adapted "
+                f"matrices) > init_r {r}: AdaLoRA only prunes",
+                f"pass --budget {r * n} or less, or raise --init-r",
+            )
+    elif args.method == "lora":
+        r, what = hp["lora_r"], "lora_r"
+        key = "lora_r" if _given(args, "lora_r") else rank_key
+    else:  # svd_lora: the final rank from the start
+        r, what = max(1, int(round(hp["target_r"]))), "rank"
+        key = rank_key
+    if r <= side:
+        return
+    # the largest value of the blamed flag that keeps the rank within the smaller side
+    top_r = math.floor(side / 1.5) if args.method in ALLOCATING else side  # init_r = 1.5 x
+    if key == "budget":
+        fix, value = f"pass --budget {top_r * n} or less", hp.get("budget")
+    elif key == "target_r":
+        fix, value = f"pass --target-r {top_r} or less", hp["target_r"]
+    else:
+        fix, value = f"pass {flag(key)} {side} or less", r
+    raise bad(
+        args,
+        key,
+        value,
+        f"{what} {r} exceeds {side}, the smaller side of the adapted matrix {name} "
+        f"({shape[0]} x {shape[1]}): a rank above min(in, out) cannot be used",
+        fix,
+    )
+
+
+# --------------------------------------------------------------------------- 3. schedule
+def check_schedule(args, hp: dict) -> None:
+    """tinit + tfinal < T (AdaLoraConfig's rule), once T is known."""
+    if args.method in SCHEDULED:
+        _schedule_error(args, hp, hp["tinit"], hp["tfinal"], hp["total_step"])
+
+
+@contextlib.contextmanager
+def held_logs():
+    """Hold transformers' log records (a model's load report, e.g. the newly initialised
+    classifier) while the model loads and is checked: a bad input then prints its one line
+    only; when the checks pass, the records are logged as usual. The weight-loading progress
+    bar stays off meanwhile (the Trainer's own bars are not affected)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    root = logging.getLogger("transformers")
+    held: list = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record):
+            held.append(record)
+
+    saved, bars = root.handlers[:], hf_logging.is_progress_bar_enabled()
+    root.handlers = [_Hold()]
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        root.handlers = saved
+        if bars:
+            hf_logging.enable_progress_bar()
+    for record in held:
+        root.handle(record)
+
+
+# --------------------------------------------------------------------------- errors -> flags
+# The adalora library's ValueErrors (AdaLoraConfig, LoraConfig, AdaLoraModel, find_targets,
+# RankAllocator): (regex on the message, hyperparameter it is about, fix). First match wins.
+LIBRARY_ERRORS = (
+    (r"target_modules|target module", "target_modules", "pass names from the list, a regex or "
+     "all-linear"),
+    (r"target_r .*> init_r", "target_r", "raise --init-r or lower --target-r / --budget"),
+    (r"final budget .* exceeds", "budget", "lower --budget / --target-r or raise --init-r"),
+    (r"target_total_rank", "budget", "pass --budget 1 or more"),
+    (r"init_r", "init_r", "pass --init-r 1 or more"),
+    (r"target_r", "target_r", "pass --target-r above 0"),
+    (r"LoRA rank r|rank_pattern", "lora_r", "pass --lora-r 1 or more"),
+    (r"lora_dropout", "lora_dropout", "pass --lora-dropout in [0, 1)"),
+    (r"beta1", "beta1", "pass --beta1 in (0, 1)"),
+    (r"beta2", "beta2", "pass --beta2 in (0, 1)"),
+    (r"orth_reg_weight", "orth_reg_weight", "pass --orth-reg-weight 0 or more"),
+    (r"deltaT", "delta_t", "pass --delta-t 1 or more"),
+    (r"budgeting phase|tinit|tfinal", "tinit", "lower --tinit / --tfinal or train longer"),
+    (r"total_step", "max_steps", "pass --max-steps 1 or more"),
+)  # fmt: skip
+_FLAG_FIRST = re.compile(r"^(--[a-z][a-z0-9-]*) ?")
+
+
+def from_library(args, hp: dict, e: ValueError) -> BadInput | None:
+    """The BadInput for a library ValueError, or None when no flag is known for it. A message
+    that starts with a flag (``--rank-pattern-from PATH: ...``) is already a one-line error."""
+    msg = _one_line(e)
+    m = _FLAG_FIRST.match(msg)
+    if m:
+        rest = msg[m.end() :]
+        value, _, problem = rest.partition(": ") if ": " in rest else ("", "", rest)
+        return BadInput(m.group(1), value or None, problem or rest)
+    for pattern, key, fix in LIBRARY_ERRORS:
+        if re.search(pattern, msg):
+            value = getattr(args, key, None) if _given(args, key) else hp.get(key)
+            problem, own = _advice(msg)
+            return bad(args, key, value, problem, own or fix)
+    return None
+
+
+def _advice(msg: str) -> tuple[str, str | None]:
+    """(problem, fix): a message's closing advice ("... . Pass names from ...") is the fix."""
+    own = re.search(r"[.:]\s+((?:Pass|Set|Use|Narrow|Decrease|Choose)\b.*)$", msg)
+    if not own:
+        return msg.rstrip("."), None
+    return msg[: own.start()].rstrip("."), (own.group(1)[0].lower() + own.group(1)[1:]).rstrip(".")
+
+
+@contextlib.contextmanager
+def blame(args, hp: dict, what: str, kind: str = "glue"):
+    """Errors while loading the model (``what="model"``) or the data (``"data"``), or building
+    the method (``"library"``), become the BadInput naming the flag they are about."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except DataFileNotFound as e:
+        problem, own = _advice(_one_line(e))
+        raise BadInput("--data-dir", args.data_dir, problem, own or data_fix(kind)) from None
+    except DataError as e:
+        fix = "fix the file, or point --data-dir at a good copy of the data"
+        raise BadInput("--data-dir", args.data_dir, _one_line(e), fix) from None
+    except (OSError, RuntimeError, ValueError) as e:
+        if what == "model":
+            problem, own = _advice(_one_line(e))
+            raise bad(
+                args,
+                "model",
+                hp.get("model"),
+                f"cannot load it ({problem})",
+                own or "pass a local model folder or a Hub name you can reach",
+            ) from None
+        if what == "data" and isinstance(e, (OSError, RuntimeError)):  # e.g. the Hub offline
+            problem, own = _advice(_one_line(e))
+            raise BadInput("--data-dir", args.data_dir, problem, own or data_fix(kind)) from None
+        if isinstance(e, ValueError):
+            mapped = from_library(args, hp, e)
+            if mapped is not None:
+                raise mapped from None
+        raise
