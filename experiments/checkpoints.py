@@ -95,7 +95,7 @@ class Checkpointing:
 def plan(args, hp: dict, run_name: str) -> Checkpointing:
     """Where the run's checkpoints go and the one to resume from (None: start afresh). Raises
     validate.BadInput when the checkpoints were made with other settings. Writes nothing."""
-    from experiments.validate import BadInput
+    from experiments.validate_base import BadInput
 
     root = checkpoint_root(args.output_dir, run_name)
     last = latest_checkpoint(root)

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from experiments.data_files import DataError, DataFileNotFound, read_data_file
 from experiments.hub import load_hub_split
-from experiments.validate import DataError, DataFileNotFound
 
 SUMM_DIR_ENV = "SUMM_DIR"
 SPLITS = ("train", "validation", "test")
@@ -88,14 +88,7 @@ def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[E
             a JSON object, lacks one of the three fields, or has a document / summary that is
             not a string.
     """
-    try:
-        return _read_summ_jsonl(Path(path), limit)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise DataError(f"{path}: cannot read it ({e.strerror or e})") from None
+    return read_data_file(_read_summ_jsonl, path, limit)
 
 
 def _read_summ_jsonl(path: Path, limit: int | None) -> list[Example]:

@@ -123,30 +123,15 @@ class PaperRow:
     num_beams: int
 
 
+# fmt: off
 PAPER = {
-    "xsum": PaperRow(
-        init_r=12,
-        target_r=8,
-        batch_size=64,
-        epochs=25,
-        tinit=6000,
-        tfinal=25000,  # the paper's table: 50000
-        max_length=768,
-        max_target_length=64,
-        num_beams=8,
-    ),
-    "cnn_dailymail": PaperRow(
-        init_r=4,
-        target_r=2,
-        batch_size=32,
-        epochs=15,
-        tinit=5000,
-        tfinal=85000,
-        max_length=1024,
-        max_target_length=160,
-        num_beams=4,
-    ),
+    "xsum": PaperRow(init_r=12, target_r=8, batch_size=64, epochs=25, tinit=6000,
+                     tfinal=25000,  # the paper's table: 50000
+                     max_length=768, max_target_length=64, num_beams=8),
+    "cnn_dailymail": PaperRow(init_r=4, target_r=2, batch_size=32, epochs=15, tinit=5000,
+                              tfinal=85000, max_length=1024, max_target_length=160, num_beams=4),
 }
+# fmt: on
 PAPER_LR = {"full": 3e-5}  # others 5e-4
 
 

@@ -7,16 +7,18 @@ anything is trained or written, as soon as what the check needs is there:
    learning rate, fractions and coefficients, ranks against each other, the schedule when T is
    given, precision, paths (--data-dir, --output-dir, --model, --run-name, --rank-pattern-from),
    --save-steps / --resume.
-2. ``check_model``: right after the model loads: --max-length (and a seq2seq model's summary
-   lengths) against the model's positions; ranks against the sizes of the adapted matrices.
+2. ``check_model`` (experiments/validate_model.py): right after the model loads: --max-length
+   (and a seq2seq model's summary lengths) against the model's positions; ranks against the
+   sizes of the adapted matrices.
 3. ``check_schedule``: once the data has fixed T: tinit + tfinal < T.
 
-A problem raises ``BadInput(flag, value, problem, fix)``; the runners' entry point
-(experiments/cli.py) prints it as ``<prog>: error: <flag> <value>: <problem>; <fix>`` on stderr
-and exits with status 2. ``flag`` (a hyperparameter's flag) and ``blame`` (an error raised while
-loading the model or the data, or by the adalora library, to the flag it is about) are the one
-place that maps a problem to its flag. Data files: glue_data.py and summ_data.py raise
-``DataError`` (a ValueError), which ``blame`` turns into the line naming --data-dir; the library
+A problem raises ``BadInput(flag, value, problem, fix)`` (experiments/validate_base.py); the
+runners' entry point (experiments/cli.py) prints it as ``<prog>: error: <flag> <value>:
+<problem>; <fix>`` on stderr and exits with status 2. ``flag`` (validate_base.py: a
+hyperparameter's flag) and ``blame`` (an error raised while loading the model or the data, or
+by the adalora library, to the flag it is about) are the one place that maps a problem to its
+flag. Data files: glue_data.py, glue_tsv.py and summ_data.py raise ``DataError`` (a ValueError,
+experiments/data_files.py), which ``blame`` turns into the line naming --data-dir; the library
 keeps raising its own ValueErrors (AdaLoraConfig, AdaLoraModel, find_targets), matched to their
 flag by ``LIBRARY_ERRORS``.
 """
@@ -31,56 +33,19 @@ import re
 import tempfile
 from pathlib import Path
 
-ALLOCATING = ("adalora", "prune_lora")  # = methods.ALLOCATING_METHODS (no torch import here)
-ADAPTERS = ("adalora", "lora", "svd_lora", "prune_lora")
-SCHEDULED = ("adalora", "svd_lora", "prune_lora")  # AdaLoraConfig checks tinit + tfinal < T
-
-
-class BadInput(ValueError):
-    """A flag, hyperparameter or file the run cannot use; ``line()`` is the one-line message."""
-
-    def __init__(self, flag: str, value, problem: str, fix: str = ""):
-        self.flag, self.value, self.problem, self.fix = flag, value, problem, fix
-        super().__init__(self.line())
-
-    def line(self) -> str:
-        head = self.flag if self.value is None or self.value == "" else f"{self.flag} {self.value}"
-        return _one_line(f"{head}: {self.problem}" + (f"; {self.fix}" if self.fix else ""))
-
-
-class DataError(ValueError):
-    """A data file that cannot be used: unreadable, empty, malformed, a wrong label. The message
-    names the file (and row)."""
-
-
-class DataFileNotFound(DataError, FileNotFoundError):
-    """A data file that is not there (a FileNotFoundError too)."""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def flag(key: str) -> str:
-    """The flag of a hyperparameter (or argparse dest): batch_size -> --batch-size."""
-    return "--" + key.replace("_", "-")
-
-
-def _given(args, key: str) -> bool:
-    v = getattr(args, key, None)
-    return v is not None and v is not False
-
-
-def _shown(args, key: str, value) -> str:
-    """A value as the message shows it: as given, or marked as the preset's."""
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return text if _given(args, key) else f"{text} (the {args.preset} preset's value)"
-
-
-def bad(args, key: str, value, problem: str, fix: str = "") -> BadInput:
-    shown = None if value is None or value == "" else _shown(args, key, value)
-    return BadInput(flag(key), shown, problem, fix)
-
+from experiments.data_files import DataError, DataFileNotFound
+from experiments.validate_base import (
+    ADAPTERS,
+    ALLOCATING,
+    SCHEDULED,
+    BadInput,
+    bad,
+    flag,
+    given,
+    one_line,
+)
+from experiments.validate_model import check_model as check_model  # the runners' validate.*
+from experiments.validate_model import held_logs as held_logs
 
 # --------------------------------------------------------------------------- 1. flags
 # key -> (smallest allowed value, fix when below). Integers.
@@ -191,7 +156,7 @@ def _check_ranks(args, hp: dict) -> None:
         return
     init_r, target_r = hp.get("init_r"), hp.get("target_r")
     if init_r is not None and target_r is not None and target_r > init_r:
-        key = "target_r" if _given(args, "target_r") or not _given(args, "init_r") else "init_r"
+        key = "target_r" if given(args, "target_r") or not given(args, "init_r") else "init_r"
         raise bad(
             args,
             key,
@@ -207,7 +172,7 @@ def _check_schedule_fractions(args, hp: dict) -> None:
         return
     ti, tf = hp.get("tinit"), hp.get("tfinal")
     if ti is None and tf is None and hp.get("tinit_frac", 0) + hp.get("tfinal_frac", 0) >= 1:
-        key = "tfinal_frac" if _given(args, "tfinal_frac") else "tinit_frac"
+        key = "tfinal_frac" if given(args, "tfinal_frac") else "tinit_frac"
         raise bad(
             args,
             key,
@@ -225,7 +190,7 @@ def _schedule_error(args, hp: dict, ti: int, tf: int, T: int) -> None:
     if ti + tf < T:
         return
     keys = [k for k in ("tinit", "tfinal", "tinit_frac", "tfinal_frac", "max_steps", "epochs")]
-    key = next((k for k in keys if _given(args, k)), "tinit")
+    key = next((k for k in keys if given(args, k)), "tinit")
     value = {"tinit": ti, "tfinal": tf}.get(key, hp.get(key))
     raise bad(
         args,
@@ -383,118 +348,7 @@ def data_fix(kind: str) -> str:
 
 
 # --------------------------------------------------------------------------- 2. model
-def max_positions(config) -> int | None:
-    """Tokens a model can take (None: no absolute position table, e.g. T5, DeBERTa-v3)."""
-    mt = getattr(config, "model_type", "")
-    if mt in ("t5", "mt5", "umt5", "longt5"):
-        return None
-    if mt in ("deberta", "deberta-v2") and not getattr(config, "position_biased_input", True):
-        return None  # relative positions only
-    n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
-    if not isinstance(n, int) or n <= 0:
-        return None
-    if mt in ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text"):
-        n -= (getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding id
-    return n
-
-
-def check_model(model, args, hp: dict, seq2seq: bool = False) -> None:
-    """Lengths against the model's positions; adapter ranks against the adapted matrices
-    (after methods.plan_budget filled init_r / lora_r / budget / n_modules)."""
-    limit = max_positions(getattr(model, "config", None))
-    keys = ["max_length"] + (["max_target_length", "gen_max_length"] if seq2seq else [])
-    for key in keys if limit is not None else ():
-        v = hp.get(key)
-        if v is not None and v > limit:
-            raise bad(
-                args,
-                key,
-                v,
-                f"longer than the model's {limit} positions "
-                f"({getattr(model.config, 'model_type', '?')}: longer inputs index past its "
-                "position table)",
-                f"pass {flag(key)} {limit} or less",
-            )
-    if args.method in ADAPTERS:
-        _check_target_entries(model, args, hp)
-        _check_adapter_ranks(model, args, hp)
-
-
-def _check_target_entries(model, args, hp: dict) -> None:
-    """Every entry of a --target-modules list matches some Linear layer (PEFT only needs one
-    entry to match: a misspelt entry would be dropped silently)."""
-    from adalora.targets import _is_linear
-
-    tm = hp.get("target_modules")
-    if not isinstance(tm, list) or hp.get("lora_rank_pattern"):
-        return
-    linear = [n for n, m in model.named_modules() if n and _is_linear(m)]
-    for k in tm:
-        if not any(n == k or n.endswith("." + k) for n in linear):
-            suffixes = sorted({n.rsplit(".", 1)[-1] for n in linear})
-            raise bad(
-                args,
-                "target_modules",
-                args.target_modules if _given(args, "target_modules") else ",".join(tm),
-                f"{k!r} matches no Linear layer of {type(model).__name__}",
-                f"pass suffixes of its Linear layers ({', '.join(suffixes)}), a regex or "
-                "all-linear",
-            )
-
-
-def _smallest_matrix(model, hp: dict) -> tuple[str, tuple[int, int]]:
-    from adalora import find_targets
-    from adalora.targets import head_modules
-
-    names = hp.get("lora_rank_pattern") or find_targets(
-        model, hp.get("target_modules"), head_modules(model)
-    )
-    shapes = {n: tuple(model.get_submodule(n).weight.shape) for n in names}
-    name = min(shapes, key=lambda n: min(shapes[n]))
-    return name, shapes[name]
-
-
-def _check_adapter_ranks(model, args, hp: dict) -> None:
-    name, shape = _smallest_matrix(model, hp)
-    side, n = min(shape), hp["n_modules"]
-    budget_given = _given(args, "budget") or hp.get("budget_level") is not None
-    rank_key = "budget" if budget_given else "target_r"
-    if args.method in ALLOCATING:
-        r, what = hp["init_r"], "init_r"
-        key = "init_r" if _given(args, "init_r") else rank_key
-        if hp["target_r"] > r:  # --budget over n matrices above an explicit --init-r
-            raise bad(
-                args,
-                rank_key,
-                hp[rank_key] if rank_key == "budget" else hp["target_r"],
-                f"final average rank {hp['target_r']:g} (b(T) {hp['budget']} over {n} adapted "
-                f"matrices) > init_r {r}: AdaLoRA only prunes",
-                f"pass --budget {r * n} or less, or raise --init-r",
-            )
-    elif args.method == "lora":
-        r, what = hp["lora_r"], "lora_r"
-        key = "lora_r" if _given(args, "lora_r") else rank_key
-    else:  # svd_lora: the final rank from the start
-        r, what = max(1, int(round(hp["target_r"]))), "rank"
-        key = rank_key
-    if r <= side:
-        return
-    # the largest value of the blamed flag that keeps the rank within the smaller side
-    top_r = math.floor(side / 1.5) if args.method in ALLOCATING else side  # init_r = 1.5 x
-    if key == "budget":
-        fix, value = f"pass --budget {top_r * n} or less", hp.get("budget")
-    elif key == "target_r":
-        fix, value = f"pass --target-r {top_r} or less", hp["target_r"]
-    else:
-        fix, value = f"pass {flag(key)} {side} or less", r
-    raise bad(
-        args,
-        key,
-        value,
-        f"{what} {r} exceeds {side}, the smaller side of the adapted matrix {name} "
-        f"({shape[0]} x {shape[1]}): a rank above min(in, out) cannot be used",
-        fix,
-    )
+# check_model: experiments/validate_model.py
 
 
 # --------------------------------------------------------------------------- 3. schedule
@@ -504,53 +358,27 @@ def check_schedule(args, hp: dict) -> None:
         _schedule_error(args, hp, hp["tinit"], hp["tfinal"], hp["total_step"])
 
 
-@contextlib.contextmanager
-def held_logs():
-    """Hold transformers' log records (a model's load report, e.g. the newly initialised
-    classifier) while the model loads and is checked: a bad input then prints its one line
-    only; when the checks pass, the records are logged as usual. The weight-loading progress
-    bar stays off meanwhile (the Trainer's own bars are not affected)."""
-    import logging
-
-    from transformers.utils import logging as hf_logging
-
-    root = logging.getLogger("transformers")
-    held: list = []
-
-    class _Hold(logging.Handler):
-        def emit(self, record):
-            held.append(record)
-
-    saved, bars = root.handlers[:], hf_logging.is_progress_bar_enabled()
-    root.handlers = [_Hold()]
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        root.handlers = saved
-        if bars:
-            hf_logging.enable_progress_bar()
-    for record in held:
-        root.handle(record)
-
-
 # --------------------------------------------------------------------------- errors -> flags
 # The adalora library's ValueErrors (AdaLoraConfig, LoraConfig, AdaLoraModel, find_targets,
 # RankAllocator): (regex on the message, hyperparameter it is about, fix). First match wins.
+# Most fixes just say what to pass: "pass <the hyperparameter's flag> <rule>".
+_PASS_RULES = {  # regex -> (hyperparameter, rule)
+    r"target_total_rank": ("budget", "1 or more"),
+    r"init_r": ("init_r", "1 or more"),
+    r"target_r": ("target_r", "above 0"),
+    r"LoRA rank r|rank_pattern": ("lora_r", "1 or more"),
+    r"lora_dropout": ("lora_dropout", "in [0, 1)"),
+    r"beta1": ("beta1", "in (0, 1)"),
+    r"beta2": ("beta2", "in (0, 1)"),
+    r"orth_reg_weight": ("orth_reg_weight", "0 or more"),
+    r"deltaT": ("delta_t", "1 or more"),
+}
 LIBRARY_ERRORS = (
     (r"target_modules|target module", "target_modules", "pass names from the list, a regex or "
      "all-linear"),
     (r"target_r .*> init_r", "target_r", "raise --init-r or lower --target-r / --budget"),
     (r"final budget .* exceeds", "budget", "lower --budget / --target-r or raise --init-r"),
-    (r"target_total_rank", "budget", "pass --budget 1 or more"),
-    (r"init_r", "init_r", "pass --init-r 1 or more"),
-    (r"target_r", "target_r", "pass --target-r above 0"),
-    (r"LoRA rank r|rank_pattern", "lora_r", "pass --lora-r 1 or more"),
-    (r"lora_dropout", "lora_dropout", "pass --lora-dropout in [0, 1)"),
-    (r"beta1", "beta1", "pass --beta1 in (0, 1)"),
-    (r"beta2", "beta2", "pass --beta2 in (0, 1)"),
-    (r"orth_reg_weight", "orth_reg_weight", "pass --orth-reg-weight 0 or more"),
-    (r"deltaT", "delta_t", "pass --delta-t 1 or more"),
+    *((pattern, key, f"pass {flag(key)} {rule}") for pattern, (key, rule) in _PASS_RULES.items()),
     (r"budgeting phase|tinit|tfinal", "tinit", "lower --tinit / --tfinal or train longer"),
     (r"total_step", "max_steps", "pass --max-steps 1 or more"),
 )  # fmt: skip
@@ -560,7 +388,7 @@ _FLAG_FIRST = re.compile(r"^(--[a-z][a-z0-9-]*) ?")
 def from_library(args, hp: dict, e: ValueError) -> BadInput | None:
     """The BadInput for a library ValueError, or None when no flag is known for it. A message
     that starts with a flag (``--rank-pattern-from PATH: ...``) is already a one-line error."""
-    msg = _one_line(e)
+    msg = one_line(e)
     m = _FLAG_FIRST.match(msg)
     if m:
         rest = msg[m.end() :]
@@ -568,7 +396,7 @@ def from_library(args, hp: dict, e: ValueError) -> BadInput | None:
         return BadInput(m.group(1), value or None, problem or rest)
     for pattern, key, fix in LIBRARY_ERRORS:
         if re.search(pattern, msg):
-            value = getattr(args, key, None) if _given(args, key) else hp.get(key)
+            value = getattr(args, key, None) if given(args, key) else hp.get(key)
             problem, own = _advice(msg)
             return bad(args, key, value, problem, own or fix)
     return None
@@ -591,14 +419,14 @@ def blame(args, hp: dict, what: str, kind: str = "glue"):
     except BadInput:
         raise
     except DataFileNotFound as e:
-        problem, own = _advice(_one_line(e))
+        problem, own = _advice(one_line(e))
         raise BadInput("--data-dir", args.data_dir, problem, own or data_fix(kind)) from None
     except DataError as e:
         fix = "fix the file, or point --data-dir at a good copy of the data"
-        raise BadInput("--data-dir", args.data_dir, _one_line(e), fix) from None
+        raise BadInput("--data-dir", args.data_dir, one_line(e), fix) from None
     except (OSError, RuntimeError, ValueError) as e:
         if what == "model":
-            problem, own = _advice(_one_line(e))
+            problem, own = _advice(one_line(e))
             raise bad(
                 args,
                 "model",
@@ -607,7 +435,7 @@ def blame(args, hp: dict, what: str, kind: str = "glue"):
                 own or "pass a local model folder or a Hub name you can reach",
             ) from None
         if what == "data" and isinstance(e, (OSError, RuntimeError)):  # e.g. the Hub offline
-            problem, own = _advice(_one_line(e))
+            problem, own = _advice(one_line(e))
             raise BadInput("--data-dir", args.data_dir, problem, own or data_fix(kind)) from None
         if isinstance(e, ValueError):
             mapped = from_library(args, hp, e)

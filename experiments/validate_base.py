@@ -1,0 +1,47 @@
+"""What every input check shares (experiments/validate.py, experiments/validate_model.py): the
+one-line ``BadInput``, a hyperparameter's flag, and the method groups the checks tell apart."""
+
+from __future__ import annotations
+
+ALLOCATING = ("adalora", "prune_lora")  # = methods.ALLOCATING_METHODS (no torch import here)
+ADAPTERS = ("adalora", "lora", "svd_lora", "prune_lora")
+SCHEDULED = ("adalora", "svd_lora", "prune_lora")  # AdaLoraConfig checks tinit + tfinal < T
+
+
+class BadInput(ValueError):
+    """A flag, hyperparameter or file the run cannot use; ``line()`` is the one-line message."""
+
+    def __init__(self, flag: str, value, problem: str, fix: str = ""):
+        self.flag, self.value, self.problem, self.fix = flag, value, problem, fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        head = self.flag if self.value is None or self.value == "" else f"{self.flag} {self.value}"
+        return one_line(f"{head}: {self.problem}" + (f"; {self.fix}" if self.fix else ""))
+
+
+def one_line(text: str) -> str:
+    """Any text as one line: every run of whitespace (line breaks too) becomes one space."""
+    return " ".join(str(text).split())
+
+
+def flag(key: str) -> str:
+    """The flag of a hyperparameter (or argparse dest): batch_size -> --batch-size."""
+    return "--" + key.replace("_", "-")
+
+
+def given(args, key: str) -> bool:
+    """Whether the flag was passed (not left to the preset)."""
+    v = getattr(args, key, None)
+    return v is not None and v is not False
+
+
+def _shown(args, key: str, value) -> str:
+    """A value as the message shows it: as given, or marked as the preset's."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if given(args, key) else f"{text} (the {args.preset} preset's value)"
+
+
+def bad(args, key: str, value, problem: str, fix: str = "") -> BadInput:
+    shown = None if value is None or value == "" else _shown(args, key, value)
+    return BadInput(flag(key), shown, problem, fix)

@@ -1,0 +1,155 @@
+"""Input checks that need the loaded model (stage 2 of experiments/validate.py): lengths
+against the model's positions, --target-modules entries against its Linear layers, adapter
+ranks against the adapted matrices. ``held_logs`` keeps the model's load report back meanwhile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+from experiments.validate_base import ADAPTERS, ALLOCATING, bad, flag, given
+
+
+def max_positions(config) -> int | None:
+    """Tokens a model can take (None: no absolute position table, e.g. T5, DeBERTa-v3)."""
+    mt = getattr(config, "model_type", "")
+    if mt in ("t5", "mt5", "umt5", "longt5"):
+        return None
+    if mt in ("deberta", "deberta-v2") and not getattr(config, "position_biased_input", True):
+        return None  # relative positions only
+    n = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+    if not isinstance(n, int) or n <= 0:
+        return None
+    if mt in ("roberta", "xlm-roberta", "camembert", "xlm-roberta-xl", "data2vec-text"):
+        n -= (getattr(config, "pad_token_id", 1) or 1) + 1  # positions start after the padding id
+    return n
+
+
+def check_model(model, args, hp: dict, seq2seq: bool = False) -> None:
+    """Lengths against the model's positions; adapter ranks against the adapted matrices
+    (after methods.plan_budget filled init_r / lora_r / budget / n_modules)."""
+    limit = max_positions(getattr(model, "config", None))
+    keys = ["max_length"] + (["max_target_length", "gen_max_length"] if seq2seq else [])
+    for key in keys if limit is not None else ():
+        v = hp.get(key)
+        if v is not None and v > limit:
+            raise bad(
+                args,
+                key,
+                v,
+                f"longer than the model's {limit} positions "
+                f"({getattr(model.config, 'model_type', '?')}: longer inputs index past its "
+                "position table)",
+                f"pass {flag(key)} {limit} or less",
+            )
+    if args.method in ADAPTERS:
+        _check_target_entries(model, args, hp)
+        _check_adapter_ranks(model, args, hp)
+
+
+def _check_target_entries(model, args, hp: dict) -> None:
+    """Every entry of a --target-modules list matches some Linear layer (PEFT only needs one
+    entry to match: a misspelt entry would be dropped silently)."""
+    from adalora.targets import _is_linear
+
+    tm = hp.get("target_modules")
+    if not isinstance(tm, list) or hp.get("lora_rank_pattern"):
+        return
+    linear = [n for n, m in model.named_modules() if n and _is_linear(m)]
+    for k in tm:
+        if not any(n == k or n.endswith("." + k) for n in linear):
+            suffixes = sorted({n.rsplit(".", 1)[-1] for n in linear})
+            raise bad(
+                args,
+                "target_modules",
+                args.target_modules if given(args, "target_modules") else ",".join(tm),
+                f"{k!r} matches no Linear layer of {type(model).__name__}",
+                f"pass suffixes of its Linear layers ({', '.join(suffixes)}), a regex or "
+                "all-linear",
+            )
+
+
+def _smallest_matrix(model, hp: dict) -> tuple[str, tuple[int, int]]:
+    from adalora import find_targets
+    from adalora.targets import head_modules
+
+    names = hp.get("lora_rank_pattern") or find_targets(
+        model, hp.get("target_modules"), head_modules(model)
+    )
+    shapes = {n: tuple(model.get_submodule(n).weight.shape) for n in names}
+    name = min(shapes, key=lambda n: min(shapes[n]))
+    return name, shapes[name]
+
+
+def _check_adapter_ranks(model, args, hp: dict) -> None:
+    name, shape = _smallest_matrix(model, hp)
+    side, n = min(shape), hp["n_modules"]
+    budget_given = given(args, "budget") or hp.get("budget_level") is not None
+    rank_key = "budget" if budget_given else "target_r"
+    if args.method in ALLOCATING:
+        r, what = hp["init_r"], "init_r"
+        key = "init_r" if given(args, "init_r") else rank_key
+        if hp["target_r"] > r:  # --budget over n matrices above an explicit --init-r
+            raise bad(
+                args,
+                rank_key,
+                hp[rank_key] if rank_key == "budget" else hp["target_r"],
+                f"final average rank {hp['target_r']:g} (b(T) {hp['budget']} over {n} adapted "
+                f"matrices) > init_r {r}: AdaLoRA only prunes",
+                f"pass --budget {r * n} or less, or raise --init-r",
+            )
+    elif args.method == "lora":
+        r, what = hp["lora_r"], "lora_r"
+        key = "lora_r" if given(args, "lora_r") else rank_key
+    else:  # svd_lora: the final rank from the start
+        r, what = max(1, int(round(hp["target_r"]))), "rank"
+        key = rank_key
+    if r <= side:
+        return
+    # the largest value of the blamed flag that keeps the rank within the smaller side
+    top_r = math.floor(side / 1.5) if args.method in ALLOCATING else side  # init_r = 1.5 x
+    if key == "budget":
+        fix, value = f"pass --budget {top_r * n} or less", hp.get("budget")
+    elif key == "target_r":
+        fix, value = f"pass --target-r {top_r} or less", hp["target_r"]
+    else:
+        fix, value = f"pass {flag(key)} {side} or less", r
+    raise bad(
+        args,
+        key,
+        value,
+        f"{what} {r} exceeds {side}, the smaller side of the adapted matrix {name} "
+        f"({shape[0]} x {shape[1]}): a rank above min(in, out) cannot be used",
+        fix,
+    )
+
+
+@contextlib.contextmanager
+def held_logs():
+    """Hold transformers' log records (a model's load report, e.g. the newly initialised
+    classifier) while the model loads and is checked: a bad input then prints its one line
+    only; when the checks pass, the records are logged as usual. The weight-loading progress
+    bar stays off meanwhile (the Trainer's own bars are not affected)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    root = logging.getLogger("transformers")
+    held: list = []
+
+    class _Hold(logging.Handler):
+        def emit(self, record):
+            held.append(record)
+
+    saved, bars = root.handlers[:], hf_logging.is_progress_bar_enabled()
+    root.handlers = [_Hold()]
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        root.handlers = saved
+        if bars:
+            hf_logging.enable_progress_bar()
+    for record in held:
+        root.handle(record)
