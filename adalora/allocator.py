@@ -10,7 +10,7 @@ is about 30 kernels whatever the number of adapters, plus one k-th value, instea
 loop of small ops over every parameter. ``update_and_allocate`` never reads a tensor back to
 the host: the step counter has a Python mirror, and the threshold and rank pattern stay on the
 device until a caller asks for them (``threshold``, ``RankPattern``). Per entry w with
-gradient g (spec section 3):
+gradient g (the paper's smoothed sensitivity and uncertainty; PEFT 0.21 RankAllocator):
 
     I    = |w * g|
     Ibar = beta1 * Ibar + (1 - beta1) * I

@@ -1,4 +1,5 @@
-"""Importance scores, EMAs and masks against values worked out by hand (spec sections 3-4).
+"""Importance scores, EMAs and masks against values worked out by hand (the paper's scores,
+PEFT 0.21's RankAllocator).
 
 The test model is two tiny Linear layers: ``a`` (2 -> 2) and ``b`` (2 -> 3), with r = 2, so
 Q = lora_A is 2 x 2, lambda = lora_E is 2 x 1, and P = lora_B is 2 x 2 (a) or 3 x 2 (b).

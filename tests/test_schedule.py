@@ -1,4 +1,5 @@
-"""budget_at / budget_curve against numbers worked out by hand (spec section 4)."""
+"""budget_at / budget_curve against numbers worked out by hand (the paper's cubic schedule,
+PEFT 0.21's budget_schedule)."""
 
 from __future__ import annotations
 
