@@ -82,19 +82,27 @@ def _epochs(runs: Sequence[Run]) -> str:
 
 
 def protocol_text() -> list:
-    return [
-        "Protocol, fixed before the runs (also in the discussion): one seed of LoRA r=2 and "
-        "AdaLoRA 3→2 evaluated every epoch (`calibration/`) chooses the epochs per task, so "
-        "that the dev score has stopped rising for both; every method's learning rate is swept "
-        "over {2e-4, 5e-4, 1e-3, 2e-3} with seed 1, LoRA's lora_alpha too (`sweep/`); "
-        f"selection rule: {SELECTION_RULE} Each method then runs seeds 1-5 at its selected "
-        "setting (`seeds/`); seed 1 is the sweep's run at that setting (reused, not run again) "
-        "unless `seeds/` holds a seed-1 run of its own. Every score is the dev main metric x100 "
-        "at the FINAL evaluation (the runs have converged), mean ± std (n) over seeds of the "
-        'runs with status "ok" (other runs are counted in their cells). Verdicts: AdaLoRA − '
-        f"LoRA with a {LEVEL:.0%} Welch t interval (Welch-Satterthwaite df): better (interval "
-        f"above 0), worse (below 0), level (contains 0). Flag {RISING_RULE}",
-    ]
+    from scripts import plan_converged as grid  # the grid the runs come from
+
+    def braces(values) -> str:
+        return "{" + ", ".join(values) + "}"
+
+    text = (
+        "Protocol, fixed before the runs (also in the discussion; the commands are "
+        "`scripts/plan_converged.py`): one seed of LoRA r=2 and AdaLoRA 3→2 evaluated every "
+        "epoch (`calibration/`) chooses the epochs per task, so that the dev score has stopped "
+        f"rising for both ({grid.EPOCH_RULE}); AdaLoRA's and LoRA r=2's learning rates are "
+        f"swept over {braces(grid.LRS)} with seed 1, LoRA's lora_alpha over "
+        f"{braces(grid.LORA_ALPHAS)} too, full fine-tuning's over {braces(grid.FULL_LRS)} "
+        f"(`sweep/`); selection rule: {SELECTION_RULE} Each method then runs seeds 1-5 at its "
+        "selected setting (`seeds/`); seed 1 is the sweep's run at that setting (reused, not "
+        "run again) unless `seeds/` holds a seed-1 run of its own. Every score is the dev main "
+        "metric x100 at the FINAL evaluation (the runs have converged), mean ± std (n) over "
+        'seeds of the runs with status "ok" (other runs are counted in their cells). Verdicts: '
+        f"AdaLoRA − LoRA with a {LEVEL:.0%} Welch t interval (Welch-Satterthwaite df): better "
+        f"(interval above 0), worse (below 0), level (contains 0). Flag {RISING_RULE}"
+    )
+    return [text]
 
 
 def accounting(runs: Sequence[Run]) -> list:
