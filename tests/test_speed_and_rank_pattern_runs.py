@@ -1,0 +1,77 @@
+"""The runner's speed options (bf16 autocast on CPU, length-grouped batches) and the
+rank-pattern LoRA baseline (--rank-pattern-from), end to end on a tiny BERT."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments import glue, trainer
+from tests.test_glue_runner import adapter_flags, bert_dir, flags, glue_dir  # noqa: F401
+
+
+def test_bf16_and_grouping_reach_the_trainer(monkeypatch):
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    hp = {"batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "total_step": 4, "warmup_steps": 0,
+          "evals": 1, "precision": "bf16", "group_by_length": True}  # fmt: skip
+    args = trainer.training_arguments(hp, "r", 1, [], 1, False, {})
+    assert args.bf16 and not args.fp16
+    grouped = getattr(args, "train_sampling_strategy", None) == "group_by_length" or getattr(
+        args, "group_by_length", False
+    )
+    assert grouped
+
+
+def test_bf16_falls_back_to_fp32_with_a_message(monkeypatch, capsys):
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert trainer.resolve_precision("bf16") == "fp32"
+    assert "no native bf16" in capsys.readouterr().err
+    assert trainer.resolve_precision("fp32") == "fp32"
+
+
+def test_bf16_run_records_the_precision_used(bert_dir, glue_dir, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    extra = ("--precision", "bf16", "--group-by-length", "yes", *adapter_flags())
+    rec = glue.main(flags(bert_dir, glue_dir, tmp_path, "bf16", "rte", "adalora", 4, *extra))
+    hp = rec["hyperparameters"]
+    assert rec["status"] == "ok" and hp["precision_used"] == "bf16" and hp["group_by_length"]
+
+
+def test_rank_pattern_lora_takes_adalora_final_ranks(bert_dir, glue_dir, tmp_path):  # noqa: F811
+    ada = glue.main(flags(bert_dir, glue_dir, tmp_path, "ada", "rte", "adalora", 6,
+                          *adapter_flags()))  # fmt: skip
+    ranks = ada["rank_pattern"]
+    src = tmp_path / "ada.json"
+    extra = ("--rank-pattern-from", str(src), *adapter_flags())
+    rec = glue.main(flags(bert_dir, glue_dir, tmp_path, "rp", "rte", "lora", 4, *extra))
+    kept = {m: r for m, r in ranks.items() if r > 0}
+    assert rec["variant"] == "rank_pattern"
+    assert rec["rank_pattern"] == kept  # fixed ranks: AdaLoRA's, rank-0 modules unadapted
+    assert (
+        rec["budget"]["final_total_rank"] == sum(kept.values()) == ada["budget"]["final_total_rank"]
+    )
+    assert rec["hyperparameters"]["rank_pattern_from"] == str(src)
+    # every module at LoRA's scale lora_alpha / lora_r, whatever its own rank
+    r = rec["hyperparameters"]["lora_r"]
+    assert r == 2 and json.loads(src.read_text())["method"] == "adalora"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [("{not json", "cannot read"), (json.dumps({"method": "lora", "rank_pattern": {"a": 1}}),
+                                    "not an AdaLoRA result")],
+)  # fmt: skip
+def test_rank_pattern_from_bad_files(tmp_path, content, problem):
+    from experiments.methods import rank_pattern_from
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(ValueError, match=problem):
+        rank_pattern_from(str(bad))
+    good = {"method": "adalora", "model": "other", "rank_pattern": {"a": 2, "b": 0}}
+    bad.write_text(json.dumps(good))
+    assert rank_pattern_from(str(bad)) == {"a": 2}
+    with pytest.raises(ValueError, match="same model"):
+        rank_pattern_from(str(bad), model="minilm")
