@@ -105,5 +105,6 @@ def build_record(
         "versions": provenance.versions(),
         "hardware": provenance.hardware(),
         "command": provenance.command(argv),
+        "git_commit": provenance.git_commit(),  # None outside a git checkout
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

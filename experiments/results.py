@@ -46,6 +46,8 @@ Schema ``adalora.result/1`` (every runner writes exactly these top-level keys):
     hardware          {"device", "cpu", "n_threads", "n_cpus", "gpu": name or null,
                        "world_size"}
     command           the exact command line (shlex-joined argv)
+    git_commit        HEAD of the checkout that ran it (null outside git; absent in files
+                      written before this field existed)
     created           ISO-8601 UTC time the file was written
 """
 
