@@ -199,6 +199,23 @@ def plan(out: str, order: str) -> list:
     return list(dict(jobs).items())  # an item may repeat runs of an earlier one: keep the first
 
 
+def child_env() -> dict:
+    """One thread per run: the grid runs one process per core."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+
+
+def run_logged(name: str, cmd: list, log_dir: Path, env: dict) -> int:
+    """Run one glue.py command, appending its output to <log_dir>/<name>.log (a resumed run
+    adds to its log); print ok / FAIL with the wall time; return the exit status."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    t = time.time()
+    with open(log_dir / f"{name}.log", "a") as log:
+        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    print(f"{'ok  ' if rc == 0 else 'FAIL'} {name} ({time.time() - t:.0f}s)", flush=True)
+    return rc
+
+
 def run_converged(a, env: dict) -> int:
     """The converged grid (scripts/plan_converged.py): re-planned after every finished run,
     since the seed runs follow from the sweep's results and the rank-pattern LoRA runs from
@@ -214,7 +231,7 @@ def run_converged(a, env: dict) -> int:
         return [j for j in converged_plan(root) if not done(j) and j.name not in exclude]
 
     jobs = converged_plan(root)
-    todo = pending(set())
+    todo = [j for j in jobs if not done(j)]
     print(f"{len(jobs)} runs planned so far, {len(jobs) - len(todo)} done, {len(todo)} to run")
     if a.dry_run:
         for j in todo:
@@ -223,13 +240,8 @@ def run_converged(a, env: dict) -> int:
     failed: set = set()
 
     def go(j) -> int:
-        (root / "logs").mkdir(parents=True, exist_ok=True)
-        t = time.time()
-        with open(root / "logs" / f"{j.name}.log", "a") as log:
-            cmd = with_checkpoints(j.command(sys.executable, root))
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        print(f"{'ok  ' if rc == 0 else 'FAIL'} {j.name} ({time.time() - t:.0f}s)", flush=True)
-        return rc
+        return run_logged(j.name, with_checkpoints(j.command(sys.executable, root)),
+                          root / "logs", env)  # fmt: skip
 
     running: dict = {}
     with ThreadPoolExecutor(a.workers) as ex:
@@ -262,9 +274,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     os.chdir(ROOT)
     if a.protocol == "converged":
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-        return run_converged(a, env)
+        return run_converged(a, child_env())
     a.output_dir = a.output_dir or "results/evidence/short"
     jobs = plan(a.output_dir, a.order)
     todo = [(n, c) for n, c in jobs if not (Path(a.output_dir) / f"{n}.json").exists()]
@@ -273,22 +283,11 @@ def main(argv=None) -> int:
         for _, c in todo:
             print(" ".join(c[1:]))
         return 0
-    Path(a.output_dir, "logs").mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
-    failed = []
+    env, failed = child_env(), []
 
     def go(nc):
         name, cmd = nc
-        t = time.time()
-        with open(Path(a.output_dir, "logs", f"{name}.log"), "a") as log:  # a resumed run adds
-            rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        print(f"{'ok  ' if rc == 0 else 'FAIL'} {name} ({time.time() - t:.0f}s)", flush=True)
-        if rc:
+        if run_logged(name, cmd, Path(a.output_dir, "logs"), env):
             failed.append(name)
 
     with ThreadPoolExecutor(a.workers) as ex:
