@@ -21,7 +21,6 @@ bf16 autocast, length-grouped batches, one evaluation per epoch, the final one i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +49,12 @@ FULL_LRS = ("2e-5", "5e-5", "1e-4")
 SEEDS = (1, 2, 3, 4, 5)
 ABLATION_TASK = "stsb"
 ABLATION_SEEDS = (1, 2, 3)
-ABLATIONS = (  # (swept key, flag, values)
-    ("tinit_frac", "--tinit-frac", ("0.05", "0.15", "0.3")),
-    ("tfinal_frac", "--tfinal-frac", ("0.2", "0.45", "0.6")),
-    ("delta_t", "--delta-t", ("1", "10", "100")),
-    ("schedule", "--schedule", ("cubic", "linear", "constant")),
-)
+ABLATIONS = {  # swept key (a glue.py flag with underscores) -> values
+    "tinit_frac": ("0.05", "0.15", "0.3"),
+    "tfinal_frac": ("0.2", "0.45", "0.6"),
+    "delta_t": ("1", "10", "100"),
+    "schedule": ("cubic", "linear", "constant"),
+}
 COMMON = [
     "--target-r", "2", "--precision", "bf16", "--group-by-length", "yes",
     "--max-train-samples", "1000000", "--wandb", "disabled",
@@ -131,6 +130,8 @@ def plan(root: str | Path) -> list[Job]:
 
 
 def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Job]:
+    from scripts.ablate import flag_of, sweep_json  # flags and sweep JSON as ablate.py's
+
     jobs = []
     ada, lora, full = (
         sel.get((task, "adalora")),
@@ -144,12 +145,12 @@ def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Jo
             jobs.append(_job("seeds", 2 + tier, task, f"conv-{task}-adalora-lr{lr}-s{seed}", seed,
                              ["--method", "adalora", "--lr", lr], ep))  # fmt: skip
         if task == ABLATION_TASK:
-            for key, flag, values in ABLATIONS:
+            for key, values in ABLATIONS.items():
                 for value in values:
                     for seed in ABLATION_SEEDS:
                         name = f"conv-{task}-adalora-{key}{value}-s{seed}"
-                        flags = ["--method", "adalora", "--lr", lr, flag, value,
-                                 "--sweep-json", json.dumps({key: _typed(value)})]  # fmt: skip
+                        flags = ["--method", "adalora", "--lr", lr, flag_of(key), value,
+                                 "--sweep-json", sweep_json({key: value})]  # fmt: skip
                         jobs.append(_job("ablations", 3 + tier, task, name, seed, flags, ep))
     if lora is not None:
         lr, alpha = _lr_text(lora.setting.lr), f"{lora.setting.alpha:g}"
@@ -179,13 +180,3 @@ def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Jo
             jobs.append(_job("seeds", 5 + tier, task, f"conv-{task}-full-lr{lr}-s{seed}", seed,
                              ["--method", "full", "--lr", lr], ep))  # fmt: skip
     return jobs
-
-
-def _typed(value: str):
-    try:
-        return int(value)
-    except ValueError:
-        try:
-            return float(value)
-        except ValueError:
-            return value

@@ -60,7 +60,7 @@ def test_sweep_then_seeds_at_the_selected_setting(tmp_path, monkeypatch):
     assert [_flag(j, "--seed") for j in rp] == ["1"]
     assert _flag(rp[0], "--rank-pattern-from").endswith("sweep/conv-stsb-adalora-lr1e-3-s1.json")
     abl = [j for j in jobs if j.stage == "ablations"]
-    assert len(abl) == sum(len(v) for _, _, v in P.ABLATIONS) * len(P.ABLATION_SEEDS)
+    assert len(abl) == sum(len(v) for v in P.ABLATIONS.values()) * len(P.ABLATION_SEEDS)
     # priorities: AdaLoRA / LoRA r=2 / rank-pattern seeds before ablations, LoRA r=3 and full FT
     tiers = [j.tier for j in jobs]
     assert tiers == sorted(tiers)
