@@ -13,6 +13,17 @@ BERT_TARGETS = [
     "intermediate.dense",
     "output.dense",
 ]
+# A tiny AdaLoRA schedule that masks at every step of an 8-step run (parity and device tests).
+TINY_ADALORA = dict(
+    init_r=4,
+    target_r=2,
+    tinit=1,
+    tfinal=2,
+    deltaT=1,
+    total_step=8,
+    lora_alpha=8,
+    target_modules=BERT_TARGETS,
+)
 
 
 def tiny_bert_config(**kw):

@@ -12,23 +12,13 @@ import copy
 
 import pytest
 import torch
-from adalora_helpers import BERT_TARGETS, batches, randomize_adapters, tiny_bert, trainable
+from adalora_helpers import TINY_ADALORA, batches, randomize_adapters, tiny_bert, trainable
 
 from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig
 from scripts.timing import sync_sites
 
 PRECISIONS = ["fp32", "bf16"]
-CFG = dict(
-    init_r=4,
-    target_r=2,
-    tinit=1,
-    tfinal=2,
-    deltaT=1,
-    total_step=8,
-    lora_alpha=8,
-    orth_reg_weight=0.1,
-    target_modules=BERT_TARGETS,
-)
+CFG = dict(TINY_ADALORA, orth_reg_weight=0.1)
 
 
 def autocast(device, precision):

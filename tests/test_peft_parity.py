@@ -11,7 +11,14 @@ import torch
 
 peft = pytest.importorskip("peft")
 
-from adalora_helpers import BERT_TARGETS, batches, randomize_adapters, tiny_bert, trainable  # noqa: E402
+from adalora_helpers import (  # noqa: E402
+    BERT_TARGETS,
+    TINY_ADALORA,
+    batches,
+    randomize_adapters,
+    tiny_bert,
+    trainable,
+)
 
 from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig  # noqa: E402
 
@@ -120,16 +127,7 @@ def test_training_parity(base, sched):
         )
 
 
-KW = dict(
-    init_r=4,
-    target_r=2,
-    tinit=1,
-    tfinal=2,
-    deltaT=1,
-    total_step=8,
-    lora_alpha=8,
-    target_modules=BERT_TARGETS,
-)
+KW = TINY_ADALORA
 
 
 def _train_peft(pm, n=7):
