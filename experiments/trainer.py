@@ -8,6 +8,7 @@ import functools
 import math
 import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import transformers
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
@@ -211,7 +212,7 @@ def cpu_has_native_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         try:
-            flags = open("/proc/cpuinfo").read()
+            flags = Path("/proc/cpuinfo").read_text()
         except OSError:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
