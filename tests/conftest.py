@@ -41,3 +41,20 @@ def device():
     if d.type == "cuda" and not torch.cuda.is_available():
         pytest.skip(f"ADALORA_TEST_DEVICE={d} but CUDA is not available")
     return d
+
+
+# The runner tests' tiny model folder and GLUE folder (module scope: each test file builds its own).
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    from tests.helpers import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-bert", "bert")
+
+
+@pytest.fixture(scope="module")
+def glue_dir(tmp_path_factory):
+    """Every task, train (16 rows) and every dev split (8 rows); each split's first text starts
+    with a double quote; MRPC files carry the byte-order mark."""
+    from tests.helpers import write_glue_dir
+
+    return write_glue_dir(tmp_path_factory.mktemp("glue"), n_train=16, n_eval=8)

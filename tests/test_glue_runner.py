@@ -31,21 +31,10 @@ TIMING_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
 
 # --------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-bert", "bert")
-
-
+# bert_dir and glue_dir: tests/conftest.py
 @pytest.fixture(scope="module")
 def deberta_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-deberta", "deberta")
-
-
-@pytest.fixture(scope="module")
-def glue_dir(tmp_path_factory):
-    """Every task, train (16 rows) and every dev split (8 rows); each split's first text starts
-    with a double quote; MRPC files carry the byte-order mark."""
-    return write_glue_dir(tmp_path_factory.mktemp("glue"), n_train=16, n_eval=8)
 
 
 def flags(model, data_dir, out, run_name, task="rte", method="adalora", steps=2, *extra):

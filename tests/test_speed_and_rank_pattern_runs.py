@@ -8,7 +8,7 @@ import json
 import pytest
 
 from experiments import glue, trainer
-from tests.test_glue_runner import adapter_flags, bert_dir, flags, glue_dir  # noqa: F401
+from tests.test_glue_runner import adapter_flags, flags
 
 
 def test_bf16_and_grouping_reach_the_trainer(monkeypatch):
@@ -31,7 +31,7 @@ def test_bf16_falls_back_to_fp32_with_a_message(monkeypatch, capsys):
     assert trainer.resolve_precision("fp32") == "fp32"
 
 
-def test_bf16_run_records_the_precision_used(bert_dir, glue_dir, tmp_path, monkeypatch):  # noqa: F811
+def test_bf16_run_records_the_precision_used(bert_dir, glue_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
     extra = ("--precision", "bf16", "--group-by-length", "yes", *adapter_flags())
     rec = glue.main(flags(bert_dir, glue_dir, tmp_path, "bf16", "rte", "adalora", 4, *extra))
@@ -39,7 +39,7 @@ def test_bf16_run_records_the_precision_used(bert_dir, glue_dir, tmp_path, monke
     assert rec["status"] == "ok" and hp["precision_used"] == "bf16" and hp["group_by_length"]
 
 
-def test_rank_pattern_lora_takes_adalora_final_ranks(bert_dir, glue_dir, tmp_path):  # noqa: F811
+def test_rank_pattern_lora_takes_adalora_final_ranks(bert_dir, glue_dir, tmp_path):
     ada = glue.main(flags(bert_dir, glue_dir, tmp_path, "ada", "rte", "adalora", 6,
                           *adapter_flags()))  # fmt: skip
     ranks = ada["rank_pattern"]
