@@ -29,7 +29,10 @@ def eval_metrics(evals: list[dict], main: str, splits: list[str]) -> dict:
     main metric on the primary (first) split. Tables use the best."""
     primary = splits[0]
     main_rows = [e for e in evals if e["split"] == primary and main in e]
-    best = max(main_rows, key=lambda e: e[main]) if main_rows else {}
+    # the best among finite scores: an undefined one (Pearson of constant predictions is nan)
+    # must not win max() by comparing false with everything
+    scored = [e for e in main_rows if isinstance(e[main], int | float) and math.isfinite(e[main])]
+    best = max(scored, key=lambda e: e[main]) if scored else {}
     final = main_rows[-1] if main_rows else {}
 
     def strip(e):

@@ -685,3 +685,15 @@ def test_torchrun_two_processes_agree(tmp_path):
     assert rec["hardware"]["world_size"] == 2
     assert rec["hyperparameters"]["total_step"] == 8
     assert sum(rec["rank_pattern"].values()) == rec["budget"]["target_total_rank"]
+
+
+def test_best_evaluation_skips_undefined_scores():
+    """Pearson of constant predictions is nan: the best evaluation is the best defined one."""
+    from experiments.record import eval_metrics
+
+    evals = [
+        {"step": s, "epoch": s / 10, "split": "validation", "pearson": v}
+        for s, v in ((10, math.nan), (20, 0.5), (30, 0.4))
+    ]
+    m = eval_metrics(evals, "pearson", ["validation"])
+    assert m["main_best"] == 0.5 and m["best_step"] == 20 and m["main_final"] == 0.4
