@@ -15,6 +15,11 @@ The protocol (written before the runs; results/discussion.md states it in words)
 4. ``ablations``: AdaLoRA at its selected setting on ``ABLATION_TASK``, one knob at a time
    (tinit and tfinal fractions, deltaT, schedule shape), 3 seeds.
 
+Priority (``Job.tier``): calibration; then task by task (``TASKS`` order) the sweep and the seed
+runs of AdaLoRA, LoRA r=2 and LoRA with AdaLoRA's ranks, so each task's verdict lands before the
+next task starts; then the ablations; then LoRA r=3 and full FT; RTE last. An arm's seed runs
+are planned only once its whole sweep on that task has landed.
+
 Every run: MiniLM, real GLUE train/dev, batch 32, the quick preset's per-task values otherwise,
 bf16 autocast, length-grouped batches, one evaluation per epoch, the final one in the tables.
 """
@@ -125,8 +130,22 @@ def plan(root: str | Path) -> list[Job]:
         for lr in FULL_LRS:
             jobs.append(_job("sweep", 5 + 10 * late, task, f"conv-{task}-full-lr{lr}-s1", 1,
                              ["--method", "full", "--lr", lr], ep))  # fmt: skip
-        jobs += _seed_jobs(root, task, ep, sel, late)
+        jobs += _seed_jobs(root, task, ep, _swept(root, task, jobs, sel), late)
     return sorted(jobs, key=lambda j: j.tier)  # stable: the order above within a tier
+
+
+def _swept(root: Path, task: str, jobs: list, sel: dict) -> dict:
+    """The selections of ``task`` whose arm's whole sweep has landed: a setting chosen from part
+    of a sweep could differ from the one the rule picks, so its seed runs wait for the rest."""
+    arm_of = {"adalora": "adalora", "lora_r2": "lora_r2", "full": "full"}
+    out = {}
+    for (t, arm), s in sel.items():
+        if t != task or arm not in arm_of:
+            continue
+        names = [j.name for j in jobs if j.stage == "sweep" and f"-{task}-{arm}-" in j.name]
+        if names and all((root / "sweep" / f"{n}.json").exists() for n in names):
+            out[(t, arm)] = s
+    return out
 
 
 def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Job]:
@@ -142,7 +161,7 @@ def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Jo
     if ada is not None:
         lr = _lr_text(ada.setting.lr)
         for seed in SEEDS[1:]:
-            jobs.append(_job("seeds", 2 + tier, task, f"conv-{task}-adalora-lr{lr}-s{seed}", seed,
+            jobs.append(_job("seeds", 1 + tier, task, f"conv-{task}-adalora-lr{lr}-s{seed}", seed,
                              ["--method", "adalora", "--lr", lr], ep))  # fmt: skip
         if task == ABLATION_TASK:
             for key, values in ABLATIONS.items():
@@ -157,7 +176,7 @@ def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Jo
         for seed in SEEDS[1:]:
             name = f"conv-{task}-lora_r2-lr{lr}-a{alpha}-s{seed}"
             flags = ["--method", "lora", "--lr", lr, "--lora-alpha", alpha]
-            jobs.append(_job("seeds", 2 + tier, task, name, seed, flags, ep))
+            jobs.append(_job("seeds", 1 + tier, task, name, seed, flags, ep))
         r3_alpha = f"{float(alpha) * 3 / 2:g}"  # the same scale alpha / r at r = 3
         for seed in SEEDS:
             name = f"conv-{task}-lora_r3-lr{lr}-a{r3_alpha}-s{seed}"
@@ -173,7 +192,7 @@ def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Jo
             name = f"conv-{task}-lora_rp-lr{lr}-s{seed}"
             flags = ["--method", "lora", "--lr", lr, "--lora-alpha", alpha,
                      "--rank-pattern-from", str(source)]  # fmt: skip
-            jobs.append(_job("seeds", 2 + tier, task, name, seed, flags, ep))
+            jobs.append(_job("seeds", 1 + tier, task, name, seed, flags, ep))
     if full is not None:
         lr = _lr_text(full.setting.lr)
         for seed in SEEDS[1:]:

@@ -64,3 +64,24 @@ def test_sweep_then_seeds_at_the_selected_setting(tmp_path, monkeypatch):
     # priorities: AdaLoRA / LoRA r=2 / rank-pattern seeds before ablations, LoRA r=3 and full FT
     tiers = [j.tier for j in jobs]
     assert tiers == sorted(tiers)
+
+
+def test_seeds_wait_for_the_whole_sweep_and_come_task_by_task(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "EPOCHS", {"stsb": 3, "mrpc": 3, "cola": None, "sst2": None})
+    root = tmp_path / "converged"
+    out = root / "sweep"
+    lrs = P.LRS[:2]  # half of AdaLoRA's sweep: its best so far must not pick the seeds' LR
+    for lr in lrs:
+        write_result(record(f"conv-stsb-adalora-lr{lr}-s1", [0.4, 0.8], task="stsb",
+                            lr=float(lr)), out)  # fmt: skip
+    assert not [j for j in P.plan(root) if j.stage == "seeds"]
+    for lr in P.LRS[2:]:
+        write_result(record(f"conv-stsb-adalora-lr{lr}-s1", [0.4, 0.5], task="stsb",
+                            lr=float(lr)), out)  # fmt: skip
+    jobs = P.plan(root)
+    seeds = [j for j in jobs if j.stage == "seeds"]
+    assert seeds and all("-stsb-adalora-" in j.name for j in seeds)  # LoRA's sweep is not done
+    # STS-B's seed runs come before MRPC's sweep (per task: sweep, then seeds)
+    order = [j.name for j in jobs]
+    first_mrpc = min(i for i, n in enumerate(order) if n.startswith("conv-mrpc-"))
+    assert max(order.index(j.name) for j in seeds) < first_mrpc
