@@ -3,7 +3,7 @@
 ablations, on real GLUE data with the packaged MiniLM, several seeds per cell.
 
     python scripts/reproduce.py [--workers 2] [--output-dir results/evidence/short] [--dry-run]
-                                [--order A:sst2,A:stsb,C:sst2,...]
+                                [--order A:sst2,A:stsb,C:sst2,...] [--hours H]
 
 Runs are listed in priority order (``ORDER``) and executed by ``--workers`` parallel
 processes of experiments/glue.py, one thread each. Resumable: a run whose result file exists
@@ -216,6 +216,32 @@ def run_logged(name: str, cmd: list, log_dir: Path, env: dict) -> int:
     return rc
 
 
+def _flag(flags, name: str):
+    flags = list(flags)
+    return flags[flags.index(name) + 1] if name in flags else None
+
+
+def run_times(root: Path) -> dict:
+    """{(task, method, epochs): [wall_time_s]} of the runs landed below ``root``."""
+    out: dict = {}
+    for f in root.glob("*/*.json"):
+        try:
+            d = json.loads(f.read_text())
+            key = (d["task"], d["method"], float(d["hyperparameters"]["epochs"]))
+            out.setdefault(key, []).append(float(d["wall_time_s"]))
+        except (ValueError, KeyError, TypeError):
+            continue  # not a result file (or an older one without these fields)
+    return out
+
+
+def estimate_s(flags, times: dict) -> float | None:
+    """A run's expected wall time: the median of the landed runs of the same task, method and
+    epochs (None when none has landed: such a run is assumed to fit)."""
+    key = (_flag(flags, "--task"), _flag(flags, "--method"), float(_flag(flags, "--epochs") or 0))
+    xs = sorted(times.get(key, []))
+    return xs[len(xs) // 2] if xs else None
+
+
 def run_converged(a, env: dict) -> int:
     """The converged grid (scripts/plan_converged.py): re-planned after every finished run,
     since the seed runs follow from the sweep's results and the rank-pattern LoRA runs from
@@ -227,8 +253,18 @@ def run_converged(a, env: dict) -> int:
     def done(j) -> bool:
         return (root / j.stage / f"{j.name}.json").exists()
 
+    deadline = None if a.hours is None else time.time() + a.hours * 3600
+
+    def fits(j) -> bool:  # --hours: start only runs expected to end in time
+        if deadline is None:
+            return True
+        est = estimate_s(j.flags, run_times(root))
+        return est is None or time.time() + est <= deadline
+
     def pending(exclude) -> list:
-        return [j for j in converged_plan(root) if not done(j) and j.name not in exclude]
+        return [
+            j for j in converged_plan(root) if not done(j) and j.name not in exclude and fits(j)
+        ]
 
     jobs = converged_plan(root)
     todo = [j for j in jobs if not done(j)]
@@ -271,7 +307,14 @@ def main(argv=None) -> int:
                    help="default: results/evidence/<protocol>")  # fmt: skip
     p.add_argument("--order", default=ORDER, help="short: priority order of PHASE:task items")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--hours", type=float, default=None,
+                   help="converged: start no run expected to end later than this many hours "
+                        "from now (the median wall time of landed runs of its task, method and "
+                        "epochs); a run that would not fit is passed over for a later, "
+                        "shorter one: a time-limited session or job cuts no run off")  # fmt: skip
     a = p.parse_args(argv)
+    if a.hours is not None and (a.hours <= 0 or a.protocol != "converged"):
+        p.error(f"--hours {a.hours}: needs a positive number of hours and --protocol converged")
     os.chdir(ROOT)
     if a.protocol == "converged":
         return run_converged(a, child_env())

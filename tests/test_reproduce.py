@@ -133,3 +133,42 @@ def test_half_finished_run_resumes(tmp_path, monkeypatch, capsys):
     assert json.loads((out / f"{name}.json").read_text())["run_name"] == name
     assert not checkpoint_root(out, name).exists()
     assert "1 runs in the grid, 0 done, 1 to run" in capsys.readouterr().out
+
+
+def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
+    """--hours: a run whose task / method / epochs took longer than the time left is not
+    started; a later run that fits (or whose time is unknown) is."""
+    from scripts import plan_converged
+
+    root = tmp_path / "converged"
+    (root / "sweep").mkdir(parents=True)
+    landed = {"task": "stsb", "method": "adalora", "hyperparameters": {"epochs": 7},
+              "wall_time_s": 3600.0}  # fmt: skip
+    (root / "sweep" / "old.json").write_text(json.dumps(landed))
+    base = ["--epochs", "7", "--method", "adalora"]
+    jobs = [
+        plan_converged.Job("sweep", "long", ("--task", "stsb", *base), 1),
+        plan_converged.Job("sweep", "short", ("--task", "cola", *base), 1),
+    ]
+    monkeypatch.setattr(plan_converged, "plan", lambda r: jobs)
+    started = []
+
+    def fake_run(name, cmd, log_dir, env):
+        started.append(name)
+        (root / "sweep" / f"{name}.json").write_text("{}")
+        return 0
+
+    monkeypatch.setattr(reproduce, "run_logged", fake_run)
+    assert reproduce.main(["--output-dir", str(root), "--hours", "0.5", "--workers", "1"]) == 0
+    assert started == ["short"]
+    assert reproduce.estimate_s(jobs[0].flags, reproduce.run_times(root)) == 3600.0
+    started.clear()
+    (root / "sweep" / "short.json").unlink()
+    assert reproduce.main(["--output-dir", str(root), "--workers", "1"]) == 0  # no limit
+    assert started == ["long", "short"]
+
+
+def test_hours_must_be_positive():
+    with pytest.raises(SystemExit) as e:
+        reproduce.main(["--hours", "0"])
+    assert e.value.code == 2
