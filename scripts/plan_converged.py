@@ -13,7 +13,9 @@ The protocol (written before the runs; results/discussion.md states it in words)
    run itself. LoRA with AdaLoRA's ranks (seed s takes the final ranks of AdaLoRA's seed-s run)
    and LoRA r=3 run at LoRA r=2's selected LR and scale alpha / r.
 4. ``ablations``: AdaLoRA at its selected setting on ``ABLATION_TASK``, one knob at a time
-   (tinit and tfinal fractions, deltaT, schedule shape), 3 seeds.
+   (tinit and tfinal fractions, deltaT, schedule shape), 3 seeds. The value the selected setting
+   already has (tinit 0.15 T, tfinal 0.45 T, deltaT 10, cubic on STS-B) is not run again: its
+   point is the main table's AdaLoRA cell, the same command at seeds 1-5.
 
 Priority (``Job.tier``): calibration; then task by task (``TASKS`` order) the sweep and the seed
 runs of AdaLoRA, LoRA r=2 and LoRA with AdaLoRA's ranks, so each task's verdict lands before the
@@ -134,6 +136,22 @@ def plan(root: str | Path) -> list[Job]:
     return sorted(jobs, key=lambda j: j.tier)  # stable: the order above within a tier
 
 
+def _is_selected_value(task: str, key: str, value: str) -> bool:
+    """Whether ``--<key> <value>`` is what AdaLoRA's selected setting on ``task`` already uses
+    (the quick preset's value, else AdaLoRAConfig's default): such a run would repeat the seed
+    run of the same seed flag for flag, so the ablation table takes that point from the main
+    cell ("(selected setting)") instead of running it again."""
+    from adalora.config import AdaLoraConfig
+    from experiments.glue import quick_preset
+
+    preset = quick_preset(task, "adalora")
+    default = preset[key] if key in preset else AdaLoraConfig.__dataclass_fields__[key].default
+    try:
+        return float(value) == float(default)
+    except (TypeError, ValueError):
+        return str(value) == str(default)
+
+
 def _swept(root: Path, task: str, jobs: list, sel: dict) -> dict:
     """The selections of ``task`` whose arm's whole sweep has landed: a setting chosen from part
     of a sweep could differ from the one the rule picks, so its seed runs wait for the rest."""
@@ -166,6 +184,8 @@ def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Jo
         if task == ABLATION_TASK:
             for key, values in ABLATIONS.items():
                 for value in values:
+                    if _is_selected_value(task, key, value):
+                        continue  # the main table's AdaLoRA cell (seeds 1-5) is this point
                     for seed in ABLATION_SEEDS:
                         name = f"conv-{task}-adalora-{key}{value}-s{seed}"
                         flags = ["--method", "adalora", "--lr", lr, flag_of(key), value,

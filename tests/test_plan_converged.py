@@ -60,7 +60,13 @@ def test_sweep_then_seeds_at_the_selected_setting(tmp_path, monkeypatch):
     assert [_flag(j, "--seed") for j in rp] == ["1"]
     assert _flag(rp[0], "--rank-pattern-from").endswith("sweep/conv-stsb-adalora-lr1e-3-s1.json")
     abl = [j for j in jobs if j.stage == "ablations"]
-    assert len(abl) == sum(len(v) for v in P.ABLATIONS.values()) * len(P.ABLATION_SEEDS)
+    # every knob value but the one the selected setting has (the main cell is that point)
+    n_values = sum(len(v) for v in P.ABLATIONS.values()) - len(P.ABLATIONS)
+    assert len(abl) == n_values * len(P.ABLATION_SEEDS)
+    skipped = {"tinit_frac": "0.15", "tfinal_frac": "0.45", "delta_t": "10", "schedule": "cubic"}
+    for key, value in skipped.items():
+        assert not any(f"-{key}{value}-" in j.name for j in abl), key
+    assert any("-schedule" + "linear-" in j.name for j in abl)
     # priorities: AdaLoRA / LoRA r=2 / rank-pattern seeds before ablations, LoRA r=3 and full FT
     tiers = [j.tier for j in jobs]
     assert tiers == sorted(tiers)

@@ -473,6 +473,17 @@ def test_converged_figures(tmp_path, tree):
     assert len(rank.data) == 4  # the seeds/ runs that record a rank pattern
     ablation = next(s for s in specs if s.kind == "conv_ablation")
     assert [k for k, _ in KNOBS if k in ablation.data] == ["tinit_frac", "schedule"]
+    # the selected setting's own value (not run as an ablation) is the main AdaLoRA cell
+    tinit = ablation.data["tinit_frac"]
+    assert [v for v, _ in tinit] == ["0.1", "0.15 (selected)", "0.3"]
+    assert tinit[1][1].n == len(next(c for k, c in seed_cells_of(tree).items() if k[2] == "adalora"
+                                     and k[1] == "sst2").runs)  # fmt: skip
+
+
+def seed_cells_of(tree):
+    from scripts.report.converged import seed_cells
+
+    return seed_cells([r for r in load_runs(tree / "evidence") if r.converged])
 
 
 def test_empty_state(tmp_path):

@@ -161,7 +161,7 @@ def converged_figure_specs(runs: Sequence[Run], fig_dir: Path) -> list:
             )
         )
     specs.sort(key=lambda s: ["conv_curves", "conv_calibration", "rank"].index(s.kind))
-    knobs = knob_stats(conv)
+    knobs = knob_stats(conv, cells)
     for mt in _sorted(knobs):
         if any(st.n for pts in knobs[mt].values() for _, st in pts):
             specs.append(

@@ -259,6 +259,11 @@ def knob_value_key(knob: str, v) -> tuple:
     return (1, *value_key(v))
 
 
+def knob_of(r: Run, knob: str):
+    """A run's value of a schedule knob (the schedule shape defaults to cubic when unset)."""
+    return r.schedule if knob == "schedule" else r.hp.get(knob)
+
+
 def _knobs(r: Run) -> dict:
     """The swept keys of an ablation run, its LR aside."""
     return {k: v for k, v in r.sweep.items() if k != "lr"}
@@ -307,7 +312,7 @@ def ablation_tables(runs: Sequence[Run], cells: dict) -> list:
         for mt in sorted(by_task, key=_row_key):
             ref = cells.get((*mt, "adalora"))
             if ref is not None and ref.runs:
-                vals = sorted({str(r.hp.get(knob)) for r in ref.runs})
+                vals = sorted({str(knob_of(r, knob)) for r in ref.runs})
                 rows.append(
                     [mt[0], task_name(mt[1]), f"{', '.join(vals)} (selected setting)"]
                     + [_cell_text(ref), _lrs(ref.runs)]
@@ -333,13 +338,21 @@ def ablation_tables(runs: Sequence[Run], cells: dict) -> list:
     return lines
 
 
-def knob_stats(runs: Sequence[Run]) -> dict:
-    """{(model, task): {knob: [(value text, Stats)]}} for the ablation figure."""
+def knob_stats(runs: Sequence[Run], cells: dict | None = None) -> dict:
+    """{(model, task): {knob: [(value text, Stats)]}} for the ablation figure; with ``cells``
+    (seed_cells) the main AdaLoRA cell adds its own value of each knob (the selected setting,
+    not run again as an ablation), labelled "<value> (selected)"."""
     out: dict = {}
     for knob, by_task in ablation_groups(runs).items():
         for mt, by_value in by_task.items():
+            by_value = dict(by_value)
+            ref = (cells or {}).get((*mt, "adalora"))
+            own = {knob_of(r, knob) for r in ref.runs} if ref is not None and ref.runs else set()
+            if len(own) == 1 and str(next(iter(own))) not in map(str, by_value):
+                by_value[next(iter(own))] = ref.runs
+            sel = {str(v) for v in own}
             out.setdefault(mt, {})[knob] = [
-                (str(v), cell_stats(by_value[v]))
+                (f"{v} (selected)" if str(v) in sel else str(v), cell_stats(by_value[v]))
                 for v in sorted(by_value, key=lambda v: knob_value_key(knob, v))
             ]
     return out
