@@ -436,9 +436,10 @@ def test_converged_tables(tmp_path, tree):
     assert settings["SST-2"]["AdaLoRA 3→2"] == "lr=0.002 (sweep); seeds 1 (sweep), 2, 3, 4, 5"
     assert settings["SST-2"]["LoRA r=3"].startswith("lr=0.001, alpha/r=8 (from LoRA r=2)")
     sweep = table(text, "## Converged: the sweep (seed 1, final evaluation)")
-    chosen = [(r["task"], r["method"], r["setting"]) for r in sweep if r[""] == "selected"]
-    assert ("SST-2", "LoRA r=2", "lr=0.001, alpha=16") in chosen
-    assert ("SST-2", "AdaLoRA 3→2", "lr=0.002") in chosen
+    chosen = {(r["task"], r["method"], r["setting"]): r[""] for r in sweep if r[""]}
+    assert chosen[("SST-2", "LoRA r=2", "lr=0.001, alpha=16")] == "selected"
+    # AdaLoRA's best is the grid's highest LR: flagged, its optimum may lie beyond
+    assert chosen[("SST-2", "AdaLoRA 3→2", "lr=0.002")] == "selected (highest LR of the grid)"
     assert len([r for r in sweep if r["task"] == "SST-2" and r["method"] == "LoRA r=2"]) == 8
     cal = table(text, "## Converged: calibration (one seed, every epoch)")
     assert cal[0]["dev score per epoch"] == "1: 60.00; 2: 75.00; 3: 81.00; 4: 82.00"

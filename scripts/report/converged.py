@@ -197,6 +197,17 @@ def _key(r: Run) -> tuple:
     return (str(r.model), str(r.task))
 
 
+def grid_edge(point: SweepPoint, points: Sequence[SweepPoint]) -> str | None:
+    """ "highest LR" / "lowest LR" when ``point``'s LR is an end of its arm's swept LRs (the
+    optimum may lie beyond the grid), else None."""
+    lrs = {p.setting.lr for p in points if p.setting.lr is not None}
+    if len(lrs) < 2 or point.setting.lr is None:
+        return None
+    if point.setting.lr == max(lrs):
+        return "highest LR"
+    return "lowest LR" if point.setting.lr == min(lrs) else None
+
+
 def sweep_points(runs: Sequence[Run]) -> dict:
     """{(model, task, arm): [SweepPoint] by setting} of the sweep stage; the selected point of
     each list has ``selected`` set."""

@@ -18,6 +18,7 @@ from scripts.report.converged import (
     arm_name,
     arm_of,
     cell_stats,
+    grid_edge,
     rise_of,
     seed_cells,
     selections,
@@ -192,12 +193,20 @@ def settings_table(cells: dict, sels: dict) -> list:
     return lines + md_table(["model", "task"] + [arm_name(a) for a in arms], rows)
 
 
+def _selected_text(p, pts) -> str:
+    if not p.selected:
+        return ""
+    edge = grid_edge(p, pts)
+    return f"selected ({edge} of the grid)" if edge else "selected"
+
+
 def sweep_table(points: dict) -> list:
     lines = [
         "## Converged: the sweep (seed 1, final evaluation)",
         "",
         "Every setting of every method's grid, its dev score at the final evaluation (the "
-        "sweep score the rule ranks), last − previous evaluation, and the selected one.",
+        "sweep score the rule ranks), last − previous evaluation, and the selected one "
+        "(flagged when it is the highest or lowest LR of the grid: the best LR may lie beyond).",
         "",
     ]
     if not points:
@@ -209,7 +218,7 @@ def sweep_table(points: dict) -> list:
             rows.append(
                 [k[0], task_name(k[1]), arm_name(k[2]), p.setting.text()]
                 + [", ".join(str(r.seed) for r in p.runs), fmt_cell(p.stats, show_lr=False)]
-                + ["-" if rise is None else f"{rise:+.2f}", "selected" if p.selected else ""]
+                + ["-" if rise is None else f"{rise:+.2f}", _selected_text(p, points[k])]
             )
     header = ["model", "task", "method", "setting", "seeds", "score", "last − prev", ""]
     return lines + md_table(header, rows)
