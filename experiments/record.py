@@ -67,11 +67,13 @@ def budget_summary(method: str, hp: dict, ranks: dict | None, curve: list | None
 
 
 def status(outcome: RunOutcome, metrics: dict) -> str:
-    """'diverged' when the loss became nan / inf or the final main metric is not finite."""
+    """'diverged' when the training loss became nan / inf; 'constant' when the loss stayed
+    finite but the final main metric is undefined (nan): Pearson / Spearman of a model that
+    predicts one value for every example, the collapse a too-large step can cause on STS-B."""
     if outcome.diverged:
         return "diverged"
     final = metrics["main_final"]
-    return "ok" if final is None or math.isfinite(final) else "diverged"
+    return "ok" if final is None or math.isfinite(final) else "constant"
 
 
 def build_record(

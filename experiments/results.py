@@ -40,7 +40,9 @@ Schema ``adalora.result/1`` (every runner writes exactly these top-level keys):
     train_log         [{"step", "loss", "grad_norm", "learning_rate"}, ...] at every logging
                       step (files written before it existed lack it)
     status            "ok" | "diverged" (the training loss became nan / inf, which stops the
-                      run, or the final main metric is not finite; the run is kept, not dropped)
+                      run) | "constant" (the loss stayed finite but the final main metric is
+                      nan: constant predictions; files before this status say "diverged");
+                      the run is kept, not dropped
     wall_time_s       float
     versions          {"python", "torch", "transformers", "adalora", ...}
     hardware          {"device", "cpu", "n_threads", "n_cpus", "gpu": name or null,

@@ -45,7 +45,9 @@ def test_every_committed_result_file_parses():
     for r, path in zip(runs, files):
         raw = json.loads(path.read_text())
         assert r.name == raw["run_name"] and r.path == str(path)
-        assert r.status == raw["status"] and r.method == raw["method"]
+        # "diverged" with a finite loss throughout reads as "constant" (test below)
+        assert r.status in ({raw["status"], "constant"} if raw["status"] == "diverged" else
+                            {raw["status"]}) and r.method == raw["method"]  # fmt: skip
         assert r.level == NO_BUDGET or isinstance(r.level, int)
         assert r.lr == raw["hyperparameters"]["lr"]
         if r.ok:
@@ -115,3 +117,27 @@ def test_shared_lr():
     assert shared_lr(lora, ada) == 1e-3  # (60 + 90) / 2 > (70 + 70) / 2; 5e-3 not shared
     assert shared_lr(lora, []) is None
     assert shared_lr(lora[1:], ada[:1]) is None
+
+
+def test_constant_predictions_are_not_read_as_divergence():
+    """A 'diverged' file whose training loss stayed finite (its final Pearson is nan because
+    the model predicts one value) reads as 'constant'; a nan loss keeps 'diverged'. The runner
+    writes 'constant' itself now (experiments.record.status)."""
+    from experiments.record import status
+
+    nan = float("nan")
+    finite = [{"step": 50, "loss": 2.2}, {"step": 100, "loss": 2.1}]
+    rec = {"status": "diverged", "metrics": {"main_final": nan}, "train_log": finite}
+    assert Run.from_record(rec).status == "constant"
+    blown = {**rec, "train_log": finite + [{"step": 150, "loss": nan}]}
+    assert Run.from_record(blown).status == "diverged"
+    assert Run.from_record({**rec, "train_log": []}).status == "diverged"  # nothing to tell by
+    for diverged, final, want in ((False, nan, "constant"), (True, nan, "diverged"),
+                                  (False, 0.8, "ok"), (False, None, "ok")):  # fmt: skip
+        assert status(_outcome(diverged), {"main_final": final}) == want
+
+
+def _outcome(diverged: bool):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(diverged=diverged)

@@ -96,6 +96,20 @@ def _tags(variant: str) -> dict:
     return out
 
 
+def _status(rec: dict) -> str:
+    """The record's status; a 'diverged' file whose training loss stayed finite throughout is
+    read as 'constant' (the runner's status for a nan final metric from constant predictions,
+    which files written before that status existed call 'diverged')."""
+    status = str(rec.get("status") or "unknown")
+    log = rec.get("train_log") or []
+    losses = [e.get("loss") for e in log if isinstance(e, dict) and e.get("loss") is not None]
+    if status == "diverged" and losses and all(math.isfinite(float(x)) for x in losses):
+        final = (rec.get("metrics") or {}).get("main_final")
+        if final is None or not math.isfinite(float(final)):
+            return "constant"
+    return status
+
+
 @dataclass(frozen=True, eq=False)
 class Run:
     """What the tables and figures read from one run (compared and hashed by identity)."""
@@ -108,7 +122,7 @@ class Run:
     variant: str  # "" for the default method, else "+"-joined ablation tags
     model: str | None
     seed: Any
-    status: str  # "ok", "diverged", ... ("unknown" when absent)
+    status: str  # "ok", "diverged", "constant", ... ("unknown" when absent)
     level: int | str  # avg final rank rounded, or NO_BUDGET
     lr: float | None
     score: float | None  # the table score x100 (None: absent or not finite)
@@ -141,7 +155,7 @@ class Run:
             variant=rec.get("variant") or "",
             model=rec.get("model"),
             seed=rec.get("seed"),
-            status=str(rec.get("status") or "unknown"),
+            status=_status(rec),
             level=_level(budget),
             lr=_float(hp.get("lr")),
             score=_score(metrics, None),
