@@ -222,24 +222,27 @@ def _flag(flags, name: str):
 
 
 def run_times(root: Path) -> dict:
-    """{(task, method, epochs): [wall_time_s]} of the runs landed below ``root``."""
+    """{(task, method): [wall seconds per epoch]} of the runs landed below ``root``."""
     out: dict = {}
     for f in root.glob("*/*.json"):
         try:
             d = json.loads(f.read_text())
-            key = (d["task"], d["method"], float(d["hyperparameters"]["epochs"]))
-            out.setdefault(key, []).append(float(d["wall_time_s"]))
-        except (ValueError, KeyError, TypeError):
+            per_epoch = float(d["wall_time_s"]) / float(d["hyperparameters"]["epochs"])
+            out.setdefault((d["task"], d["method"]), []).append(per_epoch)
+        except (ValueError, KeyError, TypeError, ZeroDivisionError):
             continue  # not a result file (or an older one without these fields)
     return out
 
 
 def estimate_s(flags, times: dict) -> float | None:
-    """A run's expected wall time: the median of the landed runs of the same task, method and
-    epochs (None when none has landed: such a run is assumed to fit)."""
-    key = (_flag(flags, "--task"), _flag(flags, "--method"), float(_flag(flags, "--epochs") or 0))
-    xs = sorted(times.get(key, []))
-    return xs[len(xs) // 2] if xs else None
+    """A run's expected wall time: its epochs x the median seconds per epoch of the landed runs
+    of the same task and method, else of the same task (None when no run of the task has
+    landed: such a run is assumed to fit)."""
+    task, method = _flag(flags, "--task"), _flag(flags, "--method")
+    xs = times.get((task, method)) or [x for (t, _), v in times.items() if t == task for x in v]
+    if not xs:
+        return None
+    return sorted(xs)[len(xs) // 2] * float(_flag(flags, "--epochs") or 1)
 
 
 def run_converged(a, env: dict) -> int:
@@ -309,8 +312,8 @@ def main(argv=None) -> int:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--hours", type=float, default=None,
                    help="converged: start no run expected to end later than this many hours "
-                        "from now (the median wall time of landed runs of its task, method and "
-                        "epochs); a run that would not fit is passed over for a later, "
+                        "from now (its epochs x the median time per epoch of landed runs of its "
+                        "task and method); a run that would not fit is passed over for a later, "
                         "shorter one: a time-limited session or job cuts no run off")  # fmt: skip
     a = p.parse_args(argv)
     if a.hours is not None and (a.hours <= 0 or a.protocol != "converged"):

@@ -142,7 +142,8 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
 
     root = tmp_path / "converged"
     (root / "sweep").mkdir(parents=True)
-    landed = {"task": "stsb", "method": "adalora", "hyperparameters": {"epochs": 7},
+    # a 10-epoch STS-B LoRA run took an hour: 360 s per epoch
+    landed = {"task": "stsb", "method": "lora", "hyperparameters": {"epochs": 10},
               "wall_time_s": 3600.0}  # fmt: skip
     (root / "sweep" / "old.json").write_text(json.dumps(landed))
     base = ["--epochs", "7", "--method", "adalora"]
@@ -150,6 +151,9 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
         plan_converged.Job("sweep", "long", ("--task", "stsb", *base), 1),
         plan_converged.Job("sweep", "short", ("--task", "cola", *base), 1),
     ]
+    # no AdaLoRA run of STS-B yet: the task's other runs, per epoch, x 7 epochs = 42 minutes
+    assert reproduce.estimate_s(jobs[0].flags, reproduce.run_times(root)) == 7 * 360.0
+    assert reproduce.estimate_s(jobs[1].flags, reproduce.run_times(root)) is None
     monkeypatch.setattr(plan_converged, "plan", lambda r: jobs)
     started = []
 
@@ -161,7 +165,6 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce, "run_logged", fake_run)
     assert reproduce.main(["--output-dir", str(root), "--hours", "0.5", "--workers", "1"]) == 0
     assert started == ["short"]
-    assert reproduce.estimate_s(jobs[0].flags, reproduce.run_times(root)) == 3600.0
     started.clear()
     (root / "sweep" / "short.json").unlink()
     assert reproduce.main(["--output-dir", str(root), "--workers", "1"]) == 0  # no limit
