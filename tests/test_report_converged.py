@@ -421,6 +421,11 @@ def test_converged_tables(tmp_path, tree):
     cola = [60.0, 62.0, 63.0, 64.0, 65.0]  # seed 1 from the sweep
     assert main["CoLA"]["LoRA r=2"] == f"62.80 ± {statistics.stdev(cola):.2f} (n=5)"
     assert main["CoLA"]["LoRA r=3"] == "-"
+    ranks = {r["task"]: r for r in table(text, "## Converged: rank check of the same seeds")}
+    # every AdaLoRA seed above every LoRA r=2 seed: 25 of 25 pairs, exact p = 2 / C(10, 5)
+    assert ranks["SST-2"]["AdaLoRA 3→2 − LoRA r=2"] == "25/25 pairs higher, p=0.008 (n=5 vs 5)"
+    assert ranks["CoLA"]["AdaLoRA 3→2 − LoRA r=2"].startswith("0/25 pairs higher")
+    assert ranks["CoLA"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"] == "-"
     verdicts = {
         r["task"]: r
         for r in table(text, "## Converged: AdaLoRA against LoRA (Welch 95% intervals)")

@@ -352,6 +352,17 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Welch
     return w
 
 
+def rank_check(a: Sequence[float], b: Sequence[float]) -> str:
+    """How often a seed of ``a`` beats a seed of ``b`` (ties count half) and the exact two-sided
+    Mann-Whitney p: a check that does not assume normal seeds (one failed seed dominates a std).
+    Not the verdict rule; "-" with fewer than 2 seeds on a side."""
+    if len(a) < 2 or len(b) < 2:
+        return "-"
+    wins = sum((x > y) + 0.5 * (x == y) for x in a for y in b)
+    p = float(sps.mannwhitneyu(a, b, alternative="two-sided", method="auto").pvalue)
+    return f"{wins:g}/{len(a) * len(b)} pairs higher, p={p:.3f} (n={len(a)} vs {len(b)})"
+
+
 def verdict_text(w: Welch) -> str:
     if w.lo is None:
         return f"- (n < 2: n={w.n1} vs {w.n2})"

@@ -19,6 +19,7 @@ from scripts.report.converged import (
     arm_of,
     cell_stats,
     grid_edge,
+    rank_check,
     rise_of,
     seed_cells,
     selections,
@@ -165,6 +166,23 @@ def verdict_table(cells: dict) -> list:
             row.append(verdict_text(welch(ca.stats.values, cb.stats.values)))
         rows.append(row)
     header = ["model", "task"] + [f"{arm_name(a)} − {arm_name(b)}" for a, b in COMPARISONS]
+    lines += md_table(header, rows)
+    lines += [
+        "",
+        "## Converged: rank check of the same seeds",
+        "",
+        "Not the verdict rule; it does not assume normally spread seeds: how many "
+        "(AdaLoRA seed, other seed) pairs AdaLoRA wins (ties half) and the two-sided "
+        "Mann-Whitney p (exact without ties).",
+        "",
+    ]
+    rows = []
+    for mt in sorted({k[:2] for k in cells}, key=_row_key):
+        row = [mt[0], task_name(mt[1])]
+        for a, b in COMPARISONS:
+            ca, cb = cells.get((*mt, a)) or Cell(), cells.get((*mt, b)) or Cell()
+            row.append(rank_check(ca.stats.values, cb.stats.values))
+        rows.append(row)
     return lines + md_table(header, rows)
 
 
