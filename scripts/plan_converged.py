@@ -15,7 +15,9 @@ The protocol (written before the runs; results/discussion.md states it in words)
 4. ``ablations``: AdaLoRA at its selected setting on ``ABLATION_TASK``, one knob at a time
    (tinit and tfinal fractions, deltaT, schedule shape), 3 seeds. The value the selected setting
    already has (tinit 0.15 T, tfinal 0.45 T, deltaT 10, cubic on STS-B) is not run again: its
-   point is the main table's AdaLoRA cell, the same command at seeds 1-5.
+   point is the main table's AdaLoRA cell, the same command at seeds 1-5. With them, AdaLoRA's
+   parts (``COMPONENTS``): SVD-LoRA r=2 with and without the orthogonal regulariser, AdaLoRA
+   without it; 3 seeds, AdaLoRA's selected LR.
 
 Priority (``Job.tier``): calibration; then task by task (``TASKS`` order) the sweep and the seed
 runs of AdaLoRA, LoRA r=2 and LoRA with AdaLoRA's ranks, so each task's verdict lands before the
@@ -56,6 +58,13 @@ FULL_LRS = ("2e-5", "5e-5", "1e-4")
 SEEDS = (1, 2, 3, 4, 5)
 ABLATION_TASK = "stsb"
 ABLATION_SEEDS = (1, 2, 3)
+# AdaLoRA's parts on ABLATION_TASK at its selected LR (added after STS-B's seed runs: AdaLoRA
+# starts fast where both LoRA arms do not; which part does it?): name -> (method, {key: value})
+COMPONENTS = {
+    "svd_lora": ("svd_lora", {}),  # the SVD form + regulariser at a fixed rank 2, no pruning
+    "svd_lora-gamma0": ("svd_lora", {"orth_reg_weight": "0"}),  # the SVD form alone
+    "adalora-gamma0": ("adalora", {"orth_reg_weight": "0"}),  # AdaLoRA without the regulariser
+}
 ABLATIONS = {  # swept key (a glue.py flag with underscores) -> values
     "tinit_frac": ("0.05", "0.15", "0.3"),
     "tfinal_frac": ("0.2", "0.45", "0.6"),
@@ -191,6 +200,15 @@ def _seed_jobs(root: Path, task: str, ep: int, sel: dict, late: bool) -> list[Jo
                         flags = ["--method", "adalora", "--lr", lr, flag_of(key), value,
                                  "--sweep-json", sweep_json({key: value})]  # fmt: skip
                         jobs.append(_job("ablations", 3 + tier, task, name, seed, flags, ep))
+            for comp, (method, point) in COMPONENTS.items():
+                flags = ["--method", method, "--lr", lr]
+                for key, value in point.items():
+                    flags += [flag_of(key), value]
+                if point:
+                    flags += ["--sweep-json", sweep_json(point)]
+                for seed in ABLATION_SEEDS:
+                    name = f"conv-{task}-{comp}-s{seed}"
+                    jobs.append(_job("ablations", 3 + tier, task, name, seed, flags, ep))
     if lora is not None:
         lr, alpha = _lr_text(lora.setting.lr), f"{lora.setting.alpha:g}"
         for seed in SEEDS[1:]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from experiments.results import write_result
 from scripts import plan_converged as P
 from tests.test_report_converged import record
@@ -62,7 +64,12 @@ def test_sweep_then_seeds_at_the_selected_setting(tmp_path, monkeypatch):
     abl = [j for j in jobs if j.stage == "ablations"]
     # every knob value but the one the selected setting has (the main cell is that point)
     n_values = sum(len(v) for v in P.ABLATIONS.values()) - len(P.ABLATIONS)
-    assert len(abl) == n_values * len(P.ABLATION_SEEDS)
+    assert len(abl) == (n_values + len(P.COMPONENTS)) * len(P.ABLATION_SEEDS)
+    svd = next(j for j in abl if j.name == "conv-stsb-svd_lora-gamma0-s2")
+    assert _flag(svd, "--method") == "svd_lora" and _flag(svd, "--lr") == "1e-3"
+    assert _flag(svd, "--orth-reg-weight") == "0" and _flag(svd, "--target-r") == "2"
+    assert json.loads(_flag(svd, "--sweep-json")) == {"orth_reg_weight": 0}
+    assert "--sweep-json" not in next(j for j in abl if j.name == "conv-stsb-svd_lora-s1").flags
     skipped = {"tinit_frac": "0.15", "tfinal_frac": "0.45", "delta_t": "10", "schedule": "cubic"}
     for key, value in skipped.items():
         assert not any(f"-{key}{value}-" in j.name for j in abl), key

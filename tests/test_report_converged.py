@@ -217,6 +217,12 @@ def write_tree(res: Path) -> None:
                         sweep={knob: v},
                     ),
                 )
+    # component ablations: SVD-LoRA r=2 (nothing pruned) and AdaLoRA without the regulariser
+    for s in (1, 2, 3):
+        put(res, "ablations", record(f"abl-svd-s{s}", [0.6 + s / 100, 0.7, 0.8], seed=s,
+                                     method="svd_lora", lr=2e-3))  # fmt: skip
+        put(res, "ablations", record(f"abl-gamma0-s{s}", curve(75.0), seed=s, lr=2e-3,
+                                     sweep={"orth_reg_weight": 0}))  # fmt: skip
     # CoLA: AdaLoRA (50.0, 50.2, ..., 50.5) worse than LoRA r=2 (60, 62, ..., 65)
     put(res, "sweep", record("c-sw-ada", curve(50.0), task="cola", lr=1e-3, sweep={"lr": 1e-3}))
     put(res, "sweep", record("c-sw-lora", curve(60.0), task="cola", method="lora", lora_r=2))
@@ -421,6 +427,13 @@ def test_converged_tables(tmp_path, tree):
     cola = [60.0, 62.0, 63.0, 64.0, 65.0]  # seed 1 from the sweep
     assert main["CoLA"]["LoRA r=2"] == f"62.80 ± {statistics.stdev(cola):.2f} (n=5)"
     assert main["CoLA"]["LoRA r=3"] == "-"
+    comp = table(text, "## Converged: AdaLoRA's parts (component ablations)")
+    rows = [(r["method"], r["setting"], r["after epoch 1"], r["final"]) for r in comp]
+    assert rows[0][:2] == ("AdaLoRA 3→2", "main") and rows[1][:2] == ("LoRA r=2", "main")
+    assert ("AdaLoRA 3→2", "orth_reg_weight=0", "65.00 ± 0.00 (n=3)", "75.00 ± 0.00 (n=3)") in rows
+    assert ("SVD-LoRA", "(as selected)", "62.00 ± 1.00 (n=3)", "80.00 ± 0.00 (n=3)") in rows
+    # the schedule knob tables keep only schedule knobs: no orth_reg_weight table
+    assert "(`orth_reg_weight`)" not in text
     ranks = {r["task"]: r for r in table(text, "## Converged: rank check of the same seeds")}
     # every AdaLoRA seed above every LoRA r=2 seed: 25 of 25 pairs, exact p = 2 / C(10, 5)
     assert ranks["SST-2"]["AdaLoRA 3→2 − LoRA r=2"] == "25/25 pairs higher, p=0.008 (n=5 vs 5)"
@@ -498,7 +511,7 @@ def test_empty_state(tmp_path):
     text = generate(tmp_path, res)
     conv = text.split("# Converged runs")[1].split(SHORT_MARK)[0]
     headings = [line for line in conv.splitlines() if line.startswith("## ")]
-    assert len(headings) == 7
+    assert len(headings) == 8
     for h in headings:
         body = section(text, h)
         if "### " in body:

@@ -5,6 +5,7 @@ the sweep, the calibration runs and the schedule ablations. Reads only converged
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 
@@ -30,7 +31,7 @@ from scripts.report.converged import (
 )
 from scripts.report.fmt import fmt_cell, md_table, task_name
 from scripts.report.records import STAGES, Run, task_rank, value_key
-from scripts.report.stats import group
+from scripts.report.stats import Stats, group
 
 EVIDENCE = "results/evidence/converged"
 # AdaLoRA's schedule knobs the ablations vary (hyperparameters.sweep key, title).
@@ -296,15 +297,24 @@ def _knobs(r: Run) -> dict:
     return {k: v for k, v in r.sweep.items() if k != "lr"}
 
 
+def is_schedule_ablation(r: Run) -> bool:
+    """An AdaLoRA run in ``ablations/`` varying exactly one schedule knob (KNOBS)."""
+    knobs = _knobs(r)
+    return (
+        r.converged
+        and r.stage == "ablations"
+        and r.method == "adalora"
+        and len(knobs) == 1
+        and next(iter(knobs)) in dict(KNOBS)
+    )
+
+
 def ablation_groups(runs: Sequence[Run]) -> dict:
-    """{knob: {(model, task): {value: [runs]}}} of the AdaLoRA runs in ``ablations/`` whose sweep
-    varies that one knob (besides the LR); knobs outside KNOBS are included under their own
-    key."""
+    """{knob: {(model, task): {value: [runs]}}} of the schedule ablations (is_schedule_ablation);
+    the other ablation runs are the components table's."""
     out: dict = {}
     for r in runs:
-        if not (r.converged and r.stage == "ablations" and r.method == "adalora"):
-            continue
-        if len(_knobs(r)) != 1:
+        if not is_schedule_ablation(r):
             continue
         [(knob, v)] = _knobs(r).items()
         out.setdefault(knob, {}).setdefault((str(r.model), str(r.task)), {}).setdefault(
@@ -327,9 +337,7 @@ def ablation_tables(runs: Sequence[Run], cells: dict) -> list:
         'knob. Replaces the short runs\' "Budget schedule shape" table for the converged runs.',
     ]
     groups = ablation_groups(runs)
-    others = [r for r in runs if r.converged and r.stage == "ablations" and len(_knobs(r)) != 1]
-    knobs = list(KNOBS) + [(k, k) for k in sorted(groups) if k not in dict(KNOBS)]
-    for knob, title in knobs:
+    for knob, title in KNOBS:
         lines += ["", f"### Ablation: {title} (`{knob}`)", ""]
         by_task = groups.get(knob)
         if not by_task:
@@ -352,17 +360,58 @@ def ablation_tables(runs: Sequence[Run], cells: dict) -> list:
                     + [_flag(fmt_cell(cell_stats(rr), show_lr=False), rise, std), _lrs(rr)]
                 )
         lines += md_table(["model", "task", knob, "score", "lr"], rows)
-    if others:
-        lines += ["", "### Ablation runs varying several knobs at once (or none)", ""]
-        pts = group(others, lambda r: str(r.model), lambda r: str(r.task), lambda r: str(r.sweep))
-        lines += md_table(
-            ["model", "task", "sweep", "score"],
-            [
-                [k[0], task_name(k[1]), k[2], fmt_cell(cell_stats(pts[k]), show_lr=False)]
-                for k in sorted(pts, key=lambda k: (_row_key(k[:2]), k[2]))
-            ],
-        )
     return lines
+
+
+def _after_epoch_1(r: Run) -> float | None:
+    """The main metric x100 of the evaluation after exactly one epoch (None when undefined)."""
+    return next((v for _, ep, v in r.evals() if ep is not None and abs(ep - 1.0) < 1e-6), None)
+
+
+def _component_row(mt, label: str, setting: str, rr: Sequence[Run]) -> list:
+    first = Stats(values=[v for r in rr if r.ok and (v := _after_epoch_1(r)) is not None])
+    params = sorted({r.final_adapter for r in rr if r.final_adapter is not None})
+    ptext = (
+        "-" if not params else f"{params[0]:,}" + (f"-{params[-1]:,}" if len(params) > 1 else "")
+    )
+    return [mt[0], task_name(mt[1]), label, setting]  + [
+        fmt_cell(first, show_lr=False), fmt_cell(cell_stats(rr), show_lr=False), ptext
+    ]  # fmt: skip
+
+
+def components_table(runs: Sequence[Run], cells: dict) -> list:
+    """The ablation runs that are not schedule ablations (AdaLoRA's parts: SVD-LoRA without
+    pruning, no orthogonal regulariser, ...), beside the main cells of the same task: score
+    after one epoch (how fast it starts) and at the end."""
+    lines = [
+        "## Converged: AdaLoRA's parts (component ablations)",
+        "",
+        "What AdaLoRA's result comes from: runs of `ablations/` that change a part of the method "
+        "rather than the schedule (SVD-LoRA r=2: the SVD form and regulariser at a fixed rank, "
+        "nothing pruned; `orth_reg_weight` 0: no orthogonal regulariser), at AdaLoRA's selected "
+        'LR, beside the main table\'s cells of the same task ("main"). Dev score after one '
+        "epoch (how fast a method starts) and at the final evaluation, mean ± std (n); final "
+        "adapter parameters.",
+        "",
+    ]
+    comp = [r for r in runs if r.converged and r.stage == "ablations"]
+    comp = [r for r in comp if not is_schedule_ablation(r)]
+    if not comp:
+        return lines + not_run("ablations")
+    pts = group(comp, lambda r: str(r.model), lambda r: str(r.task), arm_of,
+                lambda r: json.dumps(_knobs(r), sort_keys=True))  # fmt: skip
+    rows = []
+    for mt in sorted({k[:2] for k in pts}, key=_row_key):
+        for arm in ("adalora", "lora_r2", "lora_rp"):
+            cell = cells.get((*mt, arm))
+            if cell is not None and cell.runs:
+                rows.append(_component_row(mt, arm_name(arm), "main", cell.runs))
+        for k in sorted((k for k in pts if k[:2] == mt), key=lambda k: (arm_key(k[2]), k[3])):
+            knobs = json.loads(k[3])
+            setting = ", ".join(f"{a}={b}" for a, b in knobs.items()) or "(as selected)"
+            rows.append(_component_row(mt, arm_name(k[2]), setting, pts[k]))
+    header = ["model", "task", "method", "setting", "after epoch 1", "final", "adapter params"]
+    return lines + md_table(header, rows)
 
 
 def knob_stats(runs: Sequence[Run], cells: dict | None = None) -> dict:
@@ -399,4 +448,5 @@ def converged_section(runs: Sequence[Run], figures: list) -> list:
     L += sweep_table(points) + [""]
     L += calibration_table(conv) + [""]
     L += ablation_tables(conv, cells) + [""]
+    L += components_table(conv, cells) + [""]
     return L + figures
