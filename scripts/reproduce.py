@@ -82,6 +82,9 @@ DIAGNOSTICS = (
 
 
 SAVE_STEPS = 200  # converged grid: a checkpoint every 200 optimizer steps
+# --hours: a run of a task with no landed run (no time to go by) is assumed to take this
+# fraction of the whole time budget, so it starts only in the budget's first half
+UNKNOWN_RUN_FRACTION = 0.5
 
 
 def save_steps(total_steps: int) -> int:
@@ -237,7 +240,7 @@ def run_times(root: Path) -> dict:
 def estimate_s(flags, times: dict) -> float | None:
     """A run's expected wall time: its epochs x the median seconds per epoch of the landed runs
     of the same task and method, else of the same task (None when no run of the task has
-    landed: such a run is assumed to fit)."""
+    landed: --hours then assumes UNKNOWN_RUN_FRACTION of its budget)."""
     task, method = _flag(flags, "--task"), _flag(flags, "--method")
     xs = times.get((task, method)) or [x for (t, _), v in times.items() if t == task for x in v]
     if not xs:
@@ -261,8 +264,11 @@ def run_converged(a, env: dict) -> int:
     def fits(j) -> bool:  # --hours: start only runs expected to end in time
         if deadline is None:
             return True
-        est = estimate_s(j.flags, run_times(root))
-        return est is None or time.time() + est <= deadline
+        times = run_times(root)
+        est = estimate_s(j.flags, times)
+        if est is None:  # a task with no landed run: no estimate, so start it only early on
+            est = UNKNOWN_RUN_FRACTION * a.hours * 3600
+        return time.time() + est <= deadline
 
     def pending(exclude) -> list:
         return [

@@ -164,9 +164,17 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
 
     monkeypatch.setattr(reproduce, "run_logged", fake_run)
     assert reproduce.main(["--output-dir", str(root), "--hours", "0.5", "--workers", "1"]) == 0
-    assert started == ["short"]
-    started.clear()
+    assert started == ["short"]  # no CoLA time known: it may take half the budget, and fits
+    # 18 of the 30 minutes gone: a run of unknown length (half the budget) no longer starts
     (root / "sweep" / "short.json").unlink()
+    started.clear()
+    clock = iter([0.0] + [18 * 60.0] * 100)
+    monkeypatch.setattr(reproduce.time, "time", lambda: next(clock))
+    assert reproduce.main(["--output-dir", str(root), "--hours", "0.5", "--workers", "1"]) == 0
+    assert started == []
+    monkeypatch.undo()
+    monkeypatch.setattr(plan_converged, "plan", lambda r: jobs)
+    monkeypatch.setattr(reproduce, "run_logged", fake_run)
     assert reproduce.main(["--output-dir", str(root), "--workers", "1"]) == 0  # no limit
     assert started == ["long", "short"]
 
