@@ -164,10 +164,9 @@ def _is_selected_value(task: str, key: str, value: str) -> bool:
 def _swept(root: Path, task: str, jobs: list, sel: dict) -> dict:
     """The selections of ``task`` whose arm's whole sweep has landed: a setting chosen from part
     of a sweep could differ from the one the rule picks, so its seed runs wait for the rest."""
-    arm_of = {"adalora": "adalora", "lora_r2": "lora_r2", "full": "full"}
     out = {}
     for (t, arm), s in sel.items():
-        if t != task or arm not in arm_of:
+        if t != task or arm not in ("adalora", "lora_r2", "full"):  # the swept arms
             continue
         names = [j.name for j in jobs if j.stage == "sweep" and f"-{task}-{arm}-" in j.name]
         if names and all((root / "sweep" / f"{n}.json").exists() for n in names):

@@ -261,18 +261,20 @@ def run_converged(a, env: dict) -> int:
 
     deadline = None if a.hours is None else time.time() + a.hours * 3600
 
-    def fits(j) -> bool:  # --hours: start only runs expected to end in time
+    def fits(j, times: dict) -> bool:  # --hours: start only runs expected to end in time
         if deadline is None:
             return True
-        times = run_times(root)
         est = estimate_s(j.flags, times)
         if est is None:  # a task with no landed run: no estimate, so start it only early on
             est = UNKNOWN_RUN_FRACTION * a.hours * 3600
         return time.time() + est <= deadline
 
     def pending(exclude) -> list:
+        times = run_times(root) if deadline is not None else {}  # the landed files, read once
         return [
-            j for j in converged_plan(root) if not done(j) and j.name not in exclude and fits(j)
+            j
+            for j in converged_plan(root)
+            if not done(j) and j.name not in exclude and fits(j, times)
         ]
 
     jobs = converged_plan(root)

@@ -159,13 +159,15 @@ def verdict_table(cells: dict) -> list:
     ]
     if not any(c.runs for c in cells.values()):
         return lines + not_run("seeds")
-    rows = []
+    rows, rank_rows = [], []  # the Welch verdicts and the rank check, from the same seeds
     for mt in sorted({k[:2] for k in cells}, key=_row_key):
-        row = [mt[0], task_name(mt[1])]
+        row, rank_row = [mt[0], task_name(mt[1])], [mt[0], task_name(mt[1])]
         for a, b in COMPARISONS:
             ca, cb = cells.get((*mt, a)) or Cell(), cells.get((*mt, b)) or Cell()
             row.append(verdict_text(welch(ca.stats.values, cb.stats.values)))
+            rank_row.append(rank_check(ca.stats.values, cb.stats.values))
         rows.append(row)
+        rank_rows.append(rank_row)
     header = ["model", "task"] + [f"{arm_name(a)} − {arm_name(b)}" for a, b in COMPARISONS]
     lines += md_table(header, rows)
     lines += [
@@ -177,14 +179,7 @@ def verdict_table(cells: dict) -> list:
         "Mann-Whitney p (exact without ties).",
         "",
     ]
-    rows = []
-    for mt in sorted({k[:2] for k in cells}, key=_row_key):
-        row = [mt[0], task_name(mt[1])]
-        for a, b in COMPARISONS:
-            ca, cb = cells.get((*mt, a)) or Cell(), cells.get((*mt, b)) or Cell()
-            row.append(rank_check(ca.stats.values, cb.stats.values))
-        rows.append(row)
-    return lines + md_table(header, rows)
+    return lines + md_table(header, rank_rows)
 
 
 def settings_table(cells: dict, sels: dict) -> list:
@@ -394,8 +389,9 @@ def components_table(runs: Sequence[Run], cells: dict) -> list:
         "adapter parameters.",
         "",
     ]
-    comp = [r for r in runs if r.converged and r.stage == "ablations"]
-    comp = [r for r in comp if not is_schedule_ablation(r)]
+    comp = [
+        r for r in runs if r.converged and r.stage == "ablations" and not is_schedule_ablation(r)
+    ]
     if not comp:
         return lines + not_run("ablations")
     pts = group(comp, lambda r: str(r.model), lambda r: str(r.task), arm_of,
