@@ -559,3 +559,21 @@ def test_final_eval_reads_the_primary_split():
     assert Run.from_record(rec).final_eval == pytest.approx(50.0)
     rec["metrics"]["main_final"] = float("nan")
     assert Run.from_record(rec).final_eval is None
+
+
+def test_accounting_sums_wall_time_per_stage():
+    """Run counts per stage with their summed wall time in hours; runs without one are named."""
+    from dataclasses import replace
+
+    from scripts.report.tables_converged import accounting
+
+    base = Run.from_record(record("r", [0.5, 0.6]))
+    runs = [
+        replace(base, protocol=CONVERGED, stage="sweep", wall_time_s=1800.0),
+        replace(base, protocol=CONVERGED, stage="sweep", wall_time_s=5400.0),
+        replace(base, protocol=CONVERGED, stage="seeds", wall_time_s=None, status="diverged"),
+    ]
+    lines = accounting(runs)
+    assert "- `sweep/`: 2 runs (2 ok), 2.0 h" in lines
+    assert "- `seeds/`: 1 runs (1 diverged), 0.0 h (1 without a wall time)" in lines
+    assert lines[-1] == "- in all: 3 runs, 2.0 h (1 without a wall time)"

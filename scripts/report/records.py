@@ -138,6 +138,7 @@ class Run:
     train_log: list | None = field(default=None, repr=False)  # [{"step", "loss", ...}, ...]
     protocol: str = SHORT  # CONVERGED for a file under a "converged" folder (load_runs)
     stage: str = ""  # the converged stage: the folder below "converged" ("" when none)
+    wall_time_s: float | None = None  # the run's wall time (one process, one core)
 
     @classmethod
     def from_record(cls, rec: dict) -> Run:
@@ -169,6 +170,7 @@ class Run:
             rank_pattern=rec.get("rank_pattern") or None,
             budget_curve=(budget.get("curve") or None) if isinstance(budget, dict) else None,
             train_log=rec.get("train_log") or None,
+            wall_time_s=_float(rec.get("wall_time_s")),
         )
 
     def metric(self, key: str | None = None) -> float | None:

@@ -112,7 +112,11 @@ def accounting(runs: Sequence[Run]) -> list:
     conv = [r for r in runs if r.converged]
     if not conv:
         return [f"Runs: none yet (no result files under `{EVIDENCE}/`)."]
-    lines = ["Runs:", ""]
+    lines = [
+        "Runs, and the wall time their result files record (each run is one process on one "
+        "CPU core, so the hours are core-hours):",
+        "",
+    ]
     by_stage = group(conv, "stage")
     order = list(STAGES)
     for stage in sorted(by_stage, key=lambda s: (order.index(s) if s in order else len(order), s)):
@@ -122,9 +126,17 @@ def accounting(runs: Sequence[Run]) -> list:
         lines.append(
             f"- {name}: {sum(st.values())} runs ("
             + ", ".join(f"{c} {s}" for s, c in sorted(st.items()))
-            + f"){what}"
+            + f"), {_hours(by_stage[stage])}{what}"
         )
+    lines.append(f"- in all: {len(conv)} runs, {_hours(conv)}")
     return lines
+
+
+def _hours(runs: Sequence[Run]) -> str:
+    """Summed wall time in hours, saying how many runs record none."""
+    times = [r.wall_time_s for r in runs if r.wall_time_s is not None]
+    missing = len(runs) - len(times)
+    return f"{sum(times) / 3600:.1f} h" + (f" ({missing} without a wall time)" if missing else "")
 
 
 def main_table(runs: Sequence[Run], cells: dict) -> list:
