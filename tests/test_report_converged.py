@@ -450,6 +450,15 @@ def test_converged_tables(tmp_path, tree):
     assert verdicts["SST-2"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"].endswith("level (n=5 vs 5)")
     assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA r=2"].endswith(": worse (n=5 vs 5)")
     assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"] == "- (n < 2: n=5 vs 0)"
+    # the headline, before the discussion, repeats the verdicts in short, with the means
+    head = {r["task"]: r for r in table(text, "## Headline: the converged verdicts")}
+    assert text.index("## Headline: the converged verdicts") < text.index("## Discussion")
+    assert head["SST-2"]["AdaLoRA − LoRA r=2"] == (
+        f"**better** +10.00 [{better.lo:+.2f}, {better.hi:+.2f}]"
+    )
+    assert head["SST-2"]["AdaLoRA 3→2"].startswith("82.00 ± 1.58 (n=5)")
+    assert head["CoLA"]["AdaLoRA − LoRA r=2"].startswith("**worse** ")
+    assert head["CoLA"]["AdaLoRA − LoRA (AdaLoRA's ranks)"] == "-"
     settings = {r["task"]: r for r in table(text, "## Converged: selected settings")}
     assert settings["SST-2"]["AdaLoRA 3→2"] == "lr=0.002 (sweep); seeds 1 (sweep), 2, 3, 4, 5"
     assert settings["SST-2"]["LoRA r=3"].startswith("lr=0.001, alpha/r=8 (from LoRA r=2)")

@@ -13,7 +13,7 @@ from scripts import paper_numbers as P
 from scripts.report.figures import figure_specs, figures_section
 from scripts.report.figures_converged import converged_figure_specs, converged_figures_section
 from scripts.report.records import Run
-from scripts.report.tables_converged import converged_section
+from scripts.report.tables_converged import converged_section, headline
 from scripts.report.tables_glue import lr_table, param_table, table1
 from scripts.report.tables_other import (
     ablation_table,
@@ -87,6 +87,8 @@ def generate(
         f"({P.GLUE_MODEL} for GLUE, {P.SUMMARIZATION_MODEL} for summarisation). Our rows use "
         "the model each names, usually a smaller backbone with fewer adapted matrices, so "
         "compare trends (AdaLoRA vs LoRA at a matched budget), not absolute numbers.",
+        "",
+        *headline(conv),
         "",
         "## Discussion",
         "",

@@ -442,6 +442,42 @@ def knob_stats(runs: Sequence[Run], cells: dict | None = None) -> dict:
     return out
 
 
+def headline(runs: Sequence[Run]) -> list:
+    """The verdicts first: per task, each first-priority arm's seed mean and AdaLoRA's verdict
+    against it, in one table (the tables under "Converged runs" hold the detail)."""
+    cells = seed_cells([r for r in runs if r.converged])
+    lines = [
+        "## Headline: the converged verdicts",
+        "",
+        "AdaLoRA against LoRA at the same average final rank: dev score x100 at "
+        "the final evaluation, mean ± std (n) over seeds at each method's tuned setting, and "
+        f"AdaLoRA − LoRA with its {LEVEL:.0%} Welch interval and verdict (better / level / "
+        'worse). Protocol, sweeps, rank check and ablations: "Converged runs" below; what it '
+        "means: the discussion.",
+        "",
+    ]
+    tasks = sorted({k[:2] for k, c in cells.items() if k[2] == "adalora" and c.runs}, key=_row_key)
+    if not tasks:
+        return lines + not_run("seeds")
+    header, rows = ["model", "task", arm_name("adalora")], []
+    for _, b in COMPARISONS:
+        header += [arm_name(b), f"AdaLoRA − {arm_name(b)}"]
+    for mt in tasks:
+        ada = cells[(*mt, "adalora")]
+        row = [mt[0], task_name(mt[1]), _cell_text(ada)]
+        for _, b in COMPARISONS:
+            cb = cells.get((*mt, b))
+            w = welch(ada.stats.values, cb.stats.values if cb else [])
+            short = (
+                f"**{w.verdict}** {w.diff:+.2f} [{w.lo:+.2f}, {w.hi:+.2f}]"
+                if w.lo is not None
+                else "-"
+            )
+            row += [_cell_text(cb), short]
+        rows.append(row)
+    return lines + md_table(header, rows)
+
+
 def converged_section(runs: Sequence[Run], figures: list) -> list:
     """The whole converged part (before the short runs)."""
     conv = [r for r in runs if r.converged]
