@@ -586,3 +586,14 @@ def test_accounting_sums_wall_time_per_stage():
     assert "- `sweep/`: 2 runs (2 ok), 2.0 h" in lines
     assert "- `seeds/`: 1 runs (1 diverged), 0.0 h (1 without a wall time)" in lines
     assert lines[-1] == "- in all: 3 runs, 2.0 h (1 without a wall time)"
+
+
+def test_interval_end_near_zero_keeps_its_sign_visible():
+    """An interval end that rounds to 0.00 gets one more digit, so "better" never sits beside
+    a lower end printed as +0.00."""
+    w = C.Welch(5, 5, diff=3.3673, lo=0.004869, hi=6.7297, df=6.3)
+    assert w.verdict == "better"
+    assert C.interval_text(w) == "+3.37 [+0.005, +6.73]"
+    assert C.verdict_text(w) == "+3.37 [+0.005, +6.73], df=6.3: better (n=5 vs 5)"
+    assert C.interval_text(C.Welch(5, 5, diff=-1.0, lo=-2.0, hi=-0.0031)) == "-1.00 [-2.00, -0.003]"
+    assert C.interval_text(C.Welch(2, 2, diff=1.0, lo=0.0, hi=2.0)) == "+1.00 [+0.00, +2.00]"

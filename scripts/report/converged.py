@@ -363,11 +363,21 @@ def rank_check(a: Sequence[float], b: Sequence[float]) -> str:
     return f"{wins:g}/{len(a) * len(b)} pairs higher, p={p:.3f} (n={len(a)} vs {len(b)})"
 
 
+def interval_text(w: Welch) -> str:
+    """ "+d [+lo, +hi]" to 2 decimals; an end within 0.005 of 0 gets one significant digit
+    more, so that it never reads +0.00 beside "better" or "worse"."""
+
+    def end(x: float) -> str:
+        return f"{x:+.2f}" if abs(x) >= 0.005 or x == 0 else f"{x:+.1g}"
+
+    return f"{w.diff:+.2f} [{end(w.lo)}, {end(w.hi)}]"
+
+
 def verdict_text(w: Welch) -> str:
     if w.lo is None:
         return f"- (n < 2: n={w.n1} vs {w.n2})"
     df = f", df={w.df:.1f}" if w.df is not None else ""
-    return f"{w.diff:+.2f} [{w.lo:+.2f}, {w.hi:+.2f}]{df}: {w.verdict} (n={w.n1} vs {w.n2})"
+    return f"{interval_text(w)}{df}: {w.verdict} (n={w.n1} vs {w.n2})"
 
 
 def counts(runs: Sequence[Run]) -> Counter:

@@ -20,6 +20,7 @@ from scripts.report.converged import (
     arm_of,
     cell_stats,
     grid_edge,
+    interval_text,
     rank_check,
     rise_of,
     seed_cells,
@@ -468,11 +469,7 @@ def headline(runs: Sequence[Run]) -> list:
         for _, b in COMPARISONS:
             cb = cells.get((*mt, b))
             w = welch(ada.stats.values, cb.stats.values if cb else [])
-            short = (
-                f"**{w.verdict}** {w.diff:+.2f} [{w.lo:+.2f}, {w.hi:+.2f}]"
-                if w.lo is not None
-                else "-"
-            )
+            short = f"**{w.verdict}** {interval_text(w)}" if w.lo is not None else "-"
             row += [_cell_text(cb), short]
         rows.append(row)
     return lines + md_table(header, rows)
