@@ -182,7 +182,9 @@ def training_arguments(
         warmup_steps=hp["warmup_steps"],
         lr_scheduler_type="linear",
         eval_strategy="steps",
-        eval_steps=max(1, hp["total_step"] // n_evals),
+        # ceil, not floor: with floor a T not divisible by n gave n + 1 evaluations, the last
+        # two a few steps apart (the final one at T); with ceil the n-th is the one at T
+        eval_steps=max(1, -(-hp["total_step"] // n_evals)),
         logging_steps=logging_steps,
         save_strategy=save_strategy,
         report_to=report_to,

@@ -597,3 +597,16 @@ def test_interval_end_near_zero_keeps_its_sign_visible():
     assert C.verdict_text(w) == "+3.37 [+0.005, +6.73], df=6.3: better (n=5 vs 5)"
     assert C.interval_text(C.Welch(5, 5, diff=-1.0, lo=-2.0, hi=-0.0031)) == "-1.00 [-2.00, -0.003]"
     assert C.interval_text(C.Welch(2, 2, diff=1.0, lo=0.0, hi=2.0)) == "+1.00 [+0.00, +2.00]"
+
+
+def test_evals_drop_an_evaluation_just_before_the_final_one():
+    """Older runners evaluated at 6312 and again at the final 6315: the later stands for both,
+    so the still-rising flag compares evaluations an interval apart."""
+    rec = record("sst", [0.80, 0.84, 0.85, 0.86])
+    rows = rec["metrics"]["evals"]
+    rows[-1]["step"] = rows[-2]["step"] + 3  # 100, 200, 300, 303
+    run = Run.from_record(rec)
+    assert [(s, round(v, 6)) for s, _, v in run.evals()] == [(100, 80.0), (200, 84.0), (303, 86.0)]
+    assert C.rise_of([run, run])[0] == pytest.approx(2.0)
+    # evenly spaced evaluations are all kept
+    assert len(Run.from_record(record("even", [0.8, 0.84, 0.85, 0.86])).evals()) == 4

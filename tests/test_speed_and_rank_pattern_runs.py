@@ -23,6 +23,19 @@ def test_bf16_and_grouping_reach_the_trainer(monkeypatch):
     assert grouped
 
 
+@pytest.mark.parametrize("total, n", [(6315, 6), (690, 6), (2412, 9), (11, 2), (5, 1)])
+def test_evals_gives_n_evaluations_the_last_at_T(total, n):
+    """--evals N: the scheduled evaluations plus the final one at T are N in all, none a few
+    steps before T (floor(T / N) gave N + 1 on SST-2's 6315 steps: at 6312 and 6315)."""
+    hp = {"batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "total_step": total,
+          "warmup_steps": 0, "evals": n}  # fmt: skip
+    every = trainer.training_arguments(hp, "r", 1, [], 1, False, {}).eval_steps
+    scheduled = list(range(every, total + 1, every))
+    steps = scheduled + ([total] if not scheduled or scheduled[-1] != total else [])
+    assert len(steps) == n and steps[-1] == total
+    assert total - steps[-2] >= every / 2 if n > 1 else True
+
+
 def test_bf16_falls_back_to_fp32_with_a_message(monkeypatch, capsys):
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)

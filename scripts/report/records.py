@@ -187,7 +187,11 @@ class Run:
 
     def evals(self) -> list:
         """[(step, epoch, main metric x100)] of the primary split's evaluations (metrics.evals),
-        in step order; rows without a finite main metric are left out."""
+        in step order; rows without a finite main metric are left out, and so is an evaluation
+        a few steps before the final one (under a tenth of the usual interval: runners before
+        the eval-interval fix added the final evaluation just after the last scheduled one, as
+        at steps 6312 and 6315 of a 3-epoch SST-2 run); the final model stands for both, so
+        "last minus second-to-last" compares evaluations an interval apart."""
         main = self.metrics.get("main")
         rows = [e for e in self.metrics.get("evals") or [] if isinstance(e, dict)]
         split = self.metrics.get("primary_split") or next(
@@ -199,7 +203,13 @@ class Run:
             if e.get("split", split) != split or v is None or not math.isfinite(v):
                 continue
             out.append((_int(e.get("step")), _float(e.get("epoch")), v * 100.0))
-        return sorted(out, key=lambda t: (t[0] is None, t[0] or 0))
+        out.sort(key=lambda t: (t[0] is None, t[0] or 0))
+        steps = [t[0] for t in out]
+        if len(out) >= 3 and None not in steps:
+            gaps = sorted(b - a for a, b in zip(steps, steps[1:]))
+            if steps[-1] - steps[-2] < gaps[len(gaps) // 2] / 10:
+                del out[-2]
+        return out
 
     @property
     def final_eval(self) -> float | None:
