@@ -13,7 +13,7 @@ from scripts import paper_numbers as P
 from scripts.report.figures import figure_specs, figures_section
 from scripts.report.figures_converged import converged_figure_specs, converged_figures_section
 from scripts.report.records import Run
-from scripts.report.tables_converged import converged_section, headline
+from scripts.report.tables_converged import converged_section
 from scripts.report.tables_glue import lr_table, param_table, table1
 from scripts.report.tables_other import (
     ablation_table,
@@ -74,6 +74,7 @@ def generate(
     runs = [r for r in runs if not r.converged]
     conv_specs = converged_figure_specs(conv, Path(fig_dir))
     specs = figure_specs(runs, Path(fig_dir))
+    head, section = converged_section(conv, converged_figures_section(conv_specs, Path(out_path)))
     L = [
         "# AdaLoRA reproduction: the paper's tables next to ours",
         "",
@@ -88,14 +89,14 @@ def generate(
         "the model each names, usually a smaller backbone with fewer adapted matrices, so "
         "compare trends (AdaLoRA vs LoRA at a matched budget), not absolute numbers.",
         "",
-        *headline(conv),
+        *head,
         "",
         "## Discussion",
         "",
         discussion or "-",
         "",
     ]
-    L += converged_section(conv, converged_figures_section(conv_specs, Path(out_path))) + [""]
+    L += section + [""]
     L += [
         "# Short runs (before convergence): fixed step budgets, best of two evaluations",
         "",

@@ -443,10 +443,9 @@ def knob_stats(runs: Sequence[Run], cells: dict | None = None) -> dict:
     return out
 
 
-def headline(runs: Sequence[Run]) -> list:
+def headline(cells: dict) -> list:
     """The verdicts first: per task, each first-priority arm's seed mean and AdaLoRA's verdict
     against it, in one table (the tables under "Converged runs" hold the detail)."""
-    cells = seed_cells([r for r in runs if r.converged])
     lines = [
         "## Headline: the converged verdicts",
         "",
@@ -475,8 +474,9 @@ def headline(runs: Sequence[Run]) -> list:
     return lines + md_table(header, rows)
 
 
-def converged_section(runs: Sequence[Run], figures: list) -> list:
-    """The whole converged part (before the short runs)."""
+def converged_section(runs: Sequence[Run], figures: list) -> tuple[list, list]:
+    """(the headline that opens the document, the whole converged part before the short
+    runs), from one pass of the selection rule."""
     conv = [r for r in runs if r.converged]
     points = sweep_points(conv)
     sels = selections(conv, points)
@@ -490,4 +490,4 @@ def converged_section(runs: Sequence[Run], figures: list) -> list:
     L += calibration_table(conv) + [""]
     L += ablation_tables(conv, cells) + [""]
     L += components_table(conv, cells) + [""]
-    return L + figures
+    return headline(cells), L + figures
