@@ -340,6 +340,27 @@ def test_selection_rule_ties():
     assert C.select([point(1e-3, 2, None)]) is None
 
 
+def test_sweep_table_names_an_exact_tie():
+    from scripts.report.tables_converged import _selected_text
+
+    pts = [point(2e-4, None, 86.0), point(5e-4, None, 88.88), point(1e-3, None, 87.0)]
+    pts.append(point(2e-3, None, 88.88))
+    best = C.select(pts)
+    best.selected = True
+    assert best.setting.lr == 5e-4
+    assert _selected_text(best, pts) == (
+        "selected (tied with lr=0.002: the rule takes the smaller LR, then alpha)"
+    )
+    assert _selected_text(pts[3], pts) == ""  # the tied loser carries no flag
+    # a tie at a grid edge keeps both notes
+    edge = [point(2e-4, None, 90.0), point(1e-3, None, 90.0)]
+    edge[0].selected = True
+    assert _selected_text(edge[0], edge) == (
+        "selected (lowest LR of the grid; tied with lr=0.001: the rule takes the smaller LR, "
+        "then alpha)"
+    )
+
+
 def test_selections_from_the_sweep(tree):
     runs = conv_runs(tree)
     sels = C.selections(runs)
@@ -464,7 +485,10 @@ def test_converged_tables(tmp_path, tree):
     assert settings["SST-2"]["LoRA r=3"].startswith("lr=0.001, alpha/r=8 (from LoRA r=2)")
     sweep = table(text, "## Converged: the sweep (seed 1, final evaluation)")
     chosen = {(r["task"], r["method"], r["setting"]): r[""] for r in sweep if r[""]}
-    assert chosen[("SST-2", "LoRA r=2", "lr=0.001, alpha=16")] == "selected"
+    # the fixture's LoRA grid ties two settings: the flag names the other one
+    assert chosen[("SST-2", "LoRA r=2", "lr=0.001, alpha=16")] == (
+        "selected (tied with lr=0.002, alpha=2: the rule takes the smaller LR, then alpha)"
+    )
     # AdaLoRA's best is the grid's highest LR: flagged, its optimum may lie beyond
     assert chosen[("SST-2", "AdaLoRA 3→2", "lr=0.002")] == "selected (highest LR of the grid)"
     assert len([r for r in sweep if r["task"] == "SST-2" and r["method"] == "LoRA r=2"]) == 8

@@ -223,8 +223,12 @@ def settings_table(cells: dict, sels: dict) -> list:
 def _selected_text(p, pts) -> str:
     if not p.selected:
         return ""
-    edge = grid_edge(p, pts)
-    return f"selected ({edge} of the grid)" if edge else "selected"
+    notes = [f"{edge} of the grid"] if (edge := grid_edge(p, pts)) else []
+    # an exact tie is decided by the rule's order, not the score: say so
+    tied = [q.setting.text() for q in pts if q is not p and q.score == p.score]
+    if tied:
+        notes.append(f"tied with {'; '.join(tied)}: the rule takes the smaller LR, then alpha")
+    return f"selected ({'; '.join(notes)})" if notes else "selected"
 
 
 def sweep_table(points: dict) -> list:
@@ -233,7 +237,8 @@ def sweep_table(points: dict) -> list:
         "",
         "Every setting of every method's grid, its dev score at the final evaluation (the "
         "sweep score the rule ranks), last − previous evaluation, and the selected one "
-        "(flagged when it is the highest or lowest LR of the grid: the best LR may lie beyond).",
+        "(flagged when it is the highest or lowest LR of the grid: the best LR may lie beyond, "
+        "and when another setting scored exactly the same).",
         "",
     ]
     if not points:
