@@ -184,6 +184,7 @@ def training_arguments(
         eval_strategy="steps",
         # ceil, not floor: with floor a T not divisible by n gave n + 1 evaluations, the last
         # two a few steps apart (the final one at T); with ceil the n-th is the one at T
+        # whenever T > (n - 1)^2 (every real run; a tinier T may get fewer than n)
         eval_steps=max(1, -(-hp["total_step"] // n_evals)),
         logging_steps=logging_steps,
         save_strategy=save_strategy,
