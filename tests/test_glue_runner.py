@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -515,9 +516,11 @@ def test_dry_run_with_local_model_resolves_everything(bert_dir, glue_dir, tmp_pa
 def _wandb_records(run_dir: Path) -> list[dict]:
     """Every record of the offline run's .wandb log, read back with `wandb leet inspect --json`
     (wandb >= 0.2x ships it; one JSON object per line)."""
-    exe = shutil.which("wandb")
+    # The console script installed with this interpreter's wandb first: `.venv/bin/python -m
+    # pytest` without an activated venv has no wandb on PATH, and would otherwise skip.
+    exe = shutil.which("wandb", path=str(Path(sys.executable).parent)) or shutil.which("wandb")
     if exe is None:
-        pytest.skip("the wandb command is not on PATH")
+        pytest.skip("no wandb command beside this Python or on PATH")
     log = next(run_dir.glob("run-*.wandb"))
     out = subprocess.run(
         [exe, "leet", "inspect", "--json", str(log)],
@@ -611,8 +614,6 @@ def test_readme_main_run_then_tables(monkeypatch):
     """The README's commands in order, tiny: the main run (GLUE_DIR, default output dir) writes
     its result under results/runs/, and the committed tables (scripts/make_tables.py --check,
     which reads results/evidence/) are still current. The test removes the file it wrote."""
-    import sys
-
     from experiments.cli import DEFAULT_OUTPUT_DIR
 
     assert DEFAULT_OUTPUT_DIR == ROOT / "results" / "runs"
@@ -642,7 +643,6 @@ def test_torchrun_two_processes_agree(tmp_path):
     """2-process DDP (gloo, CPU) through torchrun: the run checks that both ranks end with the
     same rank mask (it raises otherwise) and rank 0 alone writes the result."""
     import os
-    import sys
 
     model = save_tiny_model(tmp_path / "tiny")
     data = write_glue_dir(tmp_path / "glue", tasks=["rte"], n_train=64, n_eval=16)
