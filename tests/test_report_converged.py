@@ -471,6 +471,12 @@ def test_converged_tables(tmp_path, tree):
     assert verdicts["SST-2"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"].endswith("level (n=5 vs 5)")
     assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA r=2"].endswith(": worse (n=5 vs 5)")
     assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"] == "- (n < 2: n=5 vs 0)"
+    # LoRA r=3 (same initial rank) gets a verdict column too, but not a headline column
+    vs_r3 = C.welch(ADA, LORA3)
+    assert verdicts["SST-2"]["AdaLoRA 3→2 − LoRA r=3"] == (
+        f"+5.00 [{vs_r3.lo:+.2f}, {vs_r3.hi:+.2f}], df={vs_r3.df:.1f}: {vs_r3.verdict} (n=5 vs 5)"
+    )
+    assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA r=3"] == "- (n < 2: n=5 vs 0)"
     # the headline, before the discussion, repeats the verdicts in short, with the means
     head = {r["task"]: r for r in table(text, "## Headline: the converged verdicts")}
     assert text.index("## Headline: the converged verdicts") < text.index("## Discussion")
@@ -480,6 +486,7 @@ def test_converged_tables(tmp_path, tree):
     assert head["SST-2"]["AdaLoRA 3→2"].startswith("82.00 ± 1.58 (n=5)")
     assert head["CoLA"]["AdaLoRA − LoRA r=2"].startswith("**worse** ")
     assert head["CoLA"]["AdaLoRA − LoRA (AdaLoRA's ranks)"] == "-"
+    assert "AdaLoRA − LoRA r=3" not in head["SST-2"]
     settings = {r["task"]: r for r in table(text, "## Converged: selected settings")}
     assert settings["SST-2"]["AdaLoRA 3→2"] == "lr=0.002 (sweep); seeds 1 (sweep), 2, 3, 4, 5"
     assert settings["SST-2"]["LoRA r=3"].startswith("lr=0.001, alpha/r=8 (from LoRA r=2)")

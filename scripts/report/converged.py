@@ -33,7 +33,10 @@ ARM_NAMES = dict(ARMS)
 # Arms without a sweep of their own: LoRA r=2's selected LR and LoRA scale (alpha / r).
 DERIVED = {"lora_r3": "lora_r2", "lora_rp": "lora_r2"}
 # The verdicts: (arm, arm it is compared with).
-COMPARISONS = (("adalora", "lora_r2"), ("adalora", "lora_rp"))
+COMPARISONS = (("adalora", "lora_r2"), ("adalora", "lora_rp"), ("adalora", "lora_r3"))
+# The headline keeps the two verdicts the protocol names first (same final rank; same ranks);
+# LoRA r=3 (same initial rank) is a lower-priority arm, in the full verdict table only.
+HEADLINE_COMPARISONS = COMPARISONS[:2]
 LEVEL = 0.95  # confidence level of the Welch intervals
 SELECTION_RULE = (
     "per task and method, among the sweep settings (learning rate, and lora_alpha for LoRA), "

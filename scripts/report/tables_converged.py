@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from scripts.report.converged import (
     COMPARISONS,
+    HEADLINE_COMPARISONS,
     LEVEL,
     RISING_RULE,
     SELECTION_RULE,
@@ -465,12 +466,12 @@ def headline(cells: dict) -> list:
     if not tasks:
         return lines + not_run("seeds")
     header, rows = ["model", "task", arm_name("adalora")], []
-    for _, b in COMPARISONS:
+    for _, b in HEADLINE_COMPARISONS:
         header += [arm_name(b), f"AdaLoRA − {arm_name(b)}"]
     for mt in tasks:
         ada = cells[(*mt, "adalora")]
         row = [mt[0], task_name(mt[1]), _cell_text(ada)]
-        for _, b in COMPARISONS:
+        for _, b in HEADLINE_COMPARISONS:
             cb = cells.get((*mt, b))
             w = welch(ada.stats.values, cb.stats.values if cb else [])
             short = f"**{w.verdict}** {interval_text(w)}" if w.lo is not None else "-"
