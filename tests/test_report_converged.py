@@ -446,7 +446,10 @@ def test_converged_tables(tmp_path, tree):
     )
     assert sst2["epochs"] == "3"
     cola = [60.0, 62.0, 63.0, 64.0, 65.0]  # seed 1 from the sweep
-    assert main["CoLA"]["LoRA r=2"] == f"62.80 ± {statistics.stdev(cola):.2f} (n=5)"
+    # CoLA's sweeps hold one setting each: a selection from a partial grid says it is provisional
+    assert main["CoLA"]["LoRA r=2"] == (
+        f"62.80 ± {statistics.stdev(cola):.2f} (n=5) [sweep 1 of 8 settings in: provisional]"
+    )
     assert main["CoLA"]["LoRA r=3"] == "-"
     comp = table(text, "## Converged: AdaLoRA's parts (component ablations)")
     rows = [(r["method"], r["setting"], r["after epoch 1"], r["final"]) for r in comp]
@@ -499,6 +502,13 @@ def test_converged_tables(tmp_path, tree):
     # AdaLoRA's best is the grid's highest LR: flagged, its optimum may lie beyond
     assert chosen[("SST-2", "AdaLoRA 3→2", "lr=0.002")] == "selected (highest LR of the grid)"
     assert len([r for r in sweep if r["task"] == "SST-2" and r["method"] == "LoRA r=2"]) == 8
+    # full FT's grid has 3 LRs, the fixture 2: the selection is marked provisional everywhere
+    full = [v for (t, m, _), v in chosen.items() if (t, m) == ("SST-2", "Full FT")]
+    assert len(full) == 1 and full[0].startswith("selected (provisional: 2 of 3 settings in")
+    assert "(sweep; sweep 2 of 3 settings in, provisional)" in settings["SST-2"]["Full FT"]
+    assert settings["CoLA"]["LoRA r=3"].endswith(
+        "(from LoRA r=2; sweep 1 of 8 settings in, provisional)"
+    )
     cal = table(text, "## Converged: calibration (one seed, every epoch)")
     assert cal[0]["dev score per epoch"] == "1: 60.00; 2: 75.00; 3: 81.00; 4: 82.00"
     tinit = table(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from scipy import stats as sps
 
+from scripts.plan_converged import FULL_LRS, LORA_ALPHAS, LRS
 from scripts.report.records import METHOD_NAMES, Run, value_key
 from scripts.report.stats import Stats
 
@@ -32,6 +33,9 @@ ARMS = (
 ARM_NAMES = dict(ARMS)
 # Arms without a sweep of their own: LoRA r=2's selected LR and LoRA scale (alpha / r).
 DERIVED = {"lora_r3": "lora_r2", "lora_rp": "lora_r2"}
+# How many settings each swept arm's grid has (the planner's grids): a selection made before
+# the whole grid has landed is provisional and says so.
+SWEEP_SIZE = {"adalora": len(LRS), "lora_r2": len(LRS) * len(LORA_ALPHAS), "full": len(FULL_LRS)}
 # The verdicts: (arm, arm it is compared with).
 COMPARISONS = (("adalora", "lora_r2"), ("adalora", "lora_rp"), ("adalora", "lora_r3"))
 # The headline keeps the two verdicts the protocol names first (same final rank; same ranks);
@@ -175,6 +179,7 @@ class Selection:
     source: str  # "sweep" or the arm it is derived from
     scale: float | None = None  # LoRA alpha / r (LoRA arms)
     point: SweepPoint | None = None
+    landed: tuple | None = None  # (settings landed, settings planned) when the sweep is partial
 
     def matches(self, r: Run, arm: str) -> bool:
         """Whether run ``r`` of ``arm`` ran at this setting (derived arms: same LR, and the
@@ -188,12 +193,18 @@ class Selection:
             return True
         return _close(lora_scale(r), self.scale)
 
+    @property
+    def partial(self) -> str | None:
+        """ "sweep 1 of 3 settings in" while the grid this selection comes from is partial."""
+        return f"sweep {self.landed[0]} of {self.landed[1]} settings in" if self.landed else None
+
     def text(self) -> str:
+        note = f"; {self.partial}, provisional" if self.partial else ""
         if self.source == "sweep":
-            return self.setting.text() + " (sweep)"
+            return self.setting.text() + f" (sweep{note})"
         scale = f", alpha/r={self.scale:g}" if self.scale is not None else ""
         lr = "?" if self.setting.lr is None else f"{self.setting.lr:g}"
-        return f"lr={lr}{scale} (from {arm_name(self.source)})"
+        return f"lr={lr}{scale} (from {arm_name(self.source)}{note})"
 
 
 def _key(r: Run) -> tuple:
@@ -240,12 +251,16 @@ def selections(runs: Sequence[Run], points: dict | None = None) -> dict:
         best = next((p for p in pts if p.selected), None)
         if best is not None:
             scale = next((lora_scale(r) for r in best.runs if lora_scale(r) is not None), None)
-            out[k] = Selection(best.setting, "sweep", scale, best)
+            planned = SWEEP_SIZE.get(k[2])
+            landed = (len(pts), planned) if planned and len(pts) < planned else None
+            out[k] = Selection(best.setting, "sweep", scale, best, landed)
     for mt in {_key(r) for r in runs if r.converged}:
         for arm, base in DERIVED.items():  # the rule wins over a sweep of their own
             src = out.get((*mt, base))
             if src is not None:
-                out[(*mt, arm)] = Selection(Setting(src.setting.lr), base, src.scale)
+                out[(*mt, arm)] = Selection(
+                    Setting(src.setting.lr), base, src.scale, landed=src.landed
+                )
     return out
 
 

@@ -15,6 +15,7 @@ from scripts.report.converged import (
     LEVEL,
     RISING_RULE,
     SELECTION_RULE,
+    SWEEP_SIZE,
     Cell,
     arm_key,
     arm_name,
@@ -65,6 +66,8 @@ def _cell_text(cell: Cell | None) -> str:
         return "-"
     text = fmt_cell(cell.stats, show_lr=False)
     notes = [f"{cell.other_settings} at other settings"] if cell.other_settings else []
+    if cell.runs and cell.selection is not None and cell.selection.partial:
+        notes.append(f"{cell.selection.partial}: provisional")
     text += f" [{', '.join(notes)}]" if notes else ""
     return _flag(text, cell.rise, cell.last_std)
 
@@ -221,10 +224,12 @@ def settings_table(cells: dict, sels: dict) -> list:
     return lines + md_table(["model", "task"] + [arm_name(a) for a in arms], rows)
 
 
-def _selected_text(p, pts) -> str:
+def _selected_text(p, pts, planned: int | None = None) -> str:
     if not p.selected:
         return ""
     notes = [f"{edge} of the grid"] if (edge := grid_edge(p, pts)) else []
+    if planned and len(pts) < planned:
+        notes.insert(0, f"provisional: {len(pts)} of {planned} settings in")
     # an exact tie is decided by the rule's order, not the score: say so
     tied = [q.setting.text() for q in pts if q is not p and q.score == p.score]
     if tied:
@@ -251,7 +256,10 @@ def sweep_table(points: dict) -> list:
             rows.append(
                 [k[0], task_name(k[1]), arm_name(k[2]), p.setting.text()]
                 + [", ".join(str(r.seed) for r in p.runs), fmt_cell(p.stats, show_lr=False)]
-                + ["-" if rise is None else f"{rise:+.2f}", _selected_text(p, points[k])]
+                + [
+                    "-" if rise is None else f"{rise:+.2f}",
+                    _selected_text(p, points[k], SWEEP_SIZE.get(k[2])),
+                ]
             )
     header = ["model", "task", "method", "setting", "seeds", "score", "last − prev", ""]
     return lines + md_table(header, rows)
