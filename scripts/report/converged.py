@@ -195,7 +195,8 @@ class Selection:
 
     @property
     def partial(self) -> str | None:
-        """ "sweep 1 of 3 settings in" while the grid this selection comes from is partial."""
+        """While the grid this selection comes from is partial, e.g. "sweep 1 of 3 settings in";
+        else None."""
         return f"sweep {self.landed[0]} of {self.landed[1]} settings in" if self.landed else None
 
     def text(self) -> str:
