@@ -208,6 +208,13 @@ class Selection:
         return f"lr={lr}{scale} (from {arm_name(self.source)}{note})"
 
 
+def partial_sweep(arm: str, points: Sequence) -> tuple | None:
+    """(settings landed, settings planned) while ``arm``'s sweep grid has only partly landed,
+    else None (complete, or an arm without a planned grid)."""
+    planned = SWEEP_SIZE.get(arm)
+    return (len(points), planned) if planned and len(points) < planned else None
+
+
 def _key(r: Run) -> tuple:
     return (str(r.model), str(r.task))
 
@@ -252,9 +259,7 @@ def selections(runs: Sequence[Run], points: dict | None = None) -> dict:
         best = next((p for p in pts if p.selected), None)
         if best is not None:
             scale = next((lora_scale(r) for r in best.runs if lora_scale(r) is not None), None)
-            planned = SWEEP_SIZE.get(k[2])
-            landed = (len(pts), planned) if planned and len(pts) < planned else None
-            out[k] = Selection(best.setting, "sweep", scale, best, landed)
+            out[k] = Selection(best.setting, "sweep", scale, best, partial_sweep(k[2], pts))
     for mt in {_key(r) for r in runs if r.converged}:
         for arm, base in DERIVED.items():  # the rule wins over a sweep of their own
             src = out.get((*mt, base))

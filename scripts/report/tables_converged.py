@@ -15,7 +15,6 @@ from scripts.report.converged import (
     LEVEL,
     RISING_RULE,
     SELECTION_RULE,
-    SWEEP_SIZE,
     Cell,
     arm_key,
     arm_name,
@@ -23,6 +22,7 @@ from scripts.report.converged import (
     cell_stats,
     grid_edge,
     interval_text,
+    partial_sweep,
     rank_check,
     rise_of,
     seed_cells,
@@ -224,12 +224,12 @@ def settings_table(cells: dict, sels: dict) -> list:
     return lines + md_table(["model", "task"] + [arm_name(a) for a in arms], rows)
 
 
-def _selected_text(p, pts, planned: int | None = None) -> str:
+def _selected_text(p, pts, landed: tuple | None = None) -> str:
     if not p.selected:
         return ""
     notes = [f"{edge} of the grid"] if (edge := grid_edge(p, pts)) else []
-    if planned and len(pts) < planned:
-        notes.insert(0, f"provisional: {len(pts)} of {planned} settings in")
+    if landed:
+        notes.insert(0, f"provisional: {landed[0]} of {landed[1]} settings in")
     # an exact tie is decided by the rule's order, not the score: say so
     tied = [q.setting.text() for q in pts if q is not p and q.score == p.score]
     if tied:
@@ -258,7 +258,7 @@ def sweep_table(points: dict) -> list:
                 + [", ".join(str(r.seed) for r in p.runs), fmt_cell(p.stats, show_lr=False)]
                 + [
                     "-" if rise is None else f"{rise:+.2f}",
-                    _selected_text(p, points[k], SWEEP_SIZE.get(k[2])),
+                    _selected_text(p, points[k], partial_sweep(k[2], points[k])),
                 ]
             )
     header = ["model", "task", "method", "setting", "seeds", "score", "last − prev", ""]
