@@ -38,6 +38,8 @@ def record(
     rank_pattern=None,
     rank_pattern_from=None,
     epochs=3,
+    init_r=3,
+    target_r=2.0,
 ):
     """A GLUE result record whose metrics.evals hold ``evals`` (main metric in [0, 1], one per
     epoch); main_best is the best of them, main_final the last."""
@@ -45,8 +47,8 @@ def record(
         "lr": lr,
         "lora_alpha": alpha,
         "lora_r": lora_r,
-        "init_r": 3,
-        "target_r": 2.0,
+        "init_r": init_r,
+        "target_r": target_r,
         "epochs": epochs,
         "tinit_frac": 0.15,
         "tfinal_frac": 0.45,

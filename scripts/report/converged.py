@@ -18,36 +18,14 @@ from dataclasses import dataclass, field
 
 from scipy import stats as sps
 
-from scripts.plan_converged import FULL_LRS, LORA_ALPHAS, LRS
+from scripts.protocol import ARM, ARMS, HEADLINE, LEVEL, sweep_size
 from scripts.report.records import METHOD_NAMES, Run, value_key
 from scripts.report.stats import Stats
 
-# (arm, column title) in table order; other arms found in the runs follow.
-ARMS = (
-    ("adalora", "AdaLoRA 3→2"),
-    ("lora_r2", "LoRA r=2"),
-    ("lora_r3", "LoRA r=3"),
-    ("lora_rp", "LoRA (AdaLoRA's ranks)"),
-    ("full", "Full FT"),
-)
-ARM_NAMES = dict(ARMS)
-# Arms without a sweep of their own: LoRA r=2's selected LR and LoRA scale (alpha / r).
-DERIVED = {"lora_r3": "lora_r2", "lora_rp": "lora_r2"}
-# How many settings each swept arm's grid has (the planner's grids): a selection made before
-# the whole grid has landed is provisional and says so.
-SWEEP_SIZE = {"adalora": len(LRS), "lora_r2": len(LRS) * len(LORA_ALPHAS), "full": len(FULL_LRS)}
-# The verdicts: (arm, arm it is compared with).
-COMPARISONS = (("adalora", "lora_r2"), ("adalora", "lora_rp"), ("adalora", "lora_r3"))
-# The headline keeps the two verdicts the protocol names first (same final rank; same ranks);
-# LoRA r=3 (same initial rank) is a lower-priority arm, in the full verdict table only.
-HEADLINE_COMPARISONS = COMPARISONS[:2]
-LEVEL = 0.95  # confidence level of the Welch intervals
-SELECTION_RULE = (
-    "per task and method, among the sweep settings (learning rate, and lora_alpha for LoRA), "
-    "the one with the highest dev main metric at the final evaluation of its sweep run (seed 1); "
-    "ties: the smaller learning rate, then the smaller alpha. LoRA r=3 and LoRA (AdaLoRA's ranks) "
-    "are not swept: they use LoRA r=2's selected learning rate and the same LoRA scale alpha / r."
-)
+ARM_NAMES = {a.id: a.label for a in ARMS}
+# Arms without a sweep of their own: the setting of the arm they derive from.
+DERIVED = {a.id: a.derived_from for a in ARMS if a.derived_from is not None}
+HEADLINE_COMPARISONS = HEADLINE
 RISING_RULE = (
     '"still rising": the mean over seeds of the last evaluation minus the mean of the '
     "second-to-last evaluation (same runs) exceeds the seed std of the last evaluation."
@@ -68,16 +46,30 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def _rank_text(v) -> str | None:
+    f = _float(v)
+    return None if f is None else f"{f:g}"
+
+
 def arm_of(r: Run) -> str:
-    """adalora; lora_rp (LoRA with ``hyperparameters.rank_pattern_from``: AdaLoRA's final ranks
-    as fixed ranks); lora_r<r> (plain LoRA at rank r); otherwise the method. A run with a
-    ``variant`` (an ablation tag) is an arm of its own, "<arm>:<variant>", never mixed in."""
-    if r.method == "lora" and r.hp.get("rank_pattern_from"):
-        return "lora_rp"
+    """The arm a run belongs to (scripts/protocol.py ARMS): AdaLoRA by its ranks ("adalora" for
+    3->2, else "adalora_<init>to<target>"); LoRA with ``hyperparameters.rank_pattern_from``
+    ("lora_rp" at target rank 2, else "lora_rp<target>"); plain LoRA "lora_r<r>"; SVD-LoRA
+    "svd_lora" at rank 2, else "svd_lora_r<r>"; otherwise the method. A run with a ``variant``
+    (an ablation tag) is an arm of its own, "<arm>:<variant>", never mixed in."""
     base = str(r.method)
-    if r.method == "lora":
-        rank = _float(r.hp.get("lora_r"))
-        base = f"lora_r{rank:g}" if rank is not None else "lora"
+    target = _rank_text(r.hp.get("target_r"))
+    if r.method == "lora" and r.hp.get("rank_pattern_from"):
+        base = "lora_rp" if target in (None, "2") else f"lora_rp{target}"
+    elif r.method == "lora":
+        rank = _rank_text(r.hp.get("lora_r"))
+        base = f"lora_r{rank}" if rank is not None else "lora"
+    elif r.method == "adalora":
+        init = _rank_text(r.hp.get("init_r"))
+        if (init, target) not in (("3", "2"), (None, None)):
+            base = f"adalora_{init}to{target}"
+    elif r.method == "svd_lora" and target not in (None, "2"):
+        base = f"svd_lora_r{target}"
     return f"{base}:{r.variant}" if r.variant else base
 
 
@@ -94,7 +86,7 @@ def arm_name(arm: str) -> str:
 
 def arm_key(arm: str) -> tuple:
     base, _, variant = arm.partition(":")
-    order = [a for a, _ in ARMS]
+    order = [a.id for a in ARMS]
     return (order.index(base) if base in order else len(order), base, variant)
 
 
@@ -189,7 +181,7 @@ class Selection:
         if self.source == "sweep":
             mine = setting_of(r)
             return _close(mine.alpha, self.setting.alpha) and mine.extra == self.setting.extra
-        if arm == "lora_rp" or self.scale is None:
+        if (arm in ARM and ARM[arm].pattern_from) or self.scale is None:
             return True
         return _close(lora_scale(r), self.scale)
 
@@ -211,7 +203,7 @@ class Selection:
 def partial_sweep(arm: str, points: Sequence) -> tuple | None:
     """(settings landed, settings planned) while ``arm``'s sweep grid has only partly landed,
     else None (complete, or an arm without a planned grid)."""
-    planned = SWEEP_SIZE.get(arm)
+    planned = sweep_size(arm)
     return (len(points), planned) if planned and len(points) < planned else None
 
 

@@ -9,12 +9,10 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
+from scripts.protocol import COMPARISONS, LEVEL, SELECTION_RULE
 from scripts.report.converged import (
-    COMPARISONS,
     HEADLINE_COMPARISONS,
-    LEVEL,
     RISING_RULE,
-    SELECTION_RULE,
     Cell,
     arm_key,
     arm_name,
@@ -90,7 +88,7 @@ def _epochs(runs: Sequence[Run]) -> str:
 
 
 def protocol_text() -> list:
-    from scripts import plan_converged as grid  # the grid the runs come from
+    from scripts import protocol as grid  # the grid the runs come from
 
     def braces(values) -> str:
         return "{" + ", ".join(values) + "}"
@@ -100,8 +98,9 @@ def protocol_text() -> list:
         "`scripts/plan_converged.py`): one seed of LoRA r=2 and AdaLoRA 3→2 evaluated every "
         "epoch (`calibration/`) chooses the epochs per task, so that the dev score has stopped "
         f"rising for both ({grid.EPOCH_RULE}); AdaLoRA's and LoRA r=2's learning rates are "
-        f"swept over {braces(grid.LRS)} with seed 1, LoRA's lora_alpha over "
-        f"{braces(grid.LORA_ALPHAS)} too, full fine-tuning's over {braces(grid.FULL_LRS)} "
+        f"swept over {braces(grid.LRS)} with seed 1, LoRA's scale alpha / r over "
+        f"{braces(str(x) for x in grid.LORA_SCALES)} too, full fine-tuning's over "
+        f"{braces(grid.FULL_LRS)} "
         f"(`sweep/`); selection rule: {SELECTION_RULE} Each method then runs seeds 1-5 at its "
         "selected setting (`seeds/`); seed 1 is the sweep's run at that setting (reused, not "
         "run again) unless `seeds/` holds a seed-1 run of its own. Every score is the dev main "
