@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 
 from scipy import stats as sps
 
-from scripts.protocol import ARM, ARMS, HEADLINE, LEVEL, sweep_size
+from scripts.protocol import (
+    ARM,
+    ARMS,
+    FAMILY_ALPHA,
+    HEADLINE,
+    LEVEL,
+    REPORT_SEEDS,
+    TASKS,
+    V1_SEEDS,
+    sweep_size,
+)
 from scripts.report.records import METHOD_NAMES, Run, value_key
 from scripts.report.stats import Stats
 
@@ -59,9 +69,9 @@ def arm_of(r: Run) -> str:
     (an ablation tag) is an arm of its own, "<arm>:<variant>", never mixed in."""
     base = str(r.method)
     target = _rank_text(r.hp.get("target_r"))
-    if r.method == "lora" and r.hp.get("rank_pattern_from"):
-        base = "lora_rp" if target in (None, "2") else f"lora_rp{target}"
-    elif r.method == "lora":
+    if r.method == "lora" and r.hp.get("rank_pattern_from"):  # its variant tag says the same
+        return "lora_rp" if target in (None, "2") else f"lora_rp{target}"
+    if r.method == "lora":
         rank = _rank_text(r.hp.get("lora_r"))
         base = f"lora_r{rank}" if rank is not None else "lora"
     elif r.method == "adalora":
@@ -294,12 +304,20 @@ def rise_of(runs: Sequence[Run]) -> tuple:
     return rise, (statistics.stdev(last) if len(last) >= 2 else None)
 
 
-def seed_cell(runs: Sequence[Run], model: str, task: str, arm: str, sel: Selection | None) -> Cell:
-    """The seeds/ runs of (model, task, arm) at the selected setting, with the sweep's run at
-    that setting as seed 1 when seeds/ has no seed-1 run of its own. Without a selection, every
-    seeds/ run of the arm."""
+READINGS = ("v2", "v1")  # version 2: REPORT_SEEDS only; version 1: seeds 1-5, sweep run reused
+
+
+def seed_cell(
+    runs: Sequence[Run], model: str, task: str, arm: str, sel: Selection | None, reading="v2"
+) -> Cell:
+    """The seeds/ runs of (model, task, arm) at the selected setting. ``reading`` "v2" (the
+    protocol's): seeds REPORT_SEEDS only, so the run that chose the setting is never averaged;
+    "v1" (version 1's, kept as a labelled row): seeds V1_SEEDS, with the sweep's run at that
+    setting as seed 1 when seeds/ has no seed-1 run of its own. Without a selection, every
+    seeds/ run of the arm at those seeds."""
+    wanted = set(REPORT_SEEDS if reading == "v2" else V1_SEEDS)
     mine = [r for r in runs if r.converged and _key(r) == (model, task) and arm_of(r) == arm]
-    seeds = [r for r in mine if r.stage == "seeds"]
+    seeds = [r for r in mine if r.stage == "seeds" and r.seed in wanted]
     cell = Cell(selection=sel)
     if sel is None:
         chosen = seeds
@@ -307,8 +325,8 @@ def seed_cell(runs: Sequence[Run], model: str, task: str, arm: str, sel: Selecti
         chosen = [r for r in seeds if sel.matches(r, arm)]
         cell.other_settings = len(seeds) - len(chosen)
         have = {r.seed for r in chosen}
-        if sel.point is not None:
-            extra = [r for r in sel.point.runs if r.seed not in have]
+        if sel.point is not None and reading == "v1":
+            extra = [r for r in sel.point.runs if r.seed not in have and r.seed in wanted]
             cell.seed1_from_sweep = any(r.seed == 1 for r in extra)
             chosen += extra
     cell.runs = sorted(chosen, key=lambda r: (value_key(r.seed), r.name))
@@ -317,12 +335,12 @@ def seed_cell(runs: Sequence[Run], model: str, task: str, arm: str, sel: Selecti
     return cell
 
 
-def seed_cells(runs: Sequence[Run], sels: dict | None = None) -> dict:
+def seed_cells(runs: Sequence[Run], sels: dict | None = None, reading: str = "v2") -> dict:
     """{(model, task, arm): Cell} for every arm with seeds/ runs or a selection."""
     sels = selections(runs) if sels is None else sels
     keys = {(*_key(r), arm_of(r)) for r in runs if r.converged and r.stage == "seeds"}
     keys |= set(sels)
-    return {k: seed_cell(runs, *k, sels.get(k)) for k in keys}
+    return {k: seed_cell(runs, *k, sels.get(k), reading) for k in keys}
 
 
 # ---------------------------------------------------------------- Welch intervals
@@ -336,6 +354,7 @@ class Welch:
     lo: float | None = None
     hi: float | None = None
     df: float | None = None
+    p: float | None = None  # two-sided Welch t test of "no difference"
 
     @property
     def verdict(self) -> str:
@@ -361,11 +380,33 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Welch
     se = math.sqrt(v1 + v2)
     if se == 0:
         w.lo = w.hi = w.diff
+        w.p = 1.0 if w.diff == 0 else 0.0
         return w
     w.df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     half = float(sps.t.ppf(0.5 + level / 2, w.df)) * se
     w.lo, w.hi = w.diff - half, w.diff + half
+    w.p = float(2 * sps.t.sf(abs(w.diff) / se, w.df))
     return w
+
+
+def family_size() -> int:
+    """k of the family-wise rule: every pre-stated headline comparison on every task its arms
+    are planned for (fixed in advance; one not run yet counts as p = 1)."""
+    return sum(1 for a, b in HEADLINE for t in TASKS if t in ARM[a].tasks and t in ARM[b].tasks)
+
+
+def holm(pvalues: dict, k: int | None = None, alpha: float = FAMILY_ALPHA) -> dict:
+    """Holm's step-down rule over a family of ``k`` comparisons (default: len(pvalues); the
+    missing ones count as p = 1): {key: True when a difference at family-wise level alpha}."""
+    k = len(pvalues) if k is None else k
+    if k < len(pvalues):
+        raise ValueError(f"family of {k} comparisons, {len(pvalues)} p-values")
+    out = {key: False for key in pvalues}
+    for i, key in enumerate(sorted(pvalues, key=lambda key: pvalues[key])):
+        if pvalues[key] > alpha / (k - i):
+            break
+        out[key] = True
+    return out
 
 
 def rank_check(a: Sequence[float], b: Sequence[float]) -> str:

@@ -139,6 +139,7 @@ class Run:
     protocol: str = SHORT  # CONVERGED for a file under a "converged" folder (load_runs)
     stage: str = ""  # the converged stage: the folder below "converged" ("" when none)
     wall_time_s: float | None = None  # the run's wall time (one process, one core)
+    git_commit: str | None = None  # the commit that ran it (None: not recorded)
 
     @classmethod
     def from_record(cls, rec: dict) -> Run:
@@ -171,6 +172,7 @@ class Run:
             budget_curve=(budget.get("curve") or None) if isinstance(budget, dict) else None,
             train_log=rec.get("train_log") or None,
             wall_time_s=_float(rec.get("wall_time_s")),
+            git_commit=rec.get("git_commit") or None,
         )
 
     def metric(self, key: str | None = None) -> float | None:
