@@ -572,7 +572,8 @@ def test_converged_figures(tmp_path, tree):
 def seed_cells_of(tree):
     from scripts.report.converged import seed_cells
 
-    return seed_cells([r for r in load_runs(tree / "evidence") if r.converged])
+    runs = [r for r in load_runs(tree / "evidence") if r.converged]
+    return seed_cells(runs, reading="v1")  # the ablations belong to version 1
 
 
 def test_empty_state(tmp_path):
