@@ -108,12 +108,12 @@ def _step_int(step) -> int:
                 f"{what}, got a tensor on {step.device}: reading it would wait for the GPU at "
                 f"every step. {fix}"
             )
-        step = int(step)
     elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
         raise TypeError(f"{what}, got {step!r} ({type(step).__name__}). {fix}")
+    step = int(step)
     if step < 0:
-        raise ValueError(f"{what}, got {step!r}. {fix}")
-    return int(step)
+        raise ValueError(f"{what}, got {step}. {fix}")
+    return step
 
 
 def _forward_showing_signature(model: nn.Module):
