@@ -90,6 +90,8 @@ def _number_field(cfg, name: str, in_range, rule: str, fix: str) -> None:
     v = getattr(cfg, name)
     if not _is_number(v) or not in_range(v):
         raise _bad(name, rule, v, fix)
+    if not isinstance(v, int | float):
+        setattr(cfg, name, float(v))  # e.g. numpy.float32, which JSON cannot write
 
 
 def _bool_field(cfg, name: str) -> None:

@@ -96,8 +96,10 @@ def _step_int(step) -> int:
         "update_and_allocate(step): step must be a non-negative int (the number of optimizer "
         "steps completed before this one)"
     )
-    fix = "Pass an int: 0 after the first optimizer.step(), then 1, 2, ... (the Trainer's "
-    fix += "state.global_step)."
+    fix = (
+        "Pass an int: 0 after the first optimizer.step(), then 1, 2, ... "
+        "(the Trainer's state.global_step)."
+    )
     if isinstance(step, torch.Tensor):
         if step.dim() != 0 or step.dtype == torch.bool or step.is_floating_point():
             raise TypeError(

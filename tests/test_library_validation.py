@@ -204,6 +204,9 @@ def test_numpy_integers_become_ints(tmp_path):
     assert json.loads((tmp_path / "adalora_config.json").read_text())["total_step"] == 8
     lc = LoraConfig(r=np.int64(2), rank_pattern={"query": np.int64(3)})
     assert type(lc.r) is int and type(lc.rank_pattern["query"]) is int
+    f = AdaLoraConfig(orth_reg_weight=np.float32(0.25), lora_alpha=16)
+    assert type(f.orth_reg_weight) is float and f.orth_reg_weight == 0.25
+    assert type(f.lora_alpha) is int and f.lora_alpha == 16  # plain ints and floats kept as given
 
 
 def test_fields_set_after_construction_are_checked_by_the_model():
@@ -500,6 +503,15 @@ LOAD_CASES = {
         r"{d}/adapter_config\.json: use_dora=True is a PEFT feature this library does not "
         r"implement, so these weights would compute something else here\. Load the adapter "
         r"with PEFT\.",
+    ),
+    "PEFT config targets other modules": (
+        "peft",
+        lambda d: _edit_json(d / PEFT_CFG, lambda c: c.update(target_modules=["nosuch"])),
+        _bert,
+        ValueError,
+        r"adapter folder {d} does not fit this model: target_modules \['nosuch'\] matched no "
+        r"Linear layer of BertForSequenceClassification\. Its Linear layers are: .+\. Pass "
+        r"names from this list \(suffixes\), a regex or 'all-linear'\.",
     ),
     "rank_pattern without a module": (
         "resized",
