@@ -159,6 +159,10 @@ BAD_FILES = {
         _set("train_log.0.loss", "nan"),
         f' train_log[0].loss: is a string ("nan"), not a number or null; {FIX}',
     ),
+    "git-dirty-text": (
+        _set("git_dirty", "no"),
+        f' git_dirty: is a string ("no"), not a boolean or null; {FIX}',
+    ),
     "rank-not-int": (
         _edit(lambda r: r["rank_pattern"].update({next(iter(r["rank_pattern"])): 2.5})),
         None,  # the module's name is the committed file's

@@ -9,7 +9,7 @@ silently (``read_records``: raised, or handed to ``skip``).
 
 A record (``read_record``) is UTF-8 JSON holding one object with ``schema`` "adalora.result/1",
 every key experiments/results.py requires, and the types that schema gives its fields
-(``check_record``). Older files lack ``train_log``, ``git_commit`` and
+(``check_record``). Older files lack ``train_log``, ``git_commit``, ``git_dirty`` and
 ``metrics.primary_split`` / ``best_step`` and key ``metrics.final`` by split: all accepted.
 A problem raises ``BadInput(file, field, problem, fix)``, one line naming both.
 """
@@ -53,7 +53,9 @@ def record_files(root: str | os.PathLike) -> list[Path]:
 # ---------------------------------------------------------------- types
 
 STR, INT, NUM, OBJ, LIST = "a string", "an integer", "a number", "an object", "a list"
+BOOL = "a boolean"
 _IS = {
+    BOOL: lambda v: isinstance(v, bool),
     STR: lambda v: isinstance(v, str),
     INT: lambda v: isinstance(v, int) and not isinstance(v, bool),
     NUM: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
@@ -192,8 +194,9 @@ def check_record(rec: Any, where: str, fix: str = FIX, file: bool = True) -> dic
     row = {"step": (INT, False, True), "loss": (NUM, True, False)}
     c.rows(rec, "", "train_log", row, null=True, need=False)
     if file:
-        for k in ("model_type", "git_commit"):
-            c.key(rec, "", k, STR, null=True, need=k != "git_commit")
+        c.key(rec, "", "model_type", STR, null=True)
+        c.key(rec, "", "git_commit", STR, null=True, need=False)
+        c.key(rec, "", "git_dirty", BOOL, null=True, need=False)
         provenance = {
             "preset": STR,
             "n_train": INT,
