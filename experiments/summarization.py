@@ -62,12 +62,12 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import cli
+from experiments import cli, validate_inputs
 from experiments.hub import load_pretrained
 from experiments.metrics import rouge_scores
 from experiments.presets import BASE, QUICK_LR
 from experiments.results import write_text_atomic
-from experiments.summ_data import DATASETS, SPLITS, resolve_splits, split_examples
+from experiments.summ_data import DATASETS, SPLITS, load_split
 from experiments.summ_models import derive_level_rank, minilm_tokenizer, tiny_bart_config
 from experiments.train import Data, Task
 
@@ -296,6 +296,7 @@ def make_task(args) -> Task:
         if hp.get("source_prefix") is None:
             t5 = model.config.model_type in ("t5", "mt5", "umt5")
             out["source_prefix"] = "summarize: " if t5 else ""
+        validate_inputs.check_generation(args, hp, model, state["tokenizer"])
         gc = model.generation_config
         out["generation"] = {
             "num_beams": hp["num_beams"],
@@ -332,16 +333,16 @@ def make_task(args) -> Task:
         ]
 
     def load_data(tok, hp, data_dir):
-        train_rows, eval_rows, note = split_examples(dataset, hp, data_dir)
-        _, ev_split = resolve_splits(dataset, hp, data_dir)
-        print(f"[{dataset}] data: {note}")
-        state["eval_rows"] = {ev_split: eval_rows}
+        split = load_split(dataset, hp, data_dir)
+        validate_inputs.check_split_sizes(args, hp, split, dataset)
+        print(f"[{dataset}] data: {split.note}")
+        state["eval_rows"] = {split.eval_split: split.eval}
         return Data(
-            train=encode(tok, train_rows, hp),
-            evals={ev_split: encode(tok, eval_rows, hp)},
-            n_train=len(train_rows),
-            n_eval={ev_split: len(eval_rows)},
-            hp={"data_note": note},
+            train=encode(tok, split.train, hp),
+            evals={split.eval_split: encode(tok, split.eval, hp)},
+            n_train=len(split.train),
+            n_eval={split.eval_split: len(split.eval)},
+            hp={"data_note": split.note},
         )
 
     def collator(tok, model):

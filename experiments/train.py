@@ -275,13 +275,15 @@ def dry_run(task: Task, args: argparse.Namespace, hp: dict, world: int = 1) -> d
     (the number of adapted matrices, hence the budget), the tokenizer or the data (n_train, hence
     T) is resolved when they load, else listed under "unresolved" (known models' module counts
     come from KNOWN_N_MODULES)."""
-    from experiments.validate import DataError
+    from experiments.validate import BadInput, DataError
 
     unresolved, tokenizer, model, n_train, n_eval = {}, None, None, None, None
     try:
         tokenizer = task.load_tokenizer(hp["model"])
         model = task.load_model(hp["model"], hp)
         hp = {**hp, **task.model_hp(model, hp)}
+    except BadInput:  # the loaded model refuses a value (e.g. a summary length): not offline
+        raise
     except (OSError, RuntimeError, ValueError) as e:
         unresolved["model"] = str(e).splitlines()[0]
     n_known = KNOWN_N_MODULES.get(hp["model"]) if hp.get("target_modules") is None else None

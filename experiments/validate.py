@@ -33,6 +33,7 @@ import re
 import tempfile
 from pathlib import Path
 
+from experiments import validate_inputs
 from experiments.data_files import DataError, DataFileNotFound
 from experiments.validate_base import (
     ADAPTERS,
@@ -148,6 +149,7 @@ def check_flags(args, hp: dict, kind: str = "glue") -> None:
             raise BadInput(
                 "--sweep-json", args.sweep_json, "not a JSON object", 'pass e.g. {"lr": 1e-3}'
             )
+    validate_inputs.check_flags(args, hp, kind)  # summarisation lengths, --rank-pattern-from
 
 
 def _check_ranks(args, hp: dict) -> None:
