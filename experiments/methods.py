@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from experiments.validate_base import BadInput
+
 METHODS = ("adalora", "lora", "full", "bitfit", "svd_lora", "prune_lora")
 ADAPTER_METHODS = ("adalora", "lora", "svd_lora", "prune_lora")
 ALLOCATING_METHODS = ("adalora", "prune_lora")  # methods whose ranks the allocator prunes
@@ -85,9 +87,7 @@ def rank_pattern_from(path: str, model: str | None = None, net=None) -> dict[str
 _RP_FIX = "pass the result JSON of an adalora run"
 
 
-def _rank_pattern_error(path, problem: str, fix: str = _RP_FIX):
-    from experiments.validate_base import BadInput
-
+def _rank_pattern_error(path, problem: str, fix: str = _RP_FIX) -> BadInput:
     return BadInput("--rank-pattern-from", path, problem, fix)
 
 
@@ -156,11 +156,7 @@ def check_rank_pattern(net, pattern: dict[str, int], path: str) -> None:
     for name, r in sorted(pattern.items()):
         m = modules.get(name) if name else None
         if m is None:
-            raise _rank_pattern_error(
-                path,
-                f"module {name!r} is not in {type(net).__name__}",
-                fix,
-            )
+            raise _rank_pattern_error(path, f"module {name!r} is not in {type(net).__name__}", fix)
         if not _is_linear(m):
             raise _rank_pattern_error(
                 path, f"module {name!r} is a {type(m).__name__}, not a Linear layer", fix

@@ -45,6 +45,11 @@ Data: --data-dir (or SUMM_DIR) holding <dataset>/<split>.jsonl, else the Hub
   validation (980) and test (1000), CNN/DM only test (250)), training uses the FIRST examples
   and evaluation the LAST --max-eval-samples of that split, disjoint; the run prints this and
   the record keeps it in hyperparameters.data_note.
+  Every line of a data file is checked, also past the examples a run keeps. An explicit
+  --max-train-samples / --max-eval-samples above what the data holds, or fewer training
+  examples than one batch, is an error; a preset's cap above a split's size is not (the data
+  note records the counts). Summary and generation lengths are checked against the tokenizer
+  and the model's generation config (experiments/validate_inputs.py).
 
 Metrics: ROUGE-1/2/L/Lsum F1 (rouge-score, Porter stemming; Lsum on regex-split sentences:
 experiments.metrics.rouge_scores) of beam-search generations against the untruncated reference
