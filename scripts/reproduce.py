@@ -2,31 +2,47 @@
 """The reproduction grid: AdaLoRA vs LoRA at matched budgets, full FT, BitFit and the paper's
 ablations, on real GLUE data with the packaged MiniLM, several seeds per cell.
 
-    python scripts/reproduce.py [--workers 2] [--output-dir results/evidence/short] [--dry-run]
-                                [--order A:sst2,A:stsb,C:sst2,...] [--hours H]
+    python scripts/reproduce.py [--protocol converged|short] [--output-dir DIR] [--dry-run]
+        [--hours H] [--order A:sst2,A:stsb,C:sst2,...]
+        [--launcher local [--workers 2 | --runs-per-gpu K]]
+        [--launcher slurm [--partition P] [--time MIN] [--gpus-per-job G] [--runs-per-gpu K]
+                          [--cpus-per-job C] [--array-parallelism N] [--slurm-setup CMD] ...]
 
-Runs are listed in priority order (``ORDER``) and executed by ``--workers`` parallel
-processes of experiments/glue.py, one thread each. Resumable: a run whose result file exists
-is skipped, and a run killed half-way continues from its last checkpoint: every command passes
---save-steps (about every 10% of T; ``SAVE_STEPS`` for the converged grid, whose T follows from
-the data), and glue.py resumes a --run-name that has checkpoints but no result file. Every run
-is a plain glue.py command (printed), so any cell can be re-run alone.
+Every run is a plain glue.py command (printed by --dry-run), so any cell can be re-run alone.
+The converged grid (scripts/plan_converged.py) is re-planned after every finished run, since
+its seed runs follow from the sweep's results; the short grid is fixed (``ORDER``). Resumable:
+a run whose result file exists is skipped, and a run killed half-way continues from its last
+checkpoint: every command passes --save-steps (``SAVE_STEPS`` for the converged grid, about
+10% of T for the short one), and glue.py resumes a --run-name that has checkpoints but no
+result file.
 
-The grid is scaled to CPU: a fixed number of optimizer steps per task (``STEPS``), not the
-paper's epochs; paper_tables.md says so beside the numbers.
+Where the runs go (scripts/grid/): ``--launcher local`` runs --workers glue.py processes at once,
+one thread each (or --runs-per-gpu K on each visible GPU); ``--launcher slurm`` sends them to
+SLURM through submitit, as job arrays, re-planning as results land (scripts/grid/slurm.py);
+with --dry-run it prints the job script and each array task's commands, and submits nothing.
+Every flag and every planned command (glue.py's own checks) is checked before anything runs
+or is written: a problem is one line, exit status 2.
+
+The short grid is scaled to CPU: a fixed number of optimizer steps per task (``STEPS``), not
+the paper's epochs; paper_tables.md says so beside the numbers.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import itertools
 import json
 import os
-import subprocess
+import shlex
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
+
+from scripts import plan_converged
+from scripts.checks import BadInput, ScriptParser, parse, positive, writable
+from scripts.grid import launch, options
+from scripts.grid.command import GlueRefused, check_glue_argv, glue_argv, glue_command
+from scripts.grid.pool import Run, drive, print_outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,6 +97,7 @@ DIAGNOSTICS = (
 )
 
 
+WORKERS = 2  # local runs at once (--workers), one thread each
 SAVE_STEPS = 200  # converged grid: a checkpoint every 200 optimizer steps
 # --hours: a run of a task with no landed run (no time to go by) is assumed to take this
 # fraction of the whole time budget, so it starts only in the budget's first half
@@ -92,50 +109,24 @@ def save_steps(total_steps: int) -> int:
     return max(1, total_steps // 10)
 
 
-def with_checkpoints(cmd: list, every: int = SAVE_STEPS) -> list:
-    """``cmd`` with --save-steps, so that a killed run resumes when the command is re-run."""
-    return [*cmd, "--save-steps", str(every)]
-
-
 def job(task, method, seed, name, flags, out, steps_factor=1):
     steps, extra = STEPS[task]
-    cmd = [
-        sys.executable,
-        "experiments/glue.py",
-        "--task",
-        task,
-        "--method",
-        method,
-        "--seed",
-        str(seed),
-        "--max-steps",
-        str(steps * steps_factor),
-        "--evals",
-        "2",
-        "--wandb",
-        "disabled",
-        "--output-dir",
-        out,
-        "--run-name",
-        name,
-        "--save-steps",
-        str(save_steps(steps * steps_factor)),
-        *extra,
-        *flags,
-    ]
-    return name, cmd
+    base = ["--task", task, "--method", method, "--seed", str(seed), "--max-steps",
+            str(steps * steps_factor), "--evals", "2", "--wandb", "disabled"]  # fmt: skip
+    argv = glue_argv([*base, *extra, *flags], output_dir=out, run_name=name,
+                     save_steps=save_steps(steps * steps_factor))  # fmt: skip
+    return name, glue_command(argv)
 
 
 def plan(out: str, order: str) -> list:
     """Jobs in priority order. ``order``: comma-separated PHASE:task items, each expanded seed by
     seed. A: AdaLoRA vs LoRA at both budgets at the shared LR; B: the sweep's other LRs;
     C: the ablations (avg rank 2, shared LR); D: full FT and BitFit; E: the LoRA
-    diagnostics (``DIAGNOSTICS``)."""
+    diagnostics (``DIAGNOSTICS``). A bad ``order`` raises BadInput (``check_order``)."""
+    check_order(order)
     jobs = []
     for item in order.split(","):
         phase, task, *only = item.split(":")  # optional ":lr" and ":budget" narrow a B item
-        if phase not in "ABCDE" or len(phase) != 1:
-            raise SystemExit(f"unknown phase {phase!r} in --order (A, B, C, D or E)")
         if phase == "E":  # each diagnostic with all seeds, then the next
             for (tag, flags, sweep, factor), seed in itertools.product(DIAGNOSTICS, SEEDS):
                 point = {**sweep, **({"max_steps": STEPS[task][0] * factor} if factor != 1 else {})}
@@ -202,23 +193,6 @@ def plan(out: str, order: str) -> list:
     return list(dict(jobs).items())  # an item may repeat runs of an earlier one: keep the first
 
 
-def child_env() -> dict:
-    """One thread per run: the grid runs one process per core."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-
-
-def run_logged(name: str, cmd: list, log_dir: Path, env: dict) -> int:
-    """Run one glue.py command, appending its output to <log_dir>/<name>.log (a resumed run
-    adds to its log); print ok / FAIL with the wall time; return the exit status."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    t = time.time()
-    with open(log_dir / f"{name}.log", "a") as log:
-        rc = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    print(f"{'ok  ' if rc == 0 else 'FAIL'} {name} ({time.time() - t:.0f}s)", flush=True)
-    return rc
-
-
 def _flag(flags, name: str):
     flags = list(flags)
     return flags[flags.index(name) + 1] if name in flags else None
@@ -248,107 +222,153 @@ def estimate_s(flags, times: dict) -> float | None:
     return sorted(xs)[len(xs) // 2] * float(_flag(flags, "--epochs") or 1)
 
 
-def run_converged(a, env: dict) -> int:
-    """The converged grid (scripts/plan_converged.py): re-planned after every finished run,
-    since the seed runs follow from the sweep's results and the rank-pattern LoRA runs from
-    AdaLoRA's result files."""
-    from scripts.plan_converged import plan as converged_plan
+def check_order(order: str) -> None:
+    """--order: comma-separated PHASE:task items, a B item optionally narrowed to one LR and
+    one budget (B:task:lr[:budget]); raises BadInput."""
+    for item in order.split(","):
+        phase, task, *only = item.split(":") + ([""] if ":" not in item else [])
+        if phase not in ("A", "B", "C", "D", "E"):
+            raise BadInput("--order", repr(item), f"unknown phase {phase!r}",
+                           "items are PHASE:task with PHASE one of A, B, C, D, E")  # fmt: skip
+        if task not in STEPS:
+            raise BadInput("--order", repr(item), f"unknown task {task!r}",
+                           f"use one of {', '.join(STEPS)}")  # fmt: skip
+        if only and phase != "B" or len(only) > 2:
+            raise BadInput("--order", repr(item), "only a B item takes :lr[:budget]",
+                           "write B:task:lr or B:task:lr:budget, or PHASE:task")  # fmt: skip
+        if only and only[0] not in LRS:
+            raise BadInput("--order", repr(item), f"LR {only[0]!r} is not in the sweep",
+                           f"use one of {', '.join(LRS)}")  # fmt: skip
+        if len(only) > 1 and only[1] not in map(str, BUDGETS):
+            raise BadInput("--order", repr(item), f"budget {only[1]!r} is not in the grid",
+                           f"use one of {', '.join(map(str, BUDGETS))}")  # fmt: skip
 
-    root = Path(a.output_dir or "results/evidence/converged")
 
-    def done(j) -> bool:
-        return (root / j.stage / f"{j.name}.json").exists()
+def short_runs(out: str, order: str) -> list[Run]:
+    """The short grid's runs (``plan``), each logging to <out>/logs/<name>.log."""
+    return [Run(name, tuple(cmd[2:]), Path(out) / f"{name}.json",
+                Path(out) / "logs" / f"{name}.log") for name, cmd in plan(out, order)]  # fmt: skip
 
-    deadline = None if a.hours is None else time.time() + a.hours * 3600
 
-    def fits(j, times: dict) -> bool:  # --hours: start only runs expected to end in time
+def converged_run(j, root: Path) -> Run:
+    """A job of scripts/plan_converged.py as a run: its command with checkpoints, its result in
+    <root>/<stage>/, its log in <root>/logs/."""
+    argv = glue_argv(j.flags, output_dir=root / j.stage, run_name=j.name, save_steps=SAVE_STEPS)
+    return Run(j.name, tuple(argv), root / j.stage / f"{j.name}.json",
+               root / "logs" / f"{j.name}.log")  # fmt: skip
+
+
+def converged_planner(root: Path, hours: float | None):
+    """The converged grid's planner: every run scripts/plan_converged.py needs now, in its
+    priority order (re-planned after every finished run, since the seed runs follow from the
+    sweep's results and the rank-pattern LoRA runs from AdaLoRA's result files); with --hours,
+    only runs expected to end in time (``estimate_s``)."""
+    deadline = None if hours is None else time.time() + hours * 3600
+
+    def fits(j, times: dict) -> bool:
         if deadline is None:
             return True
         est = estimate_s(j.flags, times)
         if est is None:  # a task with no landed run: no estimate, so start it only early on
-            est = UNKNOWN_RUN_FRACTION * a.hours * 3600
+            est = UNKNOWN_RUN_FRACTION * hours * 3600
         return time.time() + est <= deadline
 
-    def pending(exclude) -> list:
+    def planner() -> list[Run]:
         times = run_times(root) if deadline is not None else {}  # the landed files, read once
-        return [
-            j
-            for j in converged_plan(root)
-            if not done(j) and j.name not in exclude and fits(j, times)
-        ]
+        runs = [(converged_run(j, root), j) for j in plan_converged.plan(root)]
+        return [r for r, j in runs if r.done() or fits(j, times)]
 
-    jobs = converged_plan(root)
-    todo = [j for j in jobs if not done(j)]
-    print(f"{len(jobs)} runs planned so far, {len(jobs) - len(todo)} done, {len(todo)} to run")
-    if a.dry_run:
-        for j in todo:
-            print(" ".join(with_checkpoints(j.command("python", root))[1:]))
-        return 0
-    failed: set = set()
+    return planner
 
-    def go(j) -> int:
-        return run_logged(j.name, with_checkpoints(j.command(sys.executable, root)),
-                          root / "logs", env)  # fmt: skip
 
-    running: dict = {}
-    with ThreadPoolExecutor(a.workers) as ex:
-        while True:
-            for j in pending(set(running) | failed)[: max(0, a.workers - len(running))]:
-                running[j.name] = ex.submit(go, j)
-            if not running:
-                break
-            finished, _ = wait(running.values(), return_when=FIRST_COMPLETED)
-            for name, fut in list(running.items()):
-                if fut in finished:
-                    del running[name]
-                    if fut.result() != 0:
-                        failed.add(name)
-    if failed:
-        print("failed:", *sorted(failed), sep="\n  ")
-    return 1 if failed else 0
+def check_args(a) -> None:
+    """Every flag, before anything runs or is written (scripts/checks.py)."""
+    if a.order is not None:
+        if a.protocol != "short":
+            raise BadInput("--order", a.order, "only with --protocol short",
+                           "add --protocol short, or drop --order")  # fmt: skip
+        check_order(a.order)
+    if a.hours is not None:
+        positive(a, "hours", "a number of hours", "pass e.g. --hours 4")
+        if a.protocol != "converged":
+            raise BadInput("--hours", f"{a.hours:g}", "only with --protocol converged",
+                           "drop --hours, or use --protocol converged")  # fmt: skip
+        if a.launcher != "local":
+            raise BadInput("--hours", f"{a.hours:g}", "only with --launcher local",
+                           "with SLURM, --time limits each job and a cut run resumes")  # fmt: skip
+    writable(output_dir(a), "--output-dir")
+    options.check(a)
+
+
+def check_commands(runs) -> None:
+    """Every planned command, as glue.py checks it before it loads anything."""
+    for r in runs:
+        try:
+            check_glue_argv(r.argv)
+        except GlueRefused as e:
+            shown = f"{e.value} (planned run {r.name})" if e.value else f"(planned run {r.name})"
+            raise BadInput(e.flag, shown, e.problem, e.fix) from None
+
+
+def output_dir(a) -> str:
+    return a.output_dir or f"results/evidence/{a.protocol}"
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ScriptParser(prog="reproduce.py", description=__doc__.splitlines()[0])
     p.add_argument("--protocol", default="converged", choices=("converged", "short"),
                    help="converged: the grid of scripts/plan_converged.py (re-planned as runs "
                         "land); short: the earlier fixed-step grid (ORDER)")  # fmt: skip
-    p.add_argument("--workers", type=int, default=2)
     p.add_argument("--output-dir", default=None,
                    help="default: results/evidence/<protocol>")  # fmt: skip
-    p.add_argument("--order", default=ORDER, help="short: priority order of PHASE:task items")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--order", default=None,
+                   help="short: priority order of PHASE:task items (default: ORDER)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the runs (with SLURM: the job script), run nothing")  # fmt: skip
     p.add_argument("--hours", type=float, default=None,
                    help="converged: start no run expected to end later than this many hours "
                         "from now (its epochs x the median time per epoch of landed runs of its "
                         "task and method); a run that would not fit is passed over for a later, "
                         "shorter one: a time-limited session or job cuts no run off")  # fmt: skip
-    a = p.parse_args(argv)
-    if a.hours is not None and (a.hours <= 0 or a.protocol != "converged"):
-        p.error(f"--hours {a.hours}: needs a positive number of hours and --protocol converged")
-    os.chdir(ROOT)
-    if a.protocol == "converged":
-        return run_converged(a, child_env())
-    a.output_dir = a.output_dir or "results/evidence/short"
-    jobs = plan(a.output_dir, a.order)
-    todo = [(n, c) for n, c in jobs if not (Path(a.output_dir) / f"{n}.json").exists()]
-    print(f"{len(jobs)} runs in the grid, {len(jobs) - len(todo)} done, {len(todo)} to run")
-    if a.dry_run:
-        for _, c in todo:
-            print(" ".join(c[1:]))
-        return 0
-    env, failed = child_env(), []
-
-    def go(nc):
-        name, cmd = nc
-        if run_logged(name, cmd, Path(a.output_dir, "logs"), env):
-            failed.append(name)
-
-    with ThreadPoolExecutor(a.workers) as ex:
-        list(ex.map(go, todo))
+    options.add_flags(p, workers=WORKERS)
+    with _at(ROOT):  # relative paths are relative to the repository root, as the runs' are
+        a = parse(p, argv, check_args)
+        root = Path(output_dir(a))
+        if a.protocol == "converged":
+            planner = converged_planner(root, a.hours)
+        else:
+            runs = short_runs(str(root), a.order or ORDER)
+            planner = lambda: runs  # noqa: E731 - a fixed grid
+        planned = planner()
+        todo = [r for r in planned if not r.done()]
+        try:
+            check_commands(todo)
+        except BadInput as e:
+            p.exit(2, f"{p.prog}: error: {e.line()}\n")
+        what = "planned so far" if a.protocol == "converged" else "in the grid"
+        print(f"{len(planned)} runs {what}, {len(planned) - len(todo)} done, {len(todo)} to run")
+        if a.dry_run:
+            if a.launcher == "local":
+                print("\n".join(shlex.join(glue_command(r.argv, "python")[1:]) for r in todo))
+            elif todo:
+                print(launch.slurm_dry_run(a, root, todo, f"adalora-{a.protocol}"))
+            return 0
+        pool = launch.make(a, root, WORKERS, f"adalora-{a.protocol}")
+        outcomes = drive(planner, pool, on_end=print_outcome)
+    failed = sorted(o.name for o in outcomes if not o.ok)
     if failed:
         print("failed:", *failed, sep="\n  ")
     return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _at(path: Path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,93 @@
+"""The scripts' flag checks, in glue.py's style (experiments/validate.py): every flag is checked
+before anything runs or is written, and a problem is one line on stderr,
+
+    <script>: error: <flag> <value>: <problem>; <fix>
+
+with exit status 2. A check raises ``BadInput`` (experiments/validate_base.py, the runners' own
+one-line error); ``parse`` prints it. Used by reproduce.py, ablate.py, bench_train.py and
+device_check.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from experiments.validate_base import BadInput, flag
+
+__all__ = ["BadInput", "ScriptParser", "parse", "at_least", "positive", "folder", "writable"]
+
+
+class ScriptParser(argparse.ArgumentParser):
+    """argparse whose own errors (an unknown flag, a value of the wrong type, a bad choice) are
+    one line too, like the runners' (experiments/cli.py)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
+
+
+def parse(
+    parser: argparse.ArgumentParser, argv, check: Callable[[argparse.Namespace], None]
+) -> argparse.Namespace:
+    """``argv`` parsed and passed to ``check`` (which raises BadInput); a problem ends the
+    script with its one line and exit status 2."""
+    args = parser.parse_args(argv)
+    try:
+        check(args)
+    except BadInput as e:
+        parser.exit(2, f"{parser.prog}: error: {e.line()}\n")
+    return args
+
+
+def _shown(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def at_least(args, key: str, low: int, fix: str | None = None) -> None:
+    """``args.<key>``, when given (not None), is an integer >= ``low``."""
+    v = getattr(args, key)
+    if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+        what = "a positive integer" if low == 1 else f"an integer >= {low}"
+        raise BadInput(
+            flag(key), _shown(v), f"must be {what}", fix or f"pass {flag(key)} {low} or more"
+        )
+
+
+def positive(args, key: str, what: str, fix: str) -> None:
+    """``args.<key>``, when given, is a finite number > 0 (NaN and infinity refused)."""
+    v = getattr(args, key)
+    if v is not None and not (math.isfinite(v) and v > 0):
+        raise BadInput(flag(key), _shown(v), f"must be {what}, finite and > 0", fix)
+
+
+def folder(args, key: str, fix: str) -> None:
+    """``args.<key>``, when given, is an existing folder."""
+    v = getattr(args, key)
+    if v is not None and not Path(v).is_dir():
+        problem = "not a folder" if Path(v).exists() else "no such folder"
+        raise BadInput(flag(key), v, problem, fix)
+
+
+def writable(path: str | os.PathLike, shown_flag: str) -> None:
+    """``path`` is a folder the script can write into, or can be created: a temp file is made
+    (and removed) in it or in its nearest existing ancestor; nothing is left behind."""
+    p = Path(os.path.abspath(path))
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BadInput(
+            shown_flag, str(path), f"{probe} is a file, not a folder", "pass a folder path"
+        )
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".adalora-write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise BadInput(
+            shown_flag, str(path), f"not writable ({e.strerror})", "pass a folder you can write to"
+        ) from None
