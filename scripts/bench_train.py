@@ -37,6 +37,7 @@ no gradients) for {file order, sorted by length} x {batch 32, 128} x {fp32, bf16
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -60,17 +61,61 @@ from scripts.bench_train_timing import (
     time_evals,
     train_results,
 )
+from scripts.checks import BadInput, ScriptParser, at_least, folder, parse, positive, writable
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE = ROOT.parent / "shared" / "data" / "glue"
 METHODS = ("adalora", "lora")
 
 
+def check_args(a) -> None:
+    """Every flag, before anything loads or is written (scripts/checks.py)."""
+    for key, low in (
+        ("rounds", 1),
+        ("steps_per_round", 1),
+        ("warmup_steps", 0),
+        ("threads", 1),
+        ("batch_size", 1),
+        ("init_r", 1),
+        ("lora_r", 1),
+        ("max_train_samples", 1),
+        ("max_eval_samples", 1),
+        ("eval_repeats", 0),
+    ):
+        at_least(a, key, low)
+    at_least(a, "max_length", 8, "pass --max-length 8 or more")
+    positive(a, "target_r", "an average rank", "pass e.g. --target-r 2")
+    if a.method == "adalora" and a.target_r > a.init_r:
+        raise BadInput(
+            "--target-r",
+            f"{a.target_r:g}",
+            f"above --init-r {a.init_r}: AdaLoRA only prunes",
+            f"pass --init-r {math.ceil(a.target_r)} or more",
+        )
+    if not 0 <= a.seed < 2**32:
+        raise BadInput("--seed", a.seed, "must be in [0, 2^32)", "pass --seed 0 or more")
+    sizes = [x.strip() for x in a.eval_batch_sizes.split(",")]
+    if not all(x.isdigit() and int(x) >= 1 for x in sizes):
+        raise BadInput(
+            "--eval-batch-sizes",
+            a.eval_batch_sizes,
+            "not a comma-separated list of batch sizes >= 1",
+            "pass e.g. --eval-batch-sizes 32,128",
+        )
+    if a.model != "minilm" and not Path(a.model).is_dir():
+        raise BadInput("--model", a.model, "no such folder", "pass minilm or a model folder")
+    folder(a, "data_dir", "pass the GLUE folder (the one holding STS-B/, RTE/, ...)")
+    if a.out is not None:
+        writable(Path(a.out).parent, "--out")
+
+
 def parse_args(argv=None):
     from experiments.glue import TASK_CHOICES
 
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = ScriptParser(
+        prog="bench_train.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--task", default="stsb", choices=TASK_CHOICES)
     p.add_argument("--method", default="adalora", choices=METHODS)
@@ -97,10 +142,8 @@ def parse_args(argv=None):
     p.add_argument(
         "--out", default=None, help="JSON path (default: results/bench/train_cpu_<task>_<method>)"
     )
-    a = p.parse_args(argv)
-    if a.rounds < 1 or a.steps_per_round < 1 or a.warmup_steps < 0:
-        p.error("--rounds and --steps-per-round must be >= 1, --warmup-steps >= 0")
-    a.eval_batch_sizes = [int(x) for x in a.eval_batch_sizes.split(",") if x.strip()]
+    a = parse(p, argv, check_args)
+    a.eval_batch_sizes = [int(x) for x in a.eval_batch_sizes.split(",")]
     if a.data_dir is None:
         a.data_dir = os.environ.get("GLUE_DIR") or (
             str(SHARED_GLUE) if SHARED_GLUE.is_dir() else None

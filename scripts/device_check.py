@@ -4,6 +4,8 @@
     PYTHONPATH=. python scripts/device_check.py --out DIR [--device auto|cpu|cuda] [--quick]
         [--model MODEL_DIR] [--data-dir GLUE_DIR] [--parallel N] [--time-budget S]
 
+Every flag is checked before anything runs or is written (one line, exit status 2).
+
 Parts, each in its own subprocess (a crash, a CUDA error or a timeout in one is recorded and
 the next one still runs):
 
@@ -18,7 +20,8 @@ the next one still runs):
                    configs, fp32 and bf16 autocast, ours LoRA / AdaLoRA, PEFT AdaLoRA / LoRA,
                    full fine-tuning; wall clock and CUDA events; the speed targets checked
     glue_single    one real MiniLM STS-B fine-tune through experiments/glue.py (bf16 on CUDA)
-    glue_parallel  N such runs at once on the one device, their wall times
+    glue_parallel  N such runs at once on the one device (the grids' pool, scripts/grid/pool.py:
+                   reproduce.py --runs-per-gpu N on CUDA), their wall times
 
 On the CPU the same parts run at a tiny size (tiny configs, a few iterations, 3-step GLUE
 runs); ``sync`` is recorded as skipped. --quick keeps only what CI needs (< 1 minute on two
@@ -46,6 +49,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from experiments.results import write_json_atomic
+from scripts.checks import BadInput, ScriptParser, at_least, parse, positive, writable
 from scripts.device.bench import bench_plan, part_bench, targets_from
 from scripts.device.core_tests import part_tests
 from scripts.device.environment import environment
@@ -68,8 +72,8 @@ class Ctx:
 
     def __init__(self, args, device: str):
         self.device, self.cuda, self.quick = device, device.startswith("cuda"), args.quick
-        self.out = Path(args.out)
-        self.work = Path(args.work_dir) if args.work_dir else self.out / "work"
+        self.out = Path(args.out).resolve()
+        self.work = Path(args.work_dir).resolve() if args.work_dir else self.out / "work"
         self.work.mkdir(parents=True, exist_ok=True)
         self.t0 = time.perf_counter()
         self.budget = args.time_budget or (450 if self.cuda else 900)
@@ -89,9 +93,71 @@ class Ctx:
         return self.work / f"log_{name}.txt"
 
 
+def part_names() -> set[str]:
+    """Every name --parts takes: a part, "bench" (all benchmarks) or one benchmark, as any
+    device and size (--quick or not) names it."""
+    from types import SimpleNamespace
+
+    names = {"tests", "sync", "ops", "bench", "glue_single", "glue_parallel"}
+    for cuda, quick in ((True, False), (False, True), (False, False)):
+        for s in bench_plan(SimpleNamespace(cuda=cuda, quick=quick)):
+            names.add(f"bench_{s['model']}_{s['dtype']}")
+    return names
+
+
+def check_args(a) -> None:
+    """Every flag, before anything runs or is written (scripts/checks.py)."""
+    if a._probe:
+        return  # the probe subprocess: its parent checked the flags
+    writable(a.out, "--out")
+    if a.work_dir is not None:
+        writable(a.work_dir, "--work-dir")
+    if a.model is not None and a.model != "minilm" and not Path(a.model).is_dir():
+        raise BadInput(
+            "--model",
+            a.model,
+            "no such folder",
+            "pass a model folder (python scripts/minilm_fp16.py --out "
+            ".cache/minilm-fp16 makes one) or minilm",
+        )
+    if a.data_dir is not None and not (Path(a.data_dir) / "STS-B" / "train.tsv").is_file():
+        raise BadInput(
+            "--data-dir",
+            a.data_dir,
+            "no STS-B/train.tsv there",
+            "pass the GLUE folder that holds STS-B/ (cp -r $GLUE_DIR/STS-B "
+            ".cache/glue/), or leave it out for a synthetic STS-B",
+        )
+    at_least(a, "parallel", 1)
+    at_least(a, "glue_steps", 1)
+    positive(a, "time_budget", "a number of seconds", "pass e.g. --time-budget 450")
+    if a.parts is not None:
+        names = part_names()
+        for part in a.parts.split(","):
+            if part not in names:
+                raise BadInput(
+                    "--parts",
+                    a.parts,
+                    f"no part {part!r}",
+                    f"use a comma-separated subset of {', '.join(sorted(names))}",
+                )
+    if a.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BadInput(
+                "--device",
+                "cuda",
+                "CUDA is not available here",
+                "use --device cpu, or auto (CUDA when there is one)",
+            )
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = ScriptParser(
+        prog="device_check.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, help="folder for device_check.json / .txt")
     p.add_argument("--work-dir", default=None, help="scratch folder (default OUT/work)")
@@ -105,7 +171,7 @@ def parse_args(argv=None):
     p.add_argument("--parts", default=None, help="comma-separated subset of the parts")
     p.add_argument("--_probe", default=None, help=argparse.SUPPRESS)
     p.add_argument("--_probe-json", dest="probe_json", default=None, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    return parse(p, argv, check_args)
 
 
 def main(argv=None) -> int:
@@ -118,7 +184,7 @@ def main(argv=None) -> int:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the GLUE runs run from the repository root
     out.mkdir(parents=True, exist_ok=True)
     ctx = Ctx(args, device)
     rec = {
@@ -138,11 +204,6 @@ def main(argv=None) -> int:
         rec["environment"] = environment(device)
     except Exception as e:  # noqa: BLE001
         rec["environment"] = {"error": f"{type(e).__name__}: {e}"}
-    if device == "cuda" and not torch.cuda.is_available():
-        rec["status"] = "failed"
-        rec["parts"]["device"] = failed("--device cuda but CUDA is not available")
-        write_json_atomic(out / "device_check.json", rec, overwrite=True, sort_keys=False)
-        return 1
     try:
         ctx.data_dir, ctx.data_kind = resolve_data(args.data_dir, ctx.work)
     except Exception as e:  # noqa: BLE001
@@ -177,9 +238,11 @@ def main(argv=None) -> int:
             res = failed(f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=-6))
         res.setdefault("wall_s", round(time.perf_counter() - t, 2))
         rec["parts"][name] = res
-        print(f"[device_check] {name}: {res['status']} ({res['wall_s']:.1f} s)"
-              + (f" {res.get('error') or res.get('reason')}" if res["status"] != "passed" else ""),
-              flush=True)  # fmt: skip
+        print(
+            f"[device_check] {name}: {res['status']} ({res['wall_s']:.1f} s)"
+            + (f" {res.get('error') or res.get('reason')}" if res["status"] != "passed" else ""),
+            flush=True,
+        )
         rec["wall_s"] = round(time.perf_counter() - t0, 2)
         write_json_atomic(
             out / "device_check.json", rec, overwrite=True, sort_keys=False

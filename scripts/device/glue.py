@@ -6,13 +6,22 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 from importlib.util import find_spec
 from pathlib import Path
 
 from scripts.device.proc import ROOT, child_env, failed, run_cmd, skipped, tail
+from scripts.grid import command
+from scripts.grid.options import gpu_threads
+from scripts.grid.pool import (
+    LocalPool,
+    Outcome,
+    Run,
+    cpu_slots,
+    drive,
+    gpu_slots,
+    visible_gpus,
+)
 
 
 def resolve_model(arg: str | None) -> tuple[str | None, str]:
@@ -59,16 +68,16 @@ def synthetic_stsb(root: Path, n_train: int = 512, n_dev: int = 128) -> Path:
     return root
 
 
-def glue_cmd(ctx, run_name: str, seed: int) -> list[str]:
-    cmd = [sys.executable, "experiments/glue.py", "--task", "stsb", "--method", "adalora"]
-    cmd += ["--model", ctx.model, "--data-dir", ctx.data_dir, "--wandb", "disabled"]
-    cmd += ["--output-dir", str(ctx.work / "runs"), "--run-name", run_name, "--seed", str(seed)]
+def glue_argv(ctx, run_name: str, seed: int) -> list[str]:
+    """glue.py's arguments of one device-check run (scripts/grid/command.py's builder)."""
+    flags = ["--task", "stsb", "--method", "adalora", "--model", ctx.model, "--data-dir",
+             ctx.data_dir, "--wandb", "disabled", "--seed", str(seed)]  # fmt: skip
     if ctx.cuda:
-        cmd += ["--max-steps", str(ctx.glue_steps), "--precision", "bf16"]
+        flags += ["--max-steps", str(ctx.glue_steps), "--precision", "bf16"]
     else:
-        cmd += ["--max-steps", "3", "--max-train-samples", "48", "--max-eval-samples", "32"]
-        cmd += ["--batch-size", "8", "--max-length", "32"]
-    return cmd
+        flags += ["--max-steps", "3", "--max-train-samples", "48", "--max-eval-samples", "32"]
+        flags += ["--batch-size", "8", "--max-length", "32"]
+    return command.glue_argv(flags, output_dir=ctx.work / "runs", run_name=run_name)
 
 
 def read_run(ctx, run_name: str) -> dict:
@@ -93,7 +102,8 @@ def part_glue_single(ctx) -> dict:
     if ctx.model is None:
         return skipped(ctx.model_note)
     env = child_env(ctx.device, None if ctx.cuda else 1)
-    r = run_cmd(glue_cmd(ctx, "dc-single", 42), ctx.timeout(240), env, ctx.log("glue_single"))
+    cmd = command.glue_command(glue_argv(ctx, "dc-single", 42))
+    r = run_cmd(cmd, ctx.timeout(240), env, ctx.log("glue_single"))
     rec = read_run(ctx, "dc-single")
     res = {"model": ctx.model, "data": ctx.data_kind, **r, "run": rec}
     if r["rc"] != 0 or rec.get("status") != "ok":
@@ -103,49 +113,50 @@ def part_glue_single(ctx) -> dict:
 
 
 def part_glue_parallel(ctx) -> dict:
+    """N runs at once on the one device, through the grids' own pool (scripts/grid/pool.py):
+    on CUDA N runs share the first visible GPU (``reproduce.py --runs-per-gpu N``), on CPU N
+    processes of one thread each (``--workers N``)."""
     if ctx.model is None:
         return skipped(ctx.model_note)
     if ctx.quick:
         return skipped("--quick")
     n = ctx.parallel
     env = child_env(ctx.device, None if ctx.cuda else 1)
-    names = [f"dc-par{i}" for i in range(n)]
+    if ctx.cuda:
+        slots = gpu_slots(visible_gpus()[:1], n, gpu_threads(n))
+    else:
+        slots = cpu_slots(n)
+    runs = [
+        Run(f"dc-par{i}", tuple(glue_argv(ctx, f"dc-par{i}", 100 + i)),
+            ctx.work / "runs" / f"dc-par{i}.json", ctx.work / f"log_dc-par{i}.txt")
+        for i in range(n)
+    ]  # fmt: skip
     t0 = time.perf_counter()
-    procs = []
-    for i, name in enumerate(names):
-        log = open(ctx.work / f"log_{name}.txt", "w")  # noqa: SIM115 - closed below
-        p = subprocess.Popen(
-            glue_cmd(ctx, name, 100 + i), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        procs.append((p, log, time.perf_counter()))
-    deadline = time.perf_counter() + ctx.timeout(300)
-    runs = []
-    for (p, log, started), name in zip(procs, names):
-        try:
-            rc = p.wait(timeout=max(1, deadline - time.perf_counter()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            rc = None
-        log.close()
-        runs.append(
-            {
-                "run_name": name,
-                "rc": rc,
-                "wall_s": round(time.perf_counter() - started, 2),  # upper bound: waited in order
-                "run": read_run(ctx, name),
-                "log_tail": tail((ctx.work / f"log_{name}.txt").read_text(), 800) if rc else "",
-            }
-        )
+    pool = LocalPool(slots, base_env=env, timeout_s=ctx.timeout(300))
+    outcomes = {o.name: o for o in drive(lambda: runs, pool)}
+    for r in runs:  # a result already there (a reused --work-dir) is not this check's run
+        outcomes.setdefault(r.name, Outcome(r.name, None, 0.0, f"{r.result} was already there"))
     wall = time.perf_counter() - t0
     res = {"n": n, "model": ctx.model, "data": ctx.data_kind, "wall_s": round(wall, 2)}
-    res["runs"] = runs
-    inner = [r["run"].get("wall_time_s") for r in runs if r["run"].get("wall_time_s")]
+    res["runs"] = [
+        {
+            "run_name": r.name,
+            "rc": outcomes[r.name].rc,
+            "wall_s": outcomes[r.name].wall_s,
+            "run": read_run(ctx, r.name),
+            "log_tail": ""
+            if outcomes[r.name].ok or not r.log.exists()
+            else tail(r.log.read_text(), 800),
+        }
+        for r in runs
+    ]
+    inner = [r["run"].get("wall_time_s") for r in res["runs"] if r["run"].get("wall_time_s")]
     if ctx.single_wall:
         res["single_wall_s"] = ctx.single_wall
         res["throughput_vs_single"] = round(n * ctx.single_wall / wall, 3)
     if inner:
         res["run_wall_time_s"] = {"min": min(inner), "max": max(inner)}
-    bad = [r["run_name"] for r in runs if r["rc"] != 0 or r["run"].get("status") != "ok"]
+    bad = [r["run_name"] for r in res["runs"] if r["rc"] != 0 or r["run"].get("status") != "ok"]
     if bad:
         return failed(f"runs failed: {bad}", **res)
     return {"status": "passed", **res}

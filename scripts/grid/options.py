@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.checks import BadInput, at_least, positive
+from scripts.grid.command import ROOT
 from scripts.grid.pool import LocalPool, cpu_slots, gpu_slots, visible_gpus
 
 LAUNCHERS = ("local", "slurm", "slurm-local")
@@ -253,7 +254,7 @@ def slurm_options(args, job_name: str) -> SlurmOptions:
 
 def submitit_folder(root: str | os.PathLike) -> Path:
     """submitit's job scripts, pickles and logs: <grid output>/logs/submitit/<job id>/."""
-    return Path(root) / "logs" / "submitit" / "%j"
+    return ROOT / root / "logs" / "submitit" / "%j"
 
 
 def local_pool(args, workers: int, base_env: dict | None = None) -> LocalPool:
