@@ -73,3 +73,81 @@ def test_lora_and_no_eval(tmp_path):
     )  # fmt: skip
     assert rec["settings"]["hp"]["lora_r"] == 2 and rec["eval"] is None
     assert json.loads(out.read_text())["train"]["bf16+grouped"]["steps"] == 1
+
+
+# bench_train.py's bad input: argv -> the one line on stderr (exit status 2, nothing written).
+BAD = {
+    "rounds-0": (
+        ["--rounds", "0"],
+        "--rounds 0: must be a positive integer; pass --rounds 1 or more",
+    ),
+    "steps-0": (
+        ["--steps-per-round", "0"],
+        "--steps-per-round 0: must be a positive integer; pass --steps-per-round 1 or more",
+    ),
+    "warmup-negative": (
+        ["--warmup-steps", "-1"],
+        "--warmup-steps -1: must be an integer >= 0; pass --warmup-steps 0 or more",
+    ),
+    "threads-0": (
+        ["--threads", "0"],
+        "--threads 0: must be a positive integer; pass --threads 1 or more",
+    ),
+    "batch-0": (
+        ["--batch-size", "0"],
+        "--batch-size 0: must be a positive integer; pass --batch-size 1 or more",
+    ),
+    "max-length-4": (
+        ["--max-length", "4"],
+        "--max-length 4: must be an integer >= 8; pass --max-length 8 or more",
+    ),
+    "target-r-nan": (
+        ["--target-r", "nan"],
+        "--target-r nan: must be an average rank, finite and > 0; pass e.g. --target-r 2",
+    ),
+    "target-above-init": (
+        ["--target-r", "4"],
+        "--target-r 4: above --init-r 3: AdaLoRA only prunes; pass --init-r 4 or more",
+    ),
+    "lora-r-0": (
+        ["--method", "lora", "--lora-r", "0"],
+        "--lora-r 0: must be a positive integer; pass --lora-r 1 or more",
+    ),
+    "eval-sizes": (
+        ["--eval-batch-sizes", "32,x"],
+        "--eval-batch-sizes 32,x: not a comma-separated list of batch sizes >= 1; "
+        "pass e.g. --eval-batch-sizes 32,128",
+    ),
+    "eval-repeats": (
+        ["--eval-repeats", "-1"],
+        "--eval-repeats -1: must be an integer >= 0; pass --eval-repeats 0 or more",
+    ),
+    "seed": (["--seed", "-1"], "--seed -1: must be in [0, 2^32); pass --seed 0 or more"),
+    "model": (
+        ["--model", "OUT/none"],
+        "--model OUT/none: no such folder; pass minilm or a model folder",
+    ),
+    "data-dir": (
+        ["--data-dir", "OUT/none"],
+        "--data-dir OUT/none: no such folder; "
+        "pass the GLUE folder (the one holding STS-B/, RTE/, ...)",
+    ),
+    "task": (
+        ["--task", "nope"],
+        "argument --task: invalid choice: 'nope' (choose from 'sst2', 'cola', 'mrpc', "
+        "'qqp', 'stsb', 'mnli', 'qnli', 'rte') (--help lists the flags)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_line(case, tmp_path, capsys):
+    argv, line = BAD[case]
+    out = tmp_path / "o" / "bench.json"
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        bench_train.main([*argv, "--out", str(out)])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"bench_train.py: error: {line.replace('OUT', str(tmp_path))}\n"
+    assert not (tmp_path / "o").exists()

@@ -79,3 +79,91 @@ def test_quick_cpu_check_contents(check):
     run = rec["parts"]["glue_single"]["run"]
     assert run["status"] == "ok" and run["total_step"] == 3
     assert rec["targets"] and all("met" in t for t in rec["targets"].values())
+
+
+# device_check.py's bad input: argv -> the one line on stderr (exit status 2, nothing written).
+# "OUT" stands for the test's output folder.
+BAD = {
+    "parallel-0": (
+        ["--parallel", "0"],
+        "--parallel 0: must be a positive integer; pass --parallel 1 or more",
+    ),
+    "glue-steps-0": (
+        ["--glue-steps", "0"],
+        "--glue-steps 0: must be a positive integer; pass --glue-steps 1 or more",
+    ),
+    "budget-nan": (
+        ["--time-budget", "nan"],
+        "--time-budget nan: must be a number of seconds, finite and > 0; "
+        "pass e.g. --time-budget 450",
+    ),
+    "budget-negative": (
+        ["--time-budget", "-5"],
+        "--time-budget -5: must be a number of seconds, finite and > 0; "
+        "pass e.g. --time-budget 450",
+    ),
+    "model": (
+        ["--model", "OUT/nomodel"],
+        "--model OUT/nomodel: no such folder; "
+        "pass a model folder (python scripts/minilm_fp16.py --out .cache/minilm-fp16 "
+        "makes one) or minilm",
+    ),
+    "data-dir": (
+        ["--data-dir", "OUT"],
+        "--data-dir OUT: no STS-B/train.tsv there; "
+        "pass the GLUE folder that holds STS-B/ (cp -r $GLUE_DIR/STS-B .cache/glue/), or "
+        "leave it out for a synthetic STS-B",
+    ),
+    "device": (
+        ["--device", "tpu"],
+        "argument --device: invalid choice: 'tpu' (choose from 'auto', 'cpu', 'cuda') "
+        "(--help lists the flags)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", [*BAD, "parts", "out-is-a-file", "cuda"])
+def test_bad_input_is_one_line(case, tmp_path, capsys, monkeypatch):
+    from scripts import device_check
+
+    out = tmp_path / "dc"
+    if case == "parts":
+        argv, line = ["--parts", "tests,bench_x"], None
+    elif case == "out-is-a-file":
+        (tmp_path / "f").write_text("")
+        out = tmp_path / "f" / "dc"
+        argv = []
+        line = f"--out {out}: {tmp_path / 'f'} is a file, not a folder; pass a folder path"
+    elif case == "cuda":
+        import torch
+
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        argv = ["--device", "cuda"]
+        line = "--device cuda: CUDA is not available here; use --device cpu, or auto (CUDA when " \
+            "there is one)"  # fmt: skip
+    else:
+        argv, line = BAD[case]
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        device_check.main(["--out", str(out), *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    if line is None:  # --parts: the line lists every part name
+        assert err.startswith("device_check.py: error: --parts tests,bench_x: no part 'bench_x'; ")
+        assert "bench_tiny-deberta-v3-base_fp32" in err and "glue_parallel" in err
+    else:
+        assert err == f"device_check.py: error: {line.replace('OUT', str(tmp_path))}\n"
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_bad_input_subprocess(tmp_path):
+    out = tmp_path / "dc"
+    r = subprocess.run(
+        [sys.executable, "scripts/device_check.py", "--out", str(out), "--parallel", "0"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr == (
+        "device_check.py: error: --parallel 0: must be a positive integer; "
+        "pass --parallel 1 or more\n"
+    )
