@@ -366,3 +366,18 @@ def test_slurm_dry_run_prints_the_job_script(tmp_path, monkeypatch, capsys):
     assert "#SBATCH --array=0-1%2" in out and "#SBATCH --cpus-per-task=8" in out
     assert out.count("#   experiments/glue.py") == 6 and "--save-steps 200" in out
     assert not (tmp_path / "c").exists()
+
+
+def test_slurm_without_submitit_is_refused(tmp_path, monkeypatch, capsys):
+    from scripts.grid import options
+
+    real = options.importlib.util.find_spec
+    monkeypatch.setattr(options.importlib.util, "find_spec",
+                        lambda name: None if name == "submitit" else real(name))  # fmt: skip
+    with pytest.raises(SystemExit) as e:
+        reproduce.main(["--launcher", "slurm", "--dry-run", "--output-dir", str(tmp_path / "g")])
+    assert e.value.code == 2 and not (tmp_path / "g").exists()
+    assert capsys.readouterr().err == (
+        "reproduce.py: error: --launcher slurm: needs the submitit package; "
+        "pip install -e '.[cluster]' (or pip install submitit)\n"
+    )

@@ -6,7 +6,8 @@ share, their checks (one line, exit status 2: scripts/checks.py) and the launche
     --launcher slurm        a SLURM job array through submitit (scripts/grid/slurm.py): each job
                             runs --runs-per-gpu K runs on each of its --gpus-per-job GPUs (one
                             run on its CPUs with --gpus-per-job 0) for at most --time minutes,
-                            --array-parallelism jobs at once
+                            --array-parallelism jobs queued or running at once (the submitting
+                            process submits more as these end, re-planning first)
     --launcher slurm-local  the same jobs through submitit's local executor, on this machine
 """
 
@@ -131,7 +132,8 @@ def add_flags(p: argparse.ArgumentParser, workers: int) -> None:
         "--array-parallelism",
         type=int,
         default=None,
-        help=f"slurm: jobs at once (default {d.array_parallelism})",
+        help=f"slurm: jobs queued or running at once (default {d.array_parallelism}); more "
+        "are submitted, as new arrays, when these end",
     )
     g.add_argument(
         "--slurm-setup",
