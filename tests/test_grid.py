@@ -310,6 +310,7 @@ def test_preempted_job_resumes_its_run(tmp_path, bert_dir, glue_dir):
     """A job preempted mid-run (the signal SLURM sends, USR2, to submitit's worker) stops its
     run, is requeued, and the run continues from its latest checkpoint."""
     pytest.importorskip("submitit")
+    from experiments.checkpoints import checkpoint_root, latest_checkpoint
     from scripts.grid.options import SlurmOptions
     from scripts.grid.slurm import SubmititPool
 
@@ -323,10 +324,10 @@ def test_preempted_job_resumes_its_run(tmp_path, bert_dir, glue_dir):
                             cpus_per_job=1, time_min=60), cluster="local", poll_s=0.2)  # fmt: skip
     launcher.start([run])
     (job,) = launcher.jobs
-    ckpt = out / "checkpoints" / "long"
+    ckpt = checkpoint_root(out, "long")
     deadline = time.time() + 240
-    while not any(ckpt.glob("checkpoint-*")) and time.time() < deadline and not job.done():
-        time.sleep(0.1)
+    while latest_checkpoint(ckpt) is None and time.time() < deadline and not job.done():
+        time.sleep(0.1)  # a complete checkpoint: one cut while it is written is not resumed
     assert not job.done(), "the run ended before it could be preempted"
     os.kill(_worker_pid(tmp_path), signal.SIGUSR2)  # what SLURM sends before preempting
     (outcome,) = launcher.wait()
