@@ -13,10 +13,10 @@ derives from is selected; a rank-pattern LoRA run at seed s once AdaLoRA's seed-
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.grid.command import flag_of, glue_argv, glue_command, sweep_json
 from scripts.protocol import (
     ABLATION_SEEDS,
     ABLATION_TASK,
@@ -53,37 +53,20 @@ class Job:
     flags: tuple
     tier: int  # priority: lower runs first
 
+    def argv(self, root: str | Path) -> list[str]:
+        return glue_argv(self.flags, output_dir=Path(root) / self.stage, run_name=self.name)
+
     def command(self, python: str, root: str | Path) -> list[str]:
-        out = Path(root) / self.stage
-        return [python, "experiments/glue.py", *self.flags, "--output-dir", str(out),
-                "--run-name", self.name]  # fmt: skip
+        return glue_command(self.argv(root), python)
 
 
 def _job(stage, tier, task, name, seed, flags, epochs, rbar=2) -> Job:
     evals = epochs * 2 if epochs < 4 else epochs  # short schedules: every half epoch
+    # full fine-tuning (rbar 0) has no rank; it keeps version 1's --target-r 2, which it ignores,
+    # so that its commands stay those of the STS-B runs already made
     base = ["--task", task, "--seed", str(seed), "--epochs", str(epochs), "--evals", str(evals),
-            "--target-r", str(rbar)]  # fmt: skip
+            "--target-r", str(rbar or 2)]  # fmt: skip
     return Job(stage, name, tuple(base + COMMON + list(flags)), tier)
-
-
-def flag_of(key: str) -> str:
-    """A glue.py hyperparameter key as its flag: ``tinit_frac`` -> ``--tinit-frac``."""
-    return "--" + key.replace("_", "-")
-
-
-def sweep_json(point: dict) -> str:
-    """``--sweep-json``'s value for ``point`` (numbers as numbers, keys sorted)."""
-
-    def value(text: str):
-        for kind in (int, float):
-            try:
-                return kind(text)
-            except ValueError:
-                pass
-        return text
-
-    return json.dumps({k: value(point[k]) for k in sorted(point)}, sort_keys=True,
-                      separators=(",", ":"))  # fmt: skip
 
 
 def _lr_text(lr: float) -> str:

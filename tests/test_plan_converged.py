@@ -189,3 +189,21 @@ def test_ablations_skip_the_selected_value(tmp_path, monkeypatch):
     for key, value in protocol.SELECTED_SCHEDULE.items():
         assert not any(f"-{key}{value}-" in j.name for j in abl), key
     assert any("-schedule" + "linear-" in j.name for j in abl)
+
+
+def test_every_planned_command_passes_glue_checks(tmp_path, monkeypatch):
+    """Each command the planner would start now (every stage and budget, the committed evidence
+    as it stands) passes glue.py's own flag checks: a planned run never fails at its start."""
+    from scripts.grid.command import check_glue_argv
+
+    monkeypatch.setenv("GLUE_DIR", str(tmp_path))  # checked as a folder, not read
+    root = P.Path(__file__).resolve().parents[1] / "results" / "evidence" / "converged"
+    jobs = P.plan(root)
+    kinds = {}
+    for j in jobs:
+        key = (j.stage, _flag(j, "--method"), _flag(j, "--target-r"))
+        kinds.setdefault(key, j)  # one command per kind keeps the test fast
+    full = [j for j in jobs if _flag(j, "--method") == "full"]
+    assert full and {_flag(j, "--target-r") for j in full} == {"2"}
+    for j in kinds.values():
+        check_glue_argv(j.argv(tmp_path / "out"))
