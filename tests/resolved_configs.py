@@ -6,6 +6,7 @@ must leave every entry identical (or change the fixture on purpose, saying why).
 
     python -m tests.resolved_configs --write    # re-capture the fixture (after a deliberate change)
     python -m tests.resolved_configs            # compare, list the differences
+    python -m tests.resolved_configs --records [--write]   # the same for tiny real runs' records
 
 What is stubbed, so that the capture needs neither the data nor the network: GLUE's data
 (n_train / n_eval are the real GLUE split sizes, capped by --max-train-samples /
@@ -330,6 +331,56 @@ def capture_all(table: list[dict], progress: bool = False) -> list[dict]:
         return out
 
 
+# --------------------------------------------------------------------------- result files
+RECORD_FIXTURE = ROOT / "tests" / "fixtures" / "recorded_hyperparameters.json"
+RECORD_KEYS = ("kind", "task", "method", "variant", "seed", "preset", "n_train", "n_eval", "budget")
+
+
+def record_runs(tmp: Path) -> dict:
+    """What a result file records of its configuration (``hyperparameters`` and the keys of
+    RECORD_KEYS; precision_used is the machine's) and the checkpoint's run.json (the settings
+    a resumed run must match), for tiny real runs (2 steps) of each runner."""
+    from experiments import glue, summarization
+    from tests.helpers import save_tiny_model, write_glue_dir
+
+    bert = str(save_tiny_model(tmp / "bert", "bert"))
+    gdir = str(write_glue_dir(tmp / "glue", ["rte", "stsb"], n_train=16, n_eval=8))
+    sdir = str(write_summ_data(tmp / "summ"))
+    out = tmp / "runs"
+    common = ["--max-steps", "4", "--wandb", "disabled", "--output-dir", str(out), "--seed", "3"]
+    glue_common = [*common, "--model", bert, "--data-dir", gdir, "--batch-size", "4"]
+    ada = out / "ada.json"
+    runs = {
+        "ada": (glue, ["--task", "rte", "--method", "adalora", "--target-r", "2", "--tinit", "1",
+                       "--tfinal", "1", "--save-steps", "2", "--keep-checkpoints"]),
+        "lora": (glue, ["--task", "stsb", "--method", "lora", "--target-r", "2", "--lr", "2e-3",
+                        "--sweep-json", '{"lr": 0.002}']),
+        "rp": (glue, ["--task", "rte", "--method", "lora", "--lora-r", "2", "--lora-alpha", "2",
+                      "--rank-pattern-from", str(ada)]),
+        "full": (glue, ["--task", "rte", "--method", "full", "--tinit-frac", "0.1"]),
+        "summ": (summarization, ["--dataset", "xsum", "--method", "adalora", "--max-eval-samples",
+                                 "3", "--num-beams", "2", "--max-length", "64",
+                                 "--max-target-length", "16", "--batch-size", "2"]),
+    }  # fmt: skip
+    got = {}
+    for name, (mod, argv) in runs.items():
+        extra = glue_common if mod is glue else [*common, "--data-dir", sdir]
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            rec = mod.main([*argv, *extra, "--run-name", name])
+        hp = {k: v for k, v in rec["hyperparameters"].items() if k != "precision_used"}
+        entry = {"hyperparameters": hp, **{k: rec[k] for k in RECORD_KEYS}}
+        ck = out / "checkpoints" / name / "run.json"
+        if ck.is_file():
+            saved = json.loads(ck.read_text())
+            saved["hp"].pop("precision_used", None)
+            entry["run.json"] = saved
+        text = json.dumps(entry, sort_keys=True, default=str)
+        for path, mark in ((bert, "<BERT>"), (gdir, "<GLUE>"), (sdir, DATA), (str(out), "<OUT>")):
+            text = text.replace(path, mark)
+        got[name] = json.loads(text)
+    return got
+
+
 def differences(expected: list[dict], got: list[dict]) -> list[str]:
     """One line per case whose capture differs (its argv and the first differing key)."""
     lines = []
@@ -348,6 +399,16 @@ def differences(expected: list[dict], got: list[dict]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if "--records" in argv:
+        with tempfile.TemporaryDirectory() as tmp:
+            got = record_runs(Path(tmp))
+        if "--write" in argv:
+            RECORD_FIXTURE.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
+            print(f"{len(got)} runs -> {RECORD_FIXTURE}")
+            return 0
+        same = got == json.loads(RECORD_FIXTURE.read_text())
+        print("records identical" if same else "records DIFFER")
+        return 0 if same else 1
     if "--write" in argv:
         table = cases()
         got = capture_all(table, progress=True)

@@ -31,3 +31,12 @@ def test_every_case_resolves_as_the_fixture_says():
     got = R.capture_all([{"runner": c["runner"], "argv": c["argv"]} for c in expected])
     diff = R.differences(expected, got)
     assert not diff, f"{len(diff)} of {len(expected)} cases differ:\n" + "\n".join(diff[:40])
+
+
+def test_result_files_record_the_configuration_as_the_fixture_says(tmp_path):
+    """Tiny real runs (2-4 steps) of both runners: the recorded hyperparameters, budget, variant
+    and the checkpoint's run.json (which a resumed run must match) are those of the fixture."""
+    expected = json.loads(R.RECORD_FIXTURE.read_text())
+    got = R.record_runs(tmp_path)
+    for name in expected:
+        assert got[name] == expected[name], name
