@@ -130,10 +130,7 @@ def build_parser(
         "--method",
         default="adalora",
         choices=METHODS,
-        help="adalora; lora (fixed rank, budget matched to AdaLoRA's final parameter "
-        "count); full fine-tuning; bitfit (biases + head); svd_lora (SVD adapters "
-        "with orth. reg. at the final rank, no allocation); prune_lora (LoRA whose "
-        "ranks are pruned by the same importance score)",
+        help="; ".join(m.help for m in METHODS.values()),
     )
     p.add_argument(
         "--model",

@@ -9,10 +9,33 @@ AdaLoRA; LoRA at a matched budget; full fine-tuning; BitFit; and the paper's abl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
-METHODS = ("adalora", "lora", "full", "bitfit", "svd_lora", "prune_lora")
-ADAPTER_METHODS = ("adalora", "lora", "svd_lora", "prune_lora")
-ALLOCATING_METHODS = ("adalora", "prune_lora")  # methods whose ranks the allocator prunes
+# Hyperparameters of the adapter methods (matched budget, adapter shape and targets)
+_ADAPTER_HP = frozenset({"target_r", "budget", "lora_alpha", "lora_dropout", "target_modules"})
+# ... and of AdaLoRA's allocation: initial rank, schedule, importance score, regulariser
+_ALLOCATION_HP = frozenset(
+    {"init_r", "tinit", "tfinal", "tinit_frac", "tfinal_frac", "delta_t", "beta1", "beta2",
+     "orth_reg_weight", "score", "schedule", "variant"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Method:
+    """One method a run can train (``METHODS``): what the CLI, the checks, the presets, the
+    record and the report know of it. Its code is ``wrap``; adding a method is one entry here."""
+
+    name: str  # --method value, result files' "method"
+    label: str  # as the result tables name it
+    help: str  # its part of --method's help
+    quick_lr: float  # the quick presets' learning rate
+    wrap: Callable  # (model, hp) -> (model to train or None, AdaLoraModel or None)
+    adapters: bool = False  # trains low-rank adapters at a rank budget b(T) over n_modules
+    allocates: bool = False  # the allocator prunes its ranks from init_r down to b(T)
+    scheduled: bool = False  # runs AdaLoRA's tinit / tfinal schedule (needs tinit + tfinal < T)
+    reads: frozenset = frozenset()  # the method-specific hyperparameters it uses
+
 
 # Adapted matrices with the default targets, for --dry-run when the model cannot be loaded
 # (offline): 6 per DeBERTa layer; BART: 6 per encoder layer, 10 per decoder layer.
@@ -27,7 +50,7 @@ def variant_tag(method: str, hp: dict) -> str:
     """'' for the method's default; else the ablation tags the result tables group by."""
     if method == "lora" and hp.get("rank_pattern_from"):
         return "rank_pattern"
-    if method not in ("adalora", "svd_lora", "prune_lora"):
+    if method not in SCHEDULED_METHODS:
         return ""
     tags = []
     if hp.get("score", "triplet") != "triplet":
@@ -114,36 +137,48 @@ def schedule_steps(hp: dict, n_train: int, world: int = 1) -> dict:
     return hp
 
 
-def wrap_model(model, method: str, hp: dict):
-    """Apply the method. Returns (model to train, AdaLoraModel or None)."""
-    from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig
+def _full(model, hp: dict):
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model, None
+
+
+def _bitfit(model, hp: dict):
     from adalora.targets import head_modules
 
     heads = head_modules(model)
-    if method == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return model, None
-    if method == "bitfit":
-        for n, p in model.named_parameters():
-            p.requires_grad_(n.endswith(".bias") or any(n.startswith(h + ".") for h in heads))
-        return model, None
-    common = dict(
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.endswith(".bias") or any(n.startswith(h + ".") for h in heads))
+    return model, None
+
+
+def _adapter_common(model, hp: dict) -> dict:
+    from adalora.targets import head_modules
+
+    return dict(
         lora_alpha=hp["lora_alpha"],
         target_modules=hp.get("target_modules"),
         lora_dropout=hp.get("lora_dropout", 0.0),
-        modules_to_save=heads,
+        modules_to_save=head_modules(model),
     )
-    if method == "lora" and hp.get("lora_rank_pattern"):
+
+
+def _lora(model, hp: dict):
+    from adalora import AdaLoraModel, LoraConfig
+
+    common = _adapter_common(model, hp)
+    if hp.get("lora_rank_pattern"):
         # AdaLoRA's final ranks as fixed ranks, every module at LoRA's scale alpha / lora_r
         ranks = hp["lora_rank_pattern"]
         common["target_modules"] = list(ranks)
         alphas = {m: hp["lora_alpha"] * r / hp["lora_r"] for m, r in ranks.items()}
         cfg = LoraConfig(r=hp["lora_r"], rank_pattern=ranks, alpha_pattern=alphas, **common)
         return None, AdaLoraModel(model, cfg)
-    if method == "lora":
-        return None, AdaLoraModel(model, LoraConfig(r=hp["lora_r"], **common))
-    ada = dict(
+    return None, AdaLoraModel(model, LoraConfig(r=hp["lora_r"], **common))
+
+
+def _adalora_kwargs(model, hp: dict) -> dict:
+    return dict(
         beta1=hp["beta1"],
         beta2=hp["beta2"],
         orth_reg_weight=hp["orth_reg_weight"],
@@ -154,20 +189,65 @@ def wrap_model(model, method: str, hp: dict):
         score=hp["score"],
         schedule=hp["schedule"],
         variant=hp.get("variant", "peft"),
-        **common,
+        **_adapter_common(model, hp),
     )
-    if method == "svd_lora":  # SVD adapters at the final rank, nothing pruned (k = 0 always)
-        r = max(1, int(round(hp["target_r"])))
-        cfg = AdaLoraConfig(init_r=r, target_r=r, **ada)
-    else:
+
+
+def _svd_lora(model, hp: dict):
+    """SVD adapters at the final rank, nothing pruned (k = 0 always)."""
+    from adalora import AdaLoraConfig, AdaLoraModel
+
+    r = max(1, int(round(hp["target_r"])))
+    return None, AdaLoraModel(
+        model, AdaLoraConfig(init_r=r, target_r=r, **_adalora_kwargs(model, hp))
+    )
+
+
+def _allocating(prune_lora: bool):
+    def wrap(model, hp: dict):
+        from adalora import AdaLoraConfig, AdaLoraModel
+
         cfg = AdaLoraConfig(
             init_r=hp["init_r"],
             target_r=hp["target_r"],
             target_total_rank=hp["budget"],
-            prune_lora=(method == "prune_lora"),
-            **ada,
+            prune_lora=prune_lora,
+            **_adalora_kwargs(model, hp),
         )
-    return None, AdaLoraModel(model, cfg)
+        return None, AdaLoraModel(model, cfg)
+
+    return wrap
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("adalora", "AdaLoRA", "adalora", 1e-3, _allocating(prune_lora=False),
+               adapters=True, allocates=True, scheduled=True,
+               reads=_ADAPTER_HP | _ALLOCATION_HP),
+        Method("lora", "LoRA", "lora (fixed rank, budget matched to AdaLoRA's final parameter "
+               "count)", 1e-3, _lora, adapters=True,
+               reads=_ADAPTER_HP | {"lora_r", "rank_pattern_from"}),
+        Method("full", "Full FT", "full fine-tuning", 5e-5, _full),
+        Method("bitfit", "BitFit", "bitfit (biases + head)", 1e-3, _bitfit),
+        Method("svd_lora", "SVD-LoRA", "svd_lora (SVD adapters with orth. reg. at the final "
+               "rank, no allocation)", 1e-3, _svd_lora, adapters=True, scheduled=True,
+               reads=_ADAPTER_HP | {"orth_reg_weight", "variant"}),
+        Method("prune_lora", "Prune LoRA", "prune_lora (LoRA whose ranks are pruned by the same "
+               "importance score)", 1e-3, _allocating(prune_lora=True), adapters=True,
+               allocates=True, scheduled=True, reads=_ADAPTER_HP | _ALLOCATION_HP),
+    )
+}  # fmt: skip
+ADAPTER_METHODS = tuple(m.name for m in METHODS.values() if m.adapters)
+ALLOCATING_METHODS = tuple(m.name for m in METHODS.values() if m.allocates)
+SCHEDULED_METHODS = tuple(m.name for m in METHODS.values() if m.scheduled)
+# every method-specific hyperparameter (a method that does not read one ignores it)
+METHOD_HP = frozenset().union(*(m.reads for m in METHODS.values()))
+
+
+def wrap_model(model, method: str, hp: dict):
+    """Apply the method. Returns (model to train, AdaLoraModel or None)."""
+    return METHODS[method].wrap(model, hp)
 
 
 def init_total_rank(method: str, hp: dict) -> int:

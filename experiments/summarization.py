@@ -64,8 +64,9 @@ import numpy as np
 
 from experiments import cli
 from experiments.hub import load_pretrained
+from experiments.methods import METHODS
 from experiments.metrics import rouge_scores
-from experiments.presets import BASE, QUICK_LR
+from experiments.presets import BASE
 from experiments.results import write_text_atomic
 from experiments.summ_data import DATASETS, SPLITS, resolve_splits, split_examples
 from experiments.summ_models import derive_level_rank, minilm_tokenizer, tiny_bart_config
@@ -178,7 +179,7 @@ def quick_preset(task: str, method: str) -> dict:
         "init_r": None,
         "target_r": 8,
         "lora_alpha": 32,
-        "lr": QUICK_LR[method],
+        "lr": METHODS[method].quick_lr,
         "batch_size": 8,
         "eval_batch_size": 16,
         "epochs": 1,

@@ -34,10 +34,10 @@ import tempfile
 from pathlib import Path
 
 from experiments.data_files import DataError, DataFileNotFound
+from experiments.methods import ADAPTER_METHODS as ADAPTERS
+from experiments.methods import ALLOCATING_METHODS as ALLOCATING
+from experiments.methods import SCHEDULED_METHODS as SCHEDULED  # tinit + tfinal < T
 from experiments.validate_base import (
-    ADAPTERS,
-    ALLOCATING,
-    SCHEDULED,
     BadInput,
     bad,
     flag,

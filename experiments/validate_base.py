@@ -1,11 +1,7 @@
 """What every input check shares (experiments/validate.py, experiments/validate_model.py): the
-one-line ``BadInput``, a hyperparameter's flag, and the method groups the checks tell apart."""
+one-line ``BadInput`` and a hyperparameter's flag."""
 
 from __future__ import annotations
-
-ALLOCATING = ("adalora", "prune_lora")  # = methods.ALLOCATING_METHODS (no torch import here)
-ADAPTERS = ("adalora", "lora", "svd_lora", "prune_lora")
-SCHEDULED = ("adalora", "svd_lora", "prune_lora")  # AdaLoraConfig checks tinit + tfinal < T
 
 
 class BadInput(ValueError):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import math
 
-from experiments.validate_base import ADAPTERS, ALLOCATING, bad, flag, given
+from experiments.methods import ADAPTER_METHODS as ADAPTERS
+from experiments.methods import ALLOCATING_METHODS as ALLOCATING
+from experiments.validate_base import bad, flag, given
 
 
 def max_positions(config) -> int | None:
