@@ -16,6 +16,8 @@ from dataclasses import asdict
 import numpy as np
 
 from experiments import cli
+from experiments.config import GlueConfig
+from experiments.config import build_parser as config_parser
 from experiments.glue_data import TASKS, load_glue
 from experiments.hub import load_pretrained
 from experiments.methods import METHODS
@@ -23,7 +25,7 @@ from experiments.metrics import glue_metrics
 from experiments.presets import BASE
 from experiments.train import Data, Task
 
-TASK_CHOICES = ["sst2"] + [t for t in TASKS if t != "sst2"]  # the first is the default task
+TASK_CHOICES = GlueConfig.__dataclass_fields__["task"].metadata["choices"]  # sst2 first
 
 
 # ---------------------------------------------------------------- presets
@@ -68,18 +70,18 @@ PRESETS = {"quick": quick_preset, "paper": paper_preset}
 
 
 # ---------------------------------------------------------------- task
-def make_task(args) -> Task:
-    meta = TASKS[args.task]
+def make_task(cfg: GlueConfig) -> Task:
+    meta = TASKS[cfg.task]
 
-    def load_model(name, hp):
+    def load_model(name, cfg: GlueConfig):
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         kw = {"num_labels": meta.num_labels}
-        cfg = load_pretrained(AutoConfig, name, **kw)
-        if hp.get("cls_dropout") is not None:
+        config = load_pretrained(AutoConfig, name, **kw)
+        if cfg.cls_dropout is not None:
             for attr in ("classifier_dropout", "cls_dropout", "pooler_dropout"):
-                setattr(cfg, attr, hp["cls_dropout"])
-        return load_pretrained(AutoModelForSequenceClassification, name, config=cfg)
+                setattr(config, attr, cfg.cls_dropout)
+        return load_pretrained(AutoModelForSequenceClassification, name, config=config)
 
     def load_tokenizer(name):
         from transformers import AutoTokenizer
@@ -96,13 +98,13 @@ def make_task(args) -> Task:
             {**{k: enc[k][i] for k in enc}, "labels": dtype(r["label"])} for i, r in enumerate(rows)
         ]
 
-    def load_data(tok, hp, data_dir):
-        tr = load_glue(args.task, "train", data_dir, limit=hp.get("max_train_samples"))
+    def load_data(tok, cfg: GlueConfig, data_dir):
+        tr = load_glue(cfg.task, "train", data_dir, limit=cfg.max_train_samples)
         evs = {
-            s: load_glue(args.task, s, data_dir, limit=hp.get("max_eval_samples"))
+            s: load_glue(cfg.task, s, data_dir, limit=cfg.max_eval_samples)
             for s in meta.eval_splits
         }
-        ml = hp["max_length"]
+        ml = cfg.max_length
         # evaluation sets sorted by length: batches of similar length carry little padding, and
         # every GLUE metric ignores the order of the examples
         return Data(
@@ -125,11 +127,11 @@ def make_task(args) -> Task:
         logits = logits[0] if isinstance(logits, tuple) else logits
         # regression: (N, 1) from most models, (N,) from DeBERTa-v2/v3 (it flattens them)
         preds = np.reshape(logits, -1) if meta.is_regression else np.argmax(logits, axis=-1)
-        return glue_metrics(args.task, preds, eval_pred.label_ids)
+        return glue_metrics(cfg.task, preds, eval_pred.label_ids)
 
     return Task(
         kind="glue",
-        name=args.task,
+        name=cfg.task,
         main_metric=meta.main_metric,
         load_model=load_model,
         load_tokenizer=load_tokenizer,
@@ -143,12 +145,14 @@ DESCRIPTION = __doc__.splitlines()[0]
 
 
 def build_parser():
-    """glue.py's argument parser (scripts/ablate.py reads its flags from it)."""
-    return cli.build_parser(DESCRIPTION, TASK_CHOICES, list(PRESETS))
+    """glue.py's argument parser (its flags: experiments/config.py GlueConfig)."""
+    return config_parser(GlueConfig, DESCRIPTION)
 
 
 def main(argv=None):
-    return cli.main(make_task, PRESETS, DESCRIPTION, TASK_CHOICES, argv)
+    """Run glue.py on ``argv`` (default: sys.argv[1:]); returns the result record (None for
+    --dry-run)."""
+    return cli.main(GlueConfig, PRESETS, make_task, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":
