@@ -18,10 +18,9 @@ def main(
     make_task: Callable,
     description: str,
     argv: list[str] | None = None,
-    adjust: Callable[[RunConfig], RunConfig] | None = None,
 ) -> dict | None:
     """Parse the flags, resolve the config (``presets``: name -> (task, method) -> {field:
-    value}; ``adjust``: the runner's own resolution step), check it, build the task
+    value}), check it, build the task
     (``make_task(cfg) -> train.Task``) and run it. Every bad flag, value or file: one line on
     stderr, exit status 2, nothing written."""
     from experiments import train, validate
@@ -38,7 +37,7 @@ def main(
         prog = runner or prog
         prog = os.path.relpath(prog, ROOT) if Path(prog).resolve().is_relative_to(ROOT) else prog
     try:
-        cfg = resolve(config_cls, presets, flags, adjust)
+        cfg = resolve(config_cls, presets, flags)
         task = make_task(cfg)
         validate.check_flags(cfg, task.kind)
         unused = validate.unused_flags(cfg)

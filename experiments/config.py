@@ -28,7 +28,7 @@ Beyond "the flag wins" (``resolve``):
   --target-r (one of the two would be dropped; experiments/validate.py).
 - prune_lora without --orth-reg-weight: 0 (LoRA has no orthogonality to regularise).
 - --target-modules 'a,b' -> ('a', 'b'); 'all-linear' and a regex stay one string.
-- a runner's own step (``adjust``; summarization.py: --budget-level -> target_r).
+- a runner's own step (``own_step``; SummConfig: --budget-level -> target_r).
 """
 
 from __future__ import annotations
@@ -243,6 +243,10 @@ class RunConfig:
         return out
 
     # ------------------------------------------------------------------ resolution steps
+    def own_step(self) -> RunConfig:
+        """A runner's own step at the end of ``resolve`` (none here)."""
+        return self
+
     def with_budget(self, n_modules: int, rank_pattern: dict | None = None) -> RunConfig:
         """Ranks matched to the budget over ``n_modules`` adapted matrices (adapter methods):
         b(T) = round(target_r x n) (target_r = budget / n when --budget is given), init_r =
@@ -335,6 +339,46 @@ class SummConfig(RunConfig):
     generation: dict | None = derived("what generation uses (the task's model_hp)")
     data_note: str | None = derived("where the training and evaluation examples come from")
 
+    def own_step(self) -> SummConfig:
+        """--budget-level: the preset's ranks replaced by the derived final average rank
+        (summarization.py's module doc): target_r, and init_r = ceil(1.5 x target_r) unless
+        --init-r is given. Not with --target-r / --budget, which set the same rank."""
+        if self.budget_level is None:
+            return self
+        from experiments.summ_models import derive_level_rank
+        from experiments.validate_base import BadInput
+
+        if "target_r" in self.given or "budget" in self.given:
+            raise BadInput(
+                "--budget-level",
+                self.budget_level,
+                "sets the final average rank, as --target-r / --budget do",
+                "give it or --target-r / --budget, not both",
+            )
+        level = float(self.budget_level)
+        try:
+            d = derive_level_rank(level, self.model, self.target_modules)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise BadInput(
+                "--budget-level",
+                self.budget_level,
+                f"needs the model's config ({str(e).splitlines()[0]})",
+                "pass --model PATH to a local model folder",
+            ) from None
+        target_r = round(d["target_r"], 4)
+        note = (
+            f"derived: avg final rank {target_r} = {level}% x {d['n_params']:,d} parameters / "
+            f"{d['params_per_rank']:,d} (sum of in + out + 1 over {d['n_modules']} adapted "
+            "matrices)"
+        )
+        return replace(
+            self,
+            budget_level=level,
+            target_r=target_r,
+            init_r=self.init_r if "init_r" in self.given else None,  # None: ceil(1.5 x target_r)
+            budget_level_note=note,
+        )
+
 
 # --------------------------------------------------------------------------- parse and resolve
 class ArgumentParser(argparse.ArgumentParser):
@@ -392,7 +436,6 @@ def resolve(
     cls: type[RunConfig],
     presets: dict[str, Callable[[str, str], dict]],
     flags: dict,
-    adjust: Callable[[RunConfig], RunConfig] | None = None,
 ) -> RunConfig:
     """The config of parsed ``flags`` (``vars`` of build_parser(cls)'s namespace): the preset's
     hyperparameters (``presets[name](task, method) -> {field: value}``), every flag given
@@ -432,5 +475,4 @@ def resolve(
             )
     if values["method"] == "prune_lora" and "orth_reg_weight" not in given:
         values["orth_reg_weight"] = 0.0  # LoRA has no orthogonality to regularise
-    cfg = cls(**values, given=given)
-    return adjust(cfg) if adjust is not None else cfg
+    return cls(**values, given=given).own_step()

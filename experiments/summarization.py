@@ -57,7 +57,7 @@ evaluation was an earlier one). Result file: results/runs/<run-name>.json.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +73,6 @@ from experiments.results import write_text_atomic
 from experiments.summ_data import resolve_splits, split_examples
 from experiments.summ_models import (
     BUDGET_LEVELS,  # noqa: F401 - the runner's levels (tests, scripts)
-    derive_level_rank,
     minilm_tokenizer,
     tiny_bart_config,
 )
@@ -189,44 +188,6 @@ def quick_preset(task: str, method: str) -> dict:
 
 
 PRESETS = {"quick": quick_preset, "paper": paper_preset}
-
-
-# ---------------------------------------------------------------- budget levels
-def apply_budget_level(cfg: SummConfig) -> SummConfig:
-    """--budget-level: replace the preset's ranks by the derived average rank (see module doc)."""
-    if cfg.budget_level is None:
-        return cfg
-    from experiments.validate import BadInput
-
-    if "target_r" in cfg.given or "budget" in cfg.given:
-        raise BadInput(
-            "--budget-level",
-            cfg.budget_level,
-            "sets the final average rank, as --target-r / --budget do",
-            "give it or --target-r / --budget, not both",
-        )
-    level = float(cfg.budget_level)
-    try:
-        d = derive_level_rank(level, cfg.model, cfg.target_modules)
-    except (OSError, RuntimeError, ValueError) as e:
-        raise BadInput(
-            "--budget-level",
-            cfg.budget_level,
-            f"needs the model's config ({str(e).splitlines()[0]})",
-            "pass --model PATH to a local model folder",
-        ) from None
-    target_r = round(d["target_r"], 4)
-    note = (
-        f"derived: avg final rank {target_r} = {level}% x {d['n_params']:,d} parameters / "
-        f"{d['params_per_rank']:,d} (sum of in + out + 1 over {d['n_modules']} adapted matrices)"
-    )
-    return replace(
-        cfg,
-        budget_level=level,
-        target_r=target_r,
-        init_r=cfg.init_r if "init_r" in cfg.given else None,  # None: ceil(1.5 x target_r)
-        budget_level_note=note,
-    )
 
 
 # ---------------------------------------------------------------- task
@@ -455,7 +416,7 @@ def build_parser():
 def main(argv=None):
     """Run summarization.py on ``argv`` (default: sys.argv[1:]); returns the result record (None
     for --dry-run)."""
-    return cli.main(SummConfig, PRESETS, make_task, DESCRIPTION, argv, adjust=apply_budget_level)
+    return cli.main(SummConfig, PRESETS, make_task, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":
