@@ -276,6 +276,7 @@ def dry_run(task: Task, cfg: RunConfig, world: int = 1) -> dict:
     (the number of adapted matrices, hence the budget), the tokenizer or the data (n_train, hence
     T) is resolved when they load, else listed under "unresolved" (known models' module counts
     come from KNOWN_N_MODULES)."""
+    from experiments import validate
     from experiments.validate import DataError
 
     unresolved, tokenizer, model, n_train, n_eval = {}, None, None, None, None
@@ -289,7 +290,8 @@ def dry_run(task: Task, cfg: RunConfig, world: int = 1) -> dict:
     if cfg.method in ADAPTER_METHODS and model is None and n_known is None:
         unresolved["budget"] = "the number of adapted matrices needs the model"
     elif cfg.method in ADAPTER_METHODS:
-        cfg = plan_budget(model, cfg, n_modules=None if model is not None else n_known)
+        with validate.blame(cfg, "library", task.kind):  # a bad target or rank file: one line
+            cfg = plan_budget(model, cfg, n_modules=None if model is not None else n_known)
     if tokenizer is not None:
         try:
             data = task.load_data(tokenizer, cfg, cfg.data_dir)
