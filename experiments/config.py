@@ -39,7 +39,6 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from types import MappingProxyType
 
 from adalora.config import SCHEDULES, SCORES, VARIANTS
 from experiments.glue_tasks import TASKS as GLUE_TASKS
@@ -239,7 +238,7 @@ class RunConfig:
             v = getattr(self, f.name)
             if v is None and (kind == "derived" or f.metadata.get("record") == "if_set"):
                 continue
-            out[f.name] = list(v) if isinstance(v, tuple) else dict(v) if _is_map(v) else v
+            out[f.name] = list(v) if isinstance(v, tuple) else dict(v) if isinstance(v, dict) else v
         return out
 
     # ------------------------------------------------------------------ resolution steps
@@ -292,10 +291,6 @@ class RunConfig:
             tfinal=tfinal,
             warmup_steps=int(w) if w >= 1 else int(round(w * T)),
         )
-
-
-def _is_map(v) -> bool:
-    return isinstance(v, (dict, MappingProxyType))
 
 
 @dataclass(frozen=True, kw_only=True)
