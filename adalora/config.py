@@ -32,7 +32,10 @@ t > tinit).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import re
+from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
 
 _VARIANT_DEFAULTS = {
@@ -58,9 +61,62 @@ _CHOICES = {
 }
 
 
+def _is_int(v) -> bool:
+    """An integer (numpy's too), never a bool: True would silently mean 1."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    """A finite real number (numpy's too), never a bool: NaN compares False with every bound,
+    so a range check alone lets it through."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _bad(name: str, rule: str, value, fix: str) -> ValueError:
+    """The one message shape of every field check: what the field must be, what it got, the fix."""
+    return ValueError(f"{name} must be {rule}, got {value!r}. {fix}.")
+
+
+def _int_field(cfg, name: str, minimum: int, rule: str, fix: str, optional: bool = False) -> None:
+    v = getattr(cfg, name)
+    if optional and v is None:
+        return
+    if not _is_int(v) or v < minimum:
+        raise _bad(name, rule, v, fix)
+    setattr(cfg, name, int(v))  # a numpy integer becomes a plain int (JSON-serialisable)
+
+
+def _number_field(cfg, name: str, in_range, rule: str, fix: str) -> None:
+    v = getattr(cfg, name)
+    if not _is_number(v) or not in_range(v):
+        raise _bad(name, rule, v, fix)
+    if not isinstance(v, int | float):
+        setattr(cfg, name, float(v))  # e.g. numpy.float32, which JSON cannot write
+
+
+def _bool_field(cfg, name: str) -> None:
+    v = getattr(cfg, name)
+    if not isinstance(v, bool):
+        raise _bad(name, "True or False", v, f"Pass {name}=True or {name}=False")
+
+
 def _check_common(cfg) -> None:
-    if cfg.lora_dropout < 0 or cfg.lora_dropout >= 1:
-        raise ValueError(f"lora_dropout must be in [0, 1), got {cfg.lora_dropout}.")
+    """The fields LoraConfig and AdaLoraConfig share."""
+    _number_field(
+        cfg,
+        "lora_alpha",
+        lambda v: True,
+        "a finite number",
+        "Pass a number such as 8 (the default)",
+    )
+    _number_field(
+        cfg,
+        "lora_dropout",
+        lambda v: 0 <= v < 1,
+        "in [0, 1) (a dropout probability)",
+        "Pass 0.0 for no dropout, or a probability such as 0.1",
+    )
+    _bool_field(cfg, "fan_in_fan_out")
     tm = cfg.target_modules
     if tm is not None and not isinstance(tm, str):
         cfg.target_modules = list(tm)
@@ -74,8 +130,29 @@ def _check_common(cfg) -> None:
             re.compile(tm)
         except re.error as e:
             raise ValueError(f"target_modules {tm!r} is not a valid regex: {e}") from None
-    if cfg.modules_to_save is not None:
-        cfg.modules_to_save = list(cfg.modules_to_save)
+    ms = cfg.modules_to_save
+    if ms is not None:
+        if isinstance(ms, str) or not all(isinstance(m, str) and m for m in ms):
+            raise _bad(
+                "modules_to_save",
+                "None or a list of module names",
+                ms,
+                "Pass a list such as ['classifier'], [] for none, or None for the model's task "
+                "heads",
+            )
+        cfg.modules_to_save = list(ms)
+
+
+def _check_pattern(cfg, name: str, value_ok, kind: str, fix: str) -> None:
+    """LoraConfig's rank_pattern / alpha_pattern: {module name or suffix: value}."""
+    pattern = getattr(cfg, name)
+    if pattern is None:
+        return
+    if not isinstance(pattern, Mapping):
+        raise _bad(name, f"None or a dict {{module name or suffix: {kind}}}", pattern, fix)
+    bad = {k: v for k, v in pattern.items() if not (isinstance(k, str) and k and value_ok(v))}
+    if bad:
+        raise ValueError(f"{name} values must be positive {kind}s, got {bad}. {fix}.")
 
 
 def _pattern_value(pattern: dict | None, module_name: str, default):
@@ -119,20 +196,35 @@ class LoraConfig:
 
     def __post_init__(self, peft_type=None):
         _set_peft_type(self, peft_type, "LORA")
-        if not isinstance(self.r, int) or self.r <= 0:
-            raise ValueError(f"LoRA rank r must be a positive integer, got {self.r!r}.")
-        for name in ("rank_pattern", "alpha_pattern"):
-            pattern = getattr(self, name) or {}
-            bad = {k: v for k, v in pattern.items() if not (isinstance(v, int | float) and v > 0)}
-            if bad or (
-                name == "rank_pattern" and any(not isinstance(v, int) for v in pattern.values())
-            ):
-                raise ValueError(
-                    f"{name} values must be positive "
-                    f"{'integers' if name == 'rank_pattern' else 'numbers'}, "
-                    f"got {bad or pattern}; leave a module out of target_modules instead of rank 0."
-                )
-            setattr(self, name, dict(pattern) or None)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field, its value and the fix (run on
+        construction and again by AdaLoraModel, so fields set afterwards are checked too)."""
+        if not _is_int(self.r) or self.r <= 0:
+            raise ValueError(
+                f"LoRA rank r must be a positive integer, got {self.r!r}. Pass an int such as r=8."
+            )
+        self.r = int(self.r)
+        no_zero = "leave a module out of target_modules instead of rank 0"
+        _check_pattern(
+            self,
+            "rank_pattern",
+            lambda v: _is_int(v) and v > 0,
+            "integer",
+            f"Pass an int rank per module, e.g. {{'query': 4}}; {no_zero}",
+        )
+        _check_pattern(
+            self,
+            "alpha_pattern",
+            lambda v: _is_number(v) and v > 0,
+            "number",
+            "Pass a finite lora_alpha per module, e.g. {'query': 16}",
+        )
+        if self.rank_pattern:
+            self.rank_pattern = {k: int(v) for k, v in self.rank_pattern.items()}
+        self.rank_pattern = self.rank_pattern or None
+        self.alpha_pattern = dict(self.alpha_pattern) if self.alpha_pattern else None
         _check_common(self)
 
     def r_and_alpha(self, module_name: str) -> tuple[int, float]:
@@ -203,7 +295,13 @@ class AdaLoraConfig:
 
     def __post_init__(self, peft_type=None):
         _set_peft_type(self, peft_type, "ADALORA")
-        if self.variant not in _VARIANT_DEFAULTS:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first bad field, its value and the fix (run on
+        construction and again by AdaLoraModel, so fields set afterwards are checked too).
+        Fills the variant's defaults into the fields left None."""
+        if not isinstance(self.variant, str) or self.variant not in _VARIANT_DEFAULTS:
             raise ValueError(
                 f"variant must be one of {sorted(_VARIANT_DEFAULTS)}, got {self.variant!r}."
             )
@@ -213,38 +311,100 @@ class AdaLoraConfig:
         for k, allowed in _CHOICES.items():
             if getattr(self, k) not in allowed:
                 raise ValueError(f"{k} must be one of {allowed}, got {getattr(self, k)!r}.")
-        if not isinstance(self.init_r, int) or self.init_r <= 0:
-            raise ValueError(f"init_r must be a positive integer, got {self.init_r!r}.")
-        if self.target_r < 0:
-            raise ValueError(f"target_r must be >= 0, got {self.target_r}.")
+        _int_field(
+            self,
+            "init_r",
+            1,
+            "a positive integer (the rank every adapter starts at)",
+            "Pass an int such as init_r=12",
+        )
+        _number_field(
+            self,
+            "target_r",
+            lambda v: v >= 0,
+            ">= 0 and finite (the average final rank per module)",
+            "Pass a number such as target_r=8",
+        )
         if self.target_r > self.init_r:
             raise ValueError(
                 f"target_r ({self.target_r}) > init_r ({self.init_r}): AdaLoRA only prunes ranks. "
                 "Set init_r >= target_r (the paper uses init_r = 1.5 x the final average rank)."
             )
-        if self.target_total_rank is not None and self.target_total_rank < 0:
-            raise ValueError(f"target_total_rank must be >= 0, got {self.target_total_rank}.")
+        _int_field(
+            self,
+            "target_total_rank",
+            0,
+            ">= 0 and an integer, or None (the final total rank b(T) over all modules)",
+            "Pass an int, or None for target_r x the number of modules",
+            optional=True,
+        )
         for name in ("beta1", "beta2"):
-            b = getattr(self, name)
-            if not 0 < b < 1:
-                raise ValueError(f"{name} must be in (0, 1) (an EMA coefficient), got {b}.")
-        if self.orth_reg_weight < 0:
-            raise ValueError(f"orth_reg_weight must be >= 0, got {self.orth_reg_weight}.")
-        if not isinstance(self.deltaT, int) or self.deltaT < 1:
-            raise ValueError(f"deltaT must be an integer >= 1, got {self.deltaT!r}.")
-        if self.tinit < 0 or self.tfinal < 0:
-            raise ValueError(
-                f"tinit and tfinal are step counts >= 0, got tinit={self.tinit}, "
-                f"tfinal={self.tfinal}."
+            _number_field(
+                self,
+                name,
+                lambda v: 0 < v < 1,
+                "in (0, 1) (an EMA coefficient)",
+                f"Pass a number such as {name}=0.85 (the default)",
             )
+        _number_field(
+            self,
+            "orth_reg_weight",
+            lambda v: v >= 0,
+            ">= 0 and finite",
+            "Pass 0 to turn the orthogonal regulariser off, or a weight such as 0.5 (the default)",
+        )
+        _int_field(
+            self,
+            "deltaT",
+            1,
+            "an integer >= 1 (steps between two maskings)",
+            "Pass an int such as deltaT=10",
+        )
+        for name in ("tinit", "tfinal"):
+            _int_field(
+                self,
+                name,
+                0,
+                "an integer >= 0 (a number of steps)",
+                f"Pass an int such as {name}=0",
+            )
+        _bool_field(self, "prune_lora")
+        self._check_rank_pattern()
         if self.total_step is not None:
             self.check_schedule(self.total_step)
+            self.total_step = int(self.total_step)
         _check_common(self)
 
+    def _check_rank_pattern(self) -> None:
+        """{"<module>.lora_E": keep-mask of init_r booleans} (what allocation stores)."""
+        pattern, rule = self.rank_pattern, f"{self.init_r} booleans (init_r: one per triplet)"
+        if pattern is None:
+            return
+        fix = "Pass the rank_pattern that update_and_allocate returned, or None"
+        if not isinstance(pattern, Mapping):
+            raise _bad(
+                "rank_pattern", "None or a dict {'<module>.lora_E': [bool, ...]}", pattern, fix
+            )
+        for k, keep in pattern.items():
+            if not (
+                isinstance(k, str)
+                and isinstance(keep, list | tuple)
+                and len(keep) == self.init_r
+                and all(isinstance(x, bool) or (_is_int(x) and x in (0, 1)) for x in keep)
+            ):
+                raise _bad(f"rank_pattern[{k!r}]", f"a list of {rule}", keep, fix)
+
     def check_schedule(self, total_step: int) -> None:
-        """Raise unless tinit < total_step - tfinal (a budgeting phase of >= 1 step exists)."""
-        if total_step is None or total_step <= 0:
-            raise ValueError(f"total_step must be a positive integer, got {total_step!r}.")
+        """Raise unless total_step is a positive integer and tinit < total_step - tfinal (a
+        budgeting phase of >= 1 step exists)."""
+        if not _is_int(total_step) or total_step <= 0:
+            raise _bad(
+                "total_step",
+                "a positive integer (the number of optimizer steps of the run)",
+                total_step,
+                "Pass an int, or leave it None in the config for AdaLoraCallback to take it "
+                "from the Trainer",
+            )
         if self.tinit + self.tfinal >= total_step:
             raise ValueError(
                 f"No budgeting phase: tinit ({self.tinit}) + tfinal ({self.tfinal}) >= total_step "

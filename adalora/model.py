@@ -17,6 +17,8 @@ The same wrapper takes a ``LoraConfig`` for the fixed-rank baseline (no allocati
 from __future__ import annotations
 
 import inspect
+import numbers
+import os
 import types
 import warnings
 
@@ -67,6 +69,55 @@ def orth_regularizer(layers: list[SVDLinear], form: str = "norm_mean") -> torch.
     return norms.sum() / (2 * len(layers))
 
 
+def _check_args(where: str, model, adapter_name, **flags) -> None:
+    """The arguments every entry point shares: a module to wrap, an adapter name, bool flags."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"{where}: model must be a torch.nn.Module, got {type(model).__name__}. Pass the "
+            "loaded model (e.g. AutoModelForSequenceClassification.from_pretrained(name))."
+        )
+    if not isinstance(adapter_name, str) or not adapter_name:
+        raise TypeError(
+            f"{where}: adapter_name must be a non-empty string, got {adapter_name!r}. "
+            "Pass e.g. 'default'."
+        )
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise TypeError(
+                f"{where}: {name} must be True or False, got {value!r}. Pass {name}=True or False."
+            )
+
+
+def _step_int(step) -> int:
+    """``update_and_allocate``'s step as a Python int: an int, a numpy integer or a 0-dim
+    integer CPU tensor. A CUDA tensor is refused: reading it would wait for the GPU at every
+    step."""
+    what = (
+        "update_and_allocate(step): step must be a non-negative int (the number of optimizer "
+        "steps completed before this one)"
+    )
+    fix = (
+        "Pass an int: 0 after the first optimizer.step(), then 1, 2, ... "
+        "(the Trainer's state.global_step)."
+    )
+    if isinstance(step, torch.Tensor):
+        if step.dim() != 0 or step.dtype == torch.bool or step.is_floating_point():
+            raise TypeError(
+                f"{what}, got a {step.dtype} tensor of shape {tuple(step.shape)}. {fix}"
+            )
+        if step.device.type != "cpu":
+            raise TypeError(
+                f"{what}, got a tensor on {step.device}: reading it would wait for the GPU at "
+                f"every step. {fix}"
+            )
+    elif isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"{what}, got {step!r} ({type(step).__name__}). {fix}")
+    step = int(step)
+    if step < 0:
+        raise ValueError(f"{what}, got {step}. {fix}")
+    return step
+
+
 def _forward_showing_signature(model: nn.Module):
     """``model.forward`` as a bound method that shows the wrapped model's parameters: the
     Trainer (remove_unused_columns=True) keeps only the batch keys that
@@ -102,7 +153,18 @@ class AdaLoraModel(nn.Module):
         classifier, score, classification_head, qa_outputs), ``[]`` none.
         ``low_cpu_mem_usage=True`` (PEFT's meaning): the adapter weights are created on the
         meta device, without storage or initialisation, to be filled in by ``from_pretrained``
-        or ``load_state_dict(state_dict, assign=True)``; not for training a new adapter."""
+        or ``load_state_dict(state_dict, assign=True)``; not for training a new adapter.
+        Bad arguments raise TypeError / ValueError before the model is touched."""
+        where = "AdaLoraModel(model, config)"
+        _check_args(where, model, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        if not isinstance(config, AdaLoraConfig | LoraConfig):
+            raise TypeError(
+                f"{where}: config must be an AdaLoraConfig or a LoraConfig, got "
+                f"{type(config).__name__}. Build one (AdaLoraConfig(**d), LoraConfig(**d)), or "
+                "convert a to_dict() / adapter_config.json dict with "
+                "adalora.config.config_from_dict(d)."
+            )
+        config.validate()  # fields set after construction are checked too
         super().__init__()
         self.model = model
         self.forward = _forward_showing_signature(self)  # the Trainer reads its signature
@@ -241,7 +303,9 @@ class AdaLoraModel(nn.Module):
         optimizer steps completed before this one (0-based: 0 after the first step), as in
         PEFT's example loops and the authors' Trainer; it must increase from call to call.
         Returns (budget b(t), rank_pattern or None). The rank pattern is also stored in
-        ``peft_config[name].rank_pattern``."""
+        ``peft_config[name].rank_pattern``. ``global_step``: an int (a numpy integer or a
+        0-dim integer CPU tensor is taken too); anything else raises TypeError."""
+        global_step = _step_int(global_step)
         budget, pattern = self._allocator().update_and_allocate(global_step)
         self._allocations += 1
         if pattern is not None:
@@ -384,17 +448,47 @@ class AdaLoraModel(nn.Module):
         """Load our folders and PEFT's (LoRA or AdaLoRA) alike: resizes to rank_pattern when
         the weights were saved resized, restores the allocator state when it was saved.
         ``low_cpu_mem_usage``: build the adapters on the meta device and take the loaded
-        tensors as they are (no initialisation, no copy)."""
+        tensors (no initialisation, no copy when the dtype matches).
+
+        A missing or corrupted file, or an adapter that does not fit ``model`` (another base
+        model: other modules, missing or unexpected parameters, other shapes), raises
+        FileNotFoundError / ValueError naming the file and the parameter before any weight is
+        loaded; ``model`` may then already hold the new (empty) adapter layers."""
+        where = "AdaLoraModel.from_pretrained(model, path)"
+        _check_args(
+            where,
+            model,
+            adapter_name,
+            is_trainable=is_trainable,
+            low_cpu_mem_usage=low_cpu_mem_usage,
+        )
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(
+                f"{where}: path must be the adapter folder (a str or Path), got "
+                f"{type(path).__name__}. Pass the folder that save_pretrained wrote."
+            )
         saved = adapter_io.read_adapter(path, [n for n, _ in model.named_modules()], adapter_name)
-        self = cls(model, saved.config, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        try:
+            self = cls(model, saved.config, adapter_name, low_cpu_mem_usage=low_cpu_mem_usage)
+        except ValueError as e:
+            raise ValueError(f"adapter folder {path} does not fit this model: {e}") from None
         if saved.resized:
             self.resize_modules_by_rank_pattern(saved.config.rank_pattern)
-        expected = set(self.adapter_state_dict(resize=False))
-        missing, unexpected = expected - set(saved.weights), set(saved.weights) - expected
-        if missing or unexpected:
-            raise ValueError(
-                f"adapter weights in {path} do not match the model: missing "
-                f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        model_name = getattr(getattr(model, "config", None), "_name_or_path", None) or None
+        adapter_io.check_tensors(
+            os.path.join(path, adapter_io.WEIGHTS),
+            saved.weights,
+            self.adapter_state_dict(resize=False),
+            saved.base_model,
+            model_name,
+        )
+        if saved.allocator_state is not None and self.rankallocator is not None:
+            adapter_io.check_tensors(
+                os.path.join(path, adapter_io.ALLOCATOR_STATE),
+                saved.allocator_state,
+                self.rankallocator.state_dict(),
+                saved.base_model,
+                model_name,
             )
         with torch.no_grad():
             for key, t in saved.weights.items():
@@ -416,7 +510,9 @@ class AdaLoraModel(nn.Module):
         old = getattr(owner, attr)
         if old.is_meta:
             dev = owner.base_layer.weight.device if isinstance(owner, _AdapterLayer) else t.device
-            setattr(owner, attr, nn.Parameter(t.to(dev), requires_grad=old.requires_grad))
+            # old's dtype, as copy_ gives without low_cpu_mem_usage (adapters stay fp32)
+            t = t.to(device=dev, dtype=old.dtype)
+            setattr(owner, attr, nn.Parameter(t, requires_grad=old.requires_grad))
         else:
             old.copy_(t)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from experiments.validate_base import BadInput
+
 # Hyperparameters of the adapter methods (matched budget, adapter shape and targets)
 _ADAPTER_HP = frozenset({"target_r", "budget", "lora_alpha", "lora_dropout", "target_modules"})
 # ... and of AdaLoRA's allocation: initial rank, schedule, importance score, regulariser
@@ -79,35 +81,115 @@ def plan_budget(model, cfg, n_modules: int | None = None):
     n = n_modules if n_modules is not None else count_target_modules(model, cfg)
     ranks = None
     if cfg.method == "lora" and cfg.rank_pattern_from:
-        ranks = rank_pattern_from(cfg.rank_pattern_from, cfg.model)
+        ranks = rank_pattern_from(cfg.rank_pattern_from, cfg.model, model)
     return cfg.with_budget(n, ranks)
 
 
-def rank_pattern_from(path: str, model: str | None = None) -> dict[str, int]:
+def rank_pattern_from(path: str, model: str | None = None, net=None) -> dict[str, int]:
     """{module: final rank} of an AdaLoRA result file, the fixed ranks of the rank-pattern LoRA
-    baseline (modules AdaLoRA pruned to rank 0 stay unadapted)."""
+    baseline (modules AdaLoRA pruned to rank 0 stay unadapted). ``model``: the run's model name
+    (the file must be of the same); ``net``: the loaded model, whose modules the pattern must
+    name (check_rank_pattern). Raises BadInput naming --rank-pattern-from (read_rank_pattern)."""
+    pattern = read_rank_pattern(path, model)
+    if net is not None:
+        check_rank_pattern(net, pattern, path)
+    return {name: r for name, r in sorted(pattern.items()) if r > 0}
+
+
+_RP_FIX = "pass the result JSON of an adalora run"
+
+
+def _rank_pattern_error(path, problem: str, fix: str = _RP_FIX) -> BadInput:
+    return BadInput("--rank-pattern-from", path, problem, fix)
+
+
+def read_rank_pattern(path: str, model: str | None = None) -> dict[str, int]:
+    """The whole final rank pattern {module: rank >= 0} of an AdaLoRA (or prune_lora) result
+    file, checked without the model: a readable JSON object of that method (of ``model`` when
+    both name one) whose ``rank_pattern`` maps module names to non-negative integers (not
+    bools), at least one above 0. Anything else raises BadInput naming --rank-pattern-from."""
     import json
     from pathlib import Path
 
     try:
-        rec = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(
-            f"--rank-pattern-from {path}: cannot read it as a result file ({e})"
-        ) from None
-    rec = rec if isinstance(rec, dict) else {}
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _rank_pattern_error(path, f"cannot read it as a result file ({e})") from None
+    if not isinstance(rec, dict):
+        raise _rank_pattern_error(
+            path, f"not an AdaLoRA result file (a JSON {type(rec).__name__}, not an object)"
+        )
     ranks = rec.get("rank_pattern")
-    if rec.get("method") not in ("adalora", "prune_lora") or not ranks:
-        raise ValueError(
-            f"--rank-pattern-from {path}: not an AdaLoRA result file with a final rank pattern "
-            f"(method {rec.get('method')!r}); pass the result JSON of an adalora run."
+    if rec.get("method") not in ALLOCATING_METHODS or not ranks:
+        raise _rank_pattern_error(
+            path,
+            f"not an AdaLoRA result file with a final rank pattern (method {rec.get('method')!r})",
         )
     if model is not None and rec.get("model") not in (None, model):
-        raise ValueError(
-            f"--rank-pattern-from {path}: its ranks are for model {rec.get('model')!r}, this run "
-            f"trains {model!r}; pass an AdaLoRA result of the same model."
+        raise _rank_pattern_error(
+            path,
+            f"its ranks are for model {rec.get('model')!r}, this run trains {model!r}",
+            "pass an AdaLoRA result of the same model",
         )
-    return {name: int(r) for name, r in sorted(ranks.items()) if int(r) > 0}
+    if not isinstance(ranks, dict):
+        raise _rank_pattern_error(
+            path,
+            f"rank_pattern is a JSON {type(ranks).__name__}, not an object of module name -> rank",
+            "pass an unedited result JSON of an adalora run",
+        )
+    for name, r in ranks.items():
+        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+            what = (
+                "negative" if isinstance(r, int) and not isinstance(r, bool) else "not an integer"
+            )
+            raise _rank_pattern_error(
+                path,
+                f"rank_pattern[{name!r}] = {json.dumps(r)}: {what} (a rank is an integer >= 0; "
+                "0 = the module stays unadapted)",
+                "pass an unedited result JSON of an adalora run",
+            )
+    if not any(ranks.values()):
+        raise _rank_pattern_error(
+            path,
+            f"every module of its rank_pattern has rank 0 ({len(ranks)} modules): nothing to adapt",
+            "pass an adalora run that kept some ranks",
+        )
+    return dict(ranks)
+
+
+def check_rank_pattern(net, pattern: dict[str, int], path: str) -> None:
+    """Every module of ``pattern`` is a Linear layer of ``net`` that adapters may target (not
+    inside a task head) with its rank at most min(in, out); BadInput naming the first that is
+    not. Modules at rank 0 are checked too: their names say which model the pattern is of."""
+    from adalora.targets import _is_linear, head_modules, in_modules_to_save
+
+    modules, heads = dict(net.named_modules()), head_modules(net)
+    fix = f"pass an AdaLoRA result of this model ({type(net).__name__})"
+    for name, r in sorted(pattern.items()):
+        m = modules.get(name) if name else None
+        if m is None:
+            raise _rank_pattern_error(path, f"module {name!r} is not in {type(net).__name__}", fix)
+        if not _is_linear(m):
+            raise _rank_pattern_error(
+                path, f"module {name!r} is a {type(m).__name__}, not a Linear layer", fix
+            )
+        head = next((h for h in heads if in_modules_to_save(name, [h])), None)
+        if head is not None:
+            raise _rank_pattern_error(
+                path,
+                f"module {name!r} is {'' if name == head else 'inside '}the task head "
+                f"{head!r}, which is trained in full, never adapted",
+                fix,
+            )
+        side = min(m.weight.shape)
+        if r > side:
+            raise _rank_pattern_error(
+                path,
+                f"rank {r} of module {name!r} exceeds {side}, the smaller side of its "
+                f"{m.weight.shape[0]} x {m.weight.shape[1]} matrix: a rank above min(in, "
+                "out) cannot be used",
+                fix,
+            )
 
 
 def _full(model, cfg):

@@ -93,3 +93,19 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out or None
+
+
+def git_dirty(cwd: str | os.PathLike | None = None) -> bool | None:
+    """Whether tracked files of the checkout holding ``cwd`` differ from HEAD (untracked files,
+    such as the result files a grid writes, do not count); None outside git."""
+    try:
+        proc = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=cwd or Path(__file__).resolve().parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(proc.stdout.strip()) if proc.returncode == 0 else None

@@ -111,5 +111,6 @@ def build_record(
         "hardware": provenance.hardware(),
         "command": provenance.command(argv),
         "git_commit": provenance.git_commit(),  # None outside a git checkout
+        "git_dirty": provenance.git_dirty(),  # tracked files changed since that commit
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -50,6 +50,8 @@ Schema ``adalora.result/1`` (every runner writes exactly these top-level keys):
     command           the exact command line (shlex-joined argv)
     git_commit        HEAD of the checkout that ran it (null outside git; absent in files
                       written before this field existed)
+    git_dirty         true when tracked files differed from git_commit (null outside git;
+                      absent in files written before this field existed)
     created           ISO-8601 UTC time the file was written
 """
 

@@ -19,7 +19,8 @@ A local folder holds one JSON-lines file per split::
 (``data_dir`` may also be the dataset's own folder, <data_dir>/xsum.)
 
 with one object per line carrying at least "document", "summary" and "id" (other fields
-are ignored). A ``null`` document or summary is read as "".
+are ignored): document and summary text (a ``null`` one is read as ""), id a string or an
+integer. Every line of a file is checked, also past the examples a run keeps.
 
 ``split_examples`` picks a run's training and evaluation examples (disjoint parts of one split
 when the local copy has no train split; see experiments/summarization.py).
@@ -81,12 +82,13 @@ def read_summ_jsonl(path: str | os.PathLike, limit: int | None = None) -> list[E
 
     Args:
         path: the .jsonl file.
-        limit: stop after this many examples (file order).
+        limit: keep only the first this many examples (file order); the lines after them are
+            still read and checked, so a broken line anywhere in the file is an error.
 
     Raises:
         DataError (a ValueError): the file cannot be read or is not UTF-8 text, a line is not
-            a JSON object, lacks one of the three fields, or has a document / summary that is
-            not a string.
+            a JSON object, lacks one of the three fields, has a document / summary that is
+            not a string (or null), or an id that is not a string or an integer.
     """
     return read_data_file(_read_summ_jsonl, path, limit)
 
@@ -95,32 +97,41 @@ def _read_summ_jsonl(path: Path, limit: int | None) -> list[Example]:
     out: list[Example] = []
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
-            if limit is not None and len(out) >= limit:
-                break
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}, line {line_no}: invalid JSON ({e})") from None
-            if not isinstance(obj, dict):
-                raise DataError(f"{path}, line {line_no}: not a JSON object")
-            missing = [k for k in ("document", "summary", "id") if k not in obj]
-            if missing:
-                raise DataError(f"{path}, line {line_no}: missing field(s) {missing}")
-            for k in ("document", "summary"):
-                if not isinstance(obj[k], (str, type(None))):
-                    raise DataError(
-                        f"{path}, line {line_no}: {k} is {type(obj[k]).__name__}, not text"
-                    )
-            out.append(
-                {
-                    "document": obj["document"] or "",
-                    "summary": obj["summary"] or "",
-                    "id": str(obj["id"]),
-                }
-            )
+            example = _summ_example(_json_line(path, line_no, line), path, line_no)
+            if limit is None or len(out) < limit:
+                out.append(example)
     return out
+
+
+def _json_line(path: Path, line_no: int, line: str):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}, line {line_no}: invalid JSON ({e})") from None
+
+
+def _summ_example(obj, path: Path, line_no: int) -> Example:
+    """One line's example; DataError naming the file and line when it is not one."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}, line {line_no}: not a JSON object")
+    missing = [k for k in ("document", "summary", "id") if k not in obj]
+    if missing:
+        raise DataError(f"{path}, line {line_no}: missing field(s) {missing}")
+    for k in ("document", "summary"):
+        if not isinstance(obj[k], (str, type(None))):
+            raise DataError(f"{path}, line {line_no}: {k} is {type(obj[k]).__name__}, not text")
+    if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool):
+        raise DataError(
+            f"{path}, line {line_no}: id is {json.dumps(obj['id'])[:40]}, not a string or "
+            "an integer"
+        )
+    return {
+        "document": obj["document"] or "",
+        "summary": obj["summary"] or "",
+        "id": str(obj["id"]),
+    }
 
 
 def _load_summ_hub(ds: SummDataset, split: str, limit: int | None) -> list[Example]:
@@ -200,8 +211,24 @@ def resolve_splits(dataset: str, hp: dict, data_dir) -> tuple[str, str]:
     return tr, ev
 
 
-def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
-    """Training and evaluation examples, and a note saying where they come from."""
+@dataclass(frozen=True)
+class Split:
+    """A run's training and evaluation examples and where they come from (``load_split``).
+
+    ``shared``: the number of examples of the one split both come from (disjoint parts of it),
+    or None when they come from two splits (each the first ``max_*_samples`` of its own)."""
+
+    train: list[Example]
+    eval: list[Example]
+    note: str
+    train_split: str
+    eval_split: str
+    shared: int | None
+
+
+def load_split(dataset: str, hp: dict, data_dir) -> Split:
+    """Training and evaluation examples (hp: max_train_samples, max_eval_samples, train_split,
+    eval_split). Either may hold fewer than asked for; ``Split`` says how many there were."""
     tr_split, ev_split = resolve_splits(dataset, hp, data_dir)
     n_tr_max, n_ev_max = hp.get("max_train_samples"), hp.get("max_eval_samples")
     where = _local_dir(data_dir) or "the Hub"
@@ -212,7 +239,7 @@ def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
             f"{dataset} from {where}: train = first {len(train_rows)} of {tr_split}, "
             f"eval = first {len(eval_rows)} of {ev_split}"
         )
-        return train_rows, eval_rows, note
+        return Split(train_rows, eval_rows, note, tr_split, ev_split, None)
     rows = load_summarization(dataset, ev_split, data_dir)
     n = len(rows)
     n_ev = min(n_ev_max, n - 1) if n_ev_max is not None else max(1, n // 10)
@@ -227,4 +254,10 @@ def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
         f"from {ev_split} ({n} examples), disjoint: train = examples [0, {n_tr}), "
         f"eval = examples [{n - n_ev}, {n})"
     )
-    return rows[:n_tr], rows[n - n_ev :], note
+    return Split(rows[:n_tr], rows[n - n_ev :], note, tr_split, ev_split, n)
+
+
+def split_examples(dataset: str, hp: dict, data_dir) -> tuple[list, list, str]:
+    """Training and evaluation examples, and a note saying where they come from."""
+    s = load_split(dataset, hp, data_dir)
+    return s.train, s.eval, s.note

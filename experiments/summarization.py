@@ -45,6 +45,11 @@ Data: --data-dir (or SUMM_DIR) holding <dataset>/<split>.jsonl, else the Hub
   validation (980) and test (1000), CNN/DM only test (250)), training uses the FIRST examples
   and evaluation the LAST --max-eval-samples of that split, disjoint; the run prints this and
   the record keeps it in hyperparameters.data_note.
+  Every line of a data file is checked, also past the examples a run keeps. An explicit
+  --max-train-samples / --max-eval-samples above what the data holds, or fewer training
+  examples than one batch, is an error; a preset's cap above a split's size is not (the data
+  note records the counts). Summary and generation lengths are checked against the tokenizer
+  and the model's generation config (experiments/validate_inputs.py).
 
 Metrics: ROUGE-1/2/L/Lsum F1 (rouge-score, Porter stemming; Lsum on regex-split sentences:
 experiments.metrics.rouge_scores) of beam-search generations against the untruncated reference
@@ -62,7 +67,7 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import cli
+from experiments import cli, validate_inputs
 from experiments.config import RunConfig, SummConfig
 from experiments.config import build_parser as config_parser
 from experiments.hub import load_pretrained
@@ -70,7 +75,7 @@ from experiments.methods import METHODS
 from experiments.metrics import rouge_scores
 from experiments.presets import BASE
 from experiments.results import write_text_atomic
-from experiments.summ_data import resolve_splits, split_examples
+from experiments.summ_data import load_split
 from experiments.summ_models import (
     BUDGET_LEVELS,  # noqa: F401 - the runner's levels (tests, scripts)
     minilm_tokenizer,
@@ -248,6 +253,7 @@ def make_task(cfg: SummConfig) -> Task:
         if cfg.source_prefix is None:
             t5 = model.config.model_type in ("t5", "mt5", "umt5")
             out["source_prefix"] = "summarize: " if t5 else ""
+        validate_inputs.check_generation(cfg, model, state["tokenizer"])
         gc = model.generation_config
         out["generation"] = {
             "num_beams": cfg.num_beams,
@@ -284,17 +290,16 @@ def make_task(cfg: SummConfig) -> Task:
         ]
 
     def load_data(tok, cfg: SummConfig, data_dir):
-        hp = cfg.hyperparameters()
-        train_rows, eval_rows, note = split_examples(dataset, hp, data_dir)
-        _, ev_split = resolve_splits(dataset, hp, data_dir)
-        print(f"[{dataset}] data: {note}")
-        state["eval_rows"] = {ev_split: eval_rows}
+        split = load_split(dataset, cfg.hyperparameters(), data_dir)
+        validate_inputs.check_split_sizes(cfg, split, dataset)
+        print(f"[{dataset}] data: {split.note}")
+        state["eval_rows"] = {split.eval_split: split.eval}
         return Data(
-            train=encode(tok, train_rows, cfg),
-            evals={ev_split: encode(tok, eval_rows, cfg)},
-            n_train=len(train_rows),
-            n_eval={ev_split: len(eval_rows)},
-            hp={"data_note": note},
+            train=encode(tok, split.train, cfg),
+            evals={split.eval_split: encode(tok, split.eval, cfg)},
+            n_train=len(split.train),
+            n_eval={split.eval_split: len(split.eval)},
+            hp={"data_note": split.note},
         )
 
     def collator(tok, model):

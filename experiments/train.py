@@ -284,6 +284,10 @@ def dry_run(task: Task, cfg: RunConfig, world: int = 1) -> dict:
         tokenizer = task.load_tokenizer(cfg.model)
         model = task.load_model(cfg.model, cfg)
         cfg = replace(cfg, **task.model_hp(model, cfg))
+    except (
+        validate.BadInput
+    ):  # the loaded model refuses a value (e.g. a summary length): not offline
+        raise
     except (OSError, RuntimeError, ValueError) as e:
         unresolved["model"] = str(e).splitlines()[0]
     n_known = KNOWN_N_MODULES.get(cfg.model) if cfg.target_modules is None else None

@@ -35,6 +35,7 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
+from experiments import validate_inputs
 from experiments.data_files import DataError, DataFileNotFound
 from experiments.methods import ADAPTER_METHODS as ADAPTERS
 from experiments.methods import ALLOCATING_METHODS as ALLOCATING
@@ -152,6 +153,7 @@ def check_flags(cfg, kind: str = "glue") -> None:
             raise BadInput(
                 "--sweep-json", cfg.sweep_json, "not a JSON object", 'pass e.g. {"lr": 1e-3}'
             )
+    validate_inputs.check_flags(cfg, kind)  # summarisation lengths, --rank-pattern-from
 
 
 # Two flags that set one quantity: the second would be dropped, so giving both is an error.

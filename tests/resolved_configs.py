@@ -113,9 +113,12 @@ def _stub_task(make_task, kind):
 
 
 def write_summ_data(root: Path) -> Path:
-    """xsum with train (40), validation (12), test (12); cnn_dailymail with test (30) only,
-    as the shared offline copy (no train split)."""
-    layout = {"xsum": {"train": 40, "validation": 12, "test": 12}, "cnn_dailymail": {"test": 30}}
+    """xsum with train (80), validation (30), test (120); cnn_dailymail with test (120) only,
+    as the shared offline copy (no train split): enough for one batch of every preset."""
+    layout = {
+        "xsum": {"train": 80, "validation": 30, "test": 120},
+        "cnn_dailymail": {"test": 120},
+    }
     for ds, splits in layout.items():
         (root / ds).mkdir(parents=True, exist_ok=True)
         for split, n in splits.items():
@@ -150,7 +153,8 @@ def capture(runner: str, argv: list[str], out_dir: str, data_dir: str) -> dict:
                 mod.main(argv)
                 result = None
             except SystemExit as e:
-                result = {"error": [e.code, err.getvalue().strip().splitlines()[-1:]]}
+                line = err.getvalue().strip().splitlines()[-1:]
+                result = {"error": [e.code, [x.replace(data_dir, DATA) for x in line]]}
             except Exception as e:  # noqa: BLE001 - a crash is a result too (a traceback)
                 result = {"error": [type(e).__name__, str(e).splitlines()[:1]]}
     finally:

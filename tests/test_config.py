@@ -72,7 +72,7 @@ def test_check_schedule_later():
         (dict(lora_dropout=-0.1), r"lora_dropout must be in \[0, 1\)"),
         (dict(lora_dropout=1.0), r"lora_dropout must be in \[0, 1\)"),
         (dict(deltaT=0), "deltaT must be an integer >= 1"),
-        (dict(tinit=-1), "tinit and tfinal are step counts >= 0"),
+        (dict(tinit=-1), "tinit must be an integer >= 0"),
         (dict(target_total_rank=-3), "target_total_rank must be >= 0"),
         (dict(variant="nope"), "variant must be one of"),
         (dict(score="fisher"), "score must be one of"),

@@ -16,6 +16,7 @@ from scipy import stats as sps
 from experiments.results import SCHEMA, write_result
 from scripts import make_tables as mt
 from scripts.report import converged as C
+from scripts.report.document import generate as generate_document
 from scripts.report.figures_converged import converged_figure_specs, epoch_band
 from scripts.report.records import CONVERGED, SHORT, Run, load_runs, protocol_of
 from scripts.report.tables_converged import KNOBS
@@ -38,6 +39,8 @@ def record(
     rank_pattern=None,
     rank_pattern_from=None,
     epochs=3,
+    init_r=3,
+    target_r=2.0,
 ):
     """A GLUE result record whose metrics.evals hold ``evals`` (main metric in [0, 1], one per
     epoch); main_best is the best of them, main_final the last."""
@@ -45,8 +48,8 @@ def record(
         "lr": lr,
         "lora_alpha": alpha,
         "lora_r": lora_r,
-        "init_r": 3,
-        "target_r": 2.0,
+        "init_r": init_r,
+        "target_r": target_r,
         "epochs": epochs,
         "tinit_frac": 0.15,
         "tfinal_frac": 0.45,
@@ -378,7 +381,7 @@ def test_selections_from_the_sweep(tree):
 
 
 def test_seed_cells_pool_the_sweep_seed(tree):
-    cells = C.seed_cells(conv_runs(tree))
+    cells = C.seed_cells(conv_runs(tree), reading="v1")
     key = (MODEL, "sst2")
     ada = cells[(*key, "adalora")]
     assert ada.seed1_from_sweep and [r.seed for r in ada.runs] == [1, 2, 3, 4, 5]
@@ -419,7 +422,7 @@ def test_verdict_words():
 
 
 def test_still_rising_flag(tree):
-    cells = C.seed_cells(conv_runs(tree))
+    cells = C.seed_cells(conv_runs(tree), reading="v1")
     lora3 = cells[(MODEL, "sst2", "lora_r3")]
     assert lora3.rise == pytest.approx(3.0)
     assert lora3.last_std == pytest.approx(statistics.stdev(LORA3)) and lora3.rising
@@ -439,16 +442,17 @@ def test_converged_tables(tmp_path, tree):
     assert text.index("## Discussion") < text.index("# Converged runs")
     main = {r["task"]: r for r in table(text, "## Converged: GLUE dev at the final evaluation")}
     sst2 = main["SST-2"]
-    assert sst2["AdaLoRA 3→2"] == f"82.00 ± {statistics.stdev(ADA):.2f} (n=5)"
-    assert sst2["LoRA r=2"] == f"72.00 ± {statistics.stdev(LORA2):.2f} (n=5) [1 at other settings]"
+    # version 2: the report seeds (2-6) only, never the sweep's seed-1 run that chose the LR
+    assert sst2["AdaLoRA 3→2"] == f"82.50 ± {statistics.stdev(ADA[1:]):.2f} (n=4)"
+    assert sst2["LoRA r=2"] == f"72.50 ± {statistics.stdev(LORA2[1:]):.2f} (n=4)"
     assert sst2["LoRA r=3"] == (
-        f"77.00 ± {statistics.stdev(LORA3):.2f} (n=5) still rising (+3.00 > std 1.58)"
+        f"77.50 ± {statistics.stdev(LORA3[1:]):.2f} (n=4) still rising (+3.00 > std 1.29)"
     )
     assert sst2["epochs"] == "3"
-    cola = [60.0, 62.0, 63.0, 64.0, 65.0]  # seed 1 from the sweep
+    cola = [62.0, 63.0, 64.0, 65.0]  # seed 1 (the sweep) left out
     # CoLA's sweeps hold one setting each: a selection from a partial grid says it is provisional
     assert main["CoLA"]["LoRA r=2"] == (
-        f"62.80 ± {statistics.stdev(cola):.2f} (n=5) [sweep 1 of 8 settings in: provisional]"
+        f"63.50 ± {statistics.stdev(cola):.2f} (n=4) [sweep 1 of 8 settings in: provisional]"
     )
     assert main["CoLA"]["LoRA r=3"] == "-"
     comp = table(text, "## Converged: AdaLoRA's parts (component ablations)")
@@ -459,39 +463,56 @@ def test_converged_tables(tmp_path, tree):
     # the schedule knob tables keep only schedule knobs: no orth_reg_weight table
     assert "(`orth_reg_weight`)" not in text
     ranks = {r["task"]: r for r in table(text, "## Converged: rank check of the same seeds")}
-    # every AdaLoRA seed above every LoRA r=2 seed: 25 of 25 pairs, exact p = 2 / C(10, 5)
-    assert ranks["SST-2"]["AdaLoRA 3→2 − LoRA r=2"] == "25/25 pairs higher, p=0.008 (n=5 vs 5)"
-    assert ranks["CoLA"]["AdaLoRA 3→2 − LoRA r=2"].startswith("0/25 pairs higher")
+    # every AdaLoRA seed above every LoRA r=2 seed: 16 of 16 pairs, exact p = 2 / C(8, 4)
+    assert ranks["SST-2"]["AdaLoRA 3→2 − LoRA r=2"] == "16/16 pairs higher, p=0.029 (n=4 vs 4)"
+    assert ranks["CoLA"]["AdaLoRA 3→2 − LoRA r=2"].startswith("0/16 pairs higher")
     assert ranks["CoLA"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"] == "-"
     verdicts = {
         r["task"]: r
-        for r in table(text, "## Converged: AdaLoRA against LoRA (Welch 95% intervals)")
+        for r in table(text, "## Converged: AdaLoRA against the other arms (Welch 95% intervals)")
     }
-    better = C.welch(ADA, LORA2)
+    better = C.welch(ADA[1:], LORA2[1:])
     assert verdicts["SST-2"]["AdaLoRA 3→2 − LoRA r=2"] == (
-        f"+10.00 [{better.lo:+.2f}, {better.hi:+.2f}], df={better.df:.1f}: better (n=5 vs 5)"
+        f"+10.00 [{better.lo:+.2f}, {better.hi:+.2f}], df={better.df:.1f}: better (n=4 vs 4)"
     )
-    assert verdicts["SST-2"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"].endswith("level (n=5 vs 5)")
-    assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA r=2"].endswith(": worse (n=5 vs 5)")
-    assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"] == "- (n < 2: n=5 vs 0)"
-    # LoRA r=3 (same initial rank) gets a verdict column too, but not a headline column
-    vs_r3 = C.welch(ADA, LORA3)
+    assert verdicts["SST-2"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"].endswith("level (n=4 vs 4)")
+    assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA r=2"].endswith(": worse (n=4 vs 4)")
+    assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA (AdaLoRA's ranks)"] == "- (n < 2: n=4 vs 0)"
+    # LoRA r=3 (same initial rank) gets a verdict column too, but not a headline row
+    vs_r3 = C.welch(ADA[1:], LORA3[1:])
     assert verdicts["SST-2"]["AdaLoRA 3→2 − LoRA r=3"] == (
-        f"+5.00 [{vs_r3.lo:+.2f}, {vs_r3.hi:+.2f}], df={vs_r3.df:.1f}: {vs_r3.verdict} (n=5 vs 5)"
+        f"+5.00 [{vs_r3.lo:+.2f}, {vs_r3.hi:+.2f}], df={vs_r3.df:.1f}: {vs_r3.verdict} (n=4 vs 4)"
     )
-    assert verdicts["CoLA"]["AdaLoRA 3→2 − LoRA r=3"] == "- (n < 2: n=5 vs 0)"
-    # the headline, before the discussion, repeats the verdicts in short, with the means
-    head = {r["task"]: r for r in table(text, "## Headline: the converged verdicts")}
+    # version 1's reading (seeds 1-5, the sweep run as seed 1) is kept, labelled
+    v1 = {
+        r["task"]: r
+        for r in table(
+            text,
+            "## Converged: AdaLoRA against the other arms (Welch 95% intervals), "
+            "version 1's reading (seeds 1-5, seed 1 = the selected sweep run)",
+        )  # fmt: skip
+    }
+    old = C.welch(ADA, LORA2)
+    assert v1["SST-2"]["AdaLoRA 3→2 − LoRA r=2"] == (
+        f"+10.00 [{old.lo:+.2f}, {old.hi:+.2f}], df={old.df:.1f}: better (n=5 vs 5)"
+    )
+    assert "AdaLoRA 3→2 − LoRA r=3" in v1["SST-2"]
+    # the headline, before the discussion: one row per task and pre-stated comparison
+    head = table(text, "## Headline: the converged verdicts")
     assert text.index("## Headline: the converged verdicts") < text.index("## Discussion")
-    assert head["SST-2"]["AdaLoRA − LoRA r=2"] == (
-        f"**better** +10.00 [{better.lo:+.2f}, {better.hi:+.2f}]"
-    )
-    assert head["SST-2"]["AdaLoRA 3→2"].startswith("82.00 ± 1.58 (n=5)")
-    assert head["CoLA"]["AdaLoRA − LoRA r=2"].startswith("**worse** ")
-    assert head["CoLA"]["AdaLoRA − LoRA (AdaLoRA's ranks)"] == "-"
-    assert "AdaLoRA − LoRA r=3" not in head["SST-2"]
+    by = {(r["task"], r["against"]): r for r in head}
+    assert set(by) == {("SST-2", "LoRA r=2"), ("SST-2", "LoRA (AdaLoRA's ranks)"),
+                       ("CoLA", "LoRA r=2"), ("CoLA", "LoRA (AdaLoRA's ranks)")}  # fmt: skip
+    row = by[("SST-2", "LoRA r=2")]
+    assert row["difference [95%]"] == f"+10.00 [{better.lo:+.2f}, {better.hi:+.2f}]"
+    assert row["AdaLoRA's score"] == "82.50 ± 1.29 (n=4)" and row["per interval"] == "better"
+    assert row["Holm (k=19)"] == f"**better** (p={better.p:.3f})"
+    assert by[("CoLA", "LoRA r=2")]["per interval"] == "worse"
+    assert by[("CoLA", "LoRA (AdaLoRA's ranks)")]["difference [95%]"] == "-"
+    old_head = table(text, "## Headline, version 1's reading (kept for comparison)")
+    assert old_head[0]["AdaLoRA's score"] == "82.00 ± 1.58 (n=5)"
     settings = {r["task"]: r for r in table(text, "## Converged: selected settings")}
-    assert settings["SST-2"]["AdaLoRA 3→2"] == "lr=0.002 (sweep); seeds 1 (sweep), 2, 3, 4, 5"
+    assert settings["SST-2"]["AdaLoRA 3→2"] == "lr=0.002 (sweep); seeds 2, 3, 4, 5"
     assert settings["SST-2"]["LoRA r=3"].startswith("lr=0.001, alpha/r=8 (from LoRA r=2)")
     sweep = table(text, "## Converged: the sweep (seed 1, final evaluation)")
     chosen = {(r["task"], r["method"], r["setting"]): r[""] for r in sweep if r[""]}
@@ -536,8 +557,8 @@ def test_converged_figures(tmp_path, tree):
     specs = converged_figure_specs(load_runs(tree / "evidence"), figs)
     curves = next(s for s in specs if s.kind == "conv_curves" and "SST-2" in s.caption)
     xs, mean, lo, hi = epoch_band(curves.data["adalora"])
-    assert xs == [1.0, 2.0, 3.0] and mean[-1] == pytest.approx(82.0)
-    assert (lo[-1], hi[-1]) == (pytest.approx(80.0), pytest.approx(84.0))
+    assert xs == [1.0, 2.0, 3.0] and mean[-1] == pytest.approx(82.5)  # report seeds 2-5
+    assert (lo[-1], hi[-1]) == (pytest.approx(81.0), pytest.approx(84.0))
     rank = next(s for s in specs if s.kind == "rank")
     assert len(rank.data) == 4  # the seeds/ runs that record a rank pattern
     ablation = next(s for s in specs if s.kind == "conv_ablation")
@@ -552,16 +573,16 @@ def test_converged_figures(tmp_path, tree):
 def seed_cells_of(tree):
     from scripts.report.converged import seed_cells
 
-    return seed_cells([r for r in load_runs(tree / "evidence") if r.converged])
+    runs = [r for r in load_runs(tree / "evidence") if r.converged]
+    return seed_cells(runs, reading="v1")  # the ablations belong to version 1
 
 
 def test_empty_state(tmp_path):
-    res = tmp_path / "results"
-    (res / "evidence").mkdir(parents=True)
-    text = generate(tmp_path, res)
+    # make_tables refuses a results folder without runs; the document renders the empty state
+    text, _ = generate_document([], tmp_path / "paper_tables.md", tmp_path / "figures")
     conv = text.split("# Converged runs")[1].split(SHORT_MARK)[0]
     headings = [line for line in conv.splitlines() if line.startswith("## ")]
-    assert len(headings) == 8
+    assert len(headings) == 9
     for h in headings:
         body = section(text, h)
         if "### " in body:
@@ -626,7 +647,10 @@ def test_accounting_sums_wall_time_per_stage():
     lines = accounting(runs)
     assert "- `sweep/`: 2 runs (2 ok), 2.0 h" in lines
     assert "- `seeds/`: 1 runs (1 diverged), 0.0 h (1 without a wall time)" in lines
-    assert lines[-1] == "- in all: 3 runs, 2.0 h (1 without a wall time)"
+    assert lines[-2] == "- in all: 3 runs, 2.0 h (1 without a wall time)"
+    assert lines[-1].startswith("- 3 result files record no git commit")
+    committed = [replace(r, git_commit="abc") for r in runs]
+    assert accounting(committed)[-1] == "- in all: 3 runs, 2.0 h (1 without a wall time)"
 
 
 def test_interval_end_near_zero_keeps_its_sign_visible():
@@ -651,3 +675,37 @@ def test_evals_drop_an_evaluation_just_before_the_final_one():
     assert C.rise_of([run, run])[0] == pytest.approx(2.0)
     # evenly spaced evaluations are all kept
     assert len(Run.from_record(record("even", [0.8, 0.84, 0.85, 0.86])).evals()) == 4
+
+
+def test_welch_p_and_holm():
+    w = C.welch(ADA, LORARP)
+    assert w.p == pytest.approx(sps.ttest_ind(ADA, LORARP, equal_var=False).pvalue)
+    # Holm: sorted p 0.001, 0.02, 0.04 over k = 3 -> 0.001 <= 0.05/3, 0.02 <= 0.05/2, 0.04 <= 0.05
+    assert C.holm({"a": 0.04, "b": 0.001, "c": 0.02}) == {"a": True, "b": True, "c": True}
+    # a family of 19 (the rest not run yet): 0.02 > 0.05 / 18 stops the steps
+    assert C.holm({"a": 0.04, "b": 0.001, "c": 0.02}, 19) == {"a": False, "b": True, "c": False}
+    # step-down stops at the first failure even if a later p would pass its own bound
+    assert C.holm({"a": 0.03, "b": 0.03}, 2) == {"a": False, "b": False}
+    with pytest.raises(ValueError, match="family of 1"):
+        C.holm({"a": 0.1, "b": 0.2}, 1)
+    # the pre-stated family: r=2 and r=8 (two comparisons, four tasks), r=1 (one, three tasks)
+    assert C.family_size() == 2 * 4 + 2 * 4 + 1 * 3
+
+
+def test_arms_by_budget():
+    def arm(**kw):
+        rec = record("x", [0.5], **{k: v for k, v in kw.items() if k != "rpf"})
+        if kw.get("rpf"):
+            rec["hyperparameters"]["rank_pattern_from"] = "a.json"
+            rec["variant"] = "rank_pattern"
+        return C.arm_of(Run.from_record(rec))
+
+    assert arm() == "adalora"
+    assert arm(init_r=12, target_r=8.0) == "adalora_12to8"
+    assert arm(init_r=4, target_r=2.0) == "adalora_4to2"
+    assert arm(init_r=2, target_r=1.0) == "adalora_2to1"
+    assert arm(method="lora", lora_r=8, target_r=8.0) == "lora_r8"
+    assert arm(method="lora", lora_r=2, rpf=True) == "lora_rp"
+    assert arm(method="lora", lora_r=8, target_r=8.0, rpf=True) == "lora_rp8"
+    assert arm(method="svd_lora") == "svd_lora"
+    assert arm(method="svd_lora", init_r=12, target_r=8.0) == "svd_lora_r8"

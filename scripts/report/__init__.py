@@ -1,5 +1,6 @@
 """The report behind ``paper_tables.md`` (entry point: scripts/make_tables.py).
 
+evidence       which files under a results folder are records; reading them strictly
 records        Run: one typed record per run, parsed once; loading; sort keys
 stats          grouping (pandas), mean ± std over seeds, best and shared learning rate
 fmt            cell text and markdown tables

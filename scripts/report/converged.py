@@ -18,36 +18,24 @@ from dataclasses import dataclass, field
 
 from scipy import stats as sps
 
-from scripts.plan_converged import FULL_LRS, LORA_ALPHAS, LRS
+from scripts.protocol import (
+    ARM,
+    ARMS,
+    FAMILY_ALPHA,
+    HEADLINE,
+    LEVEL,
+    REPORT_SEEDS,
+    TASKS,
+    V1_SEEDS,
+    sweep_size,
+)
 from scripts.report.records import METHOD_NAMES, Run, value_key
 from scripts.report.stats import Stats
 
-# (arm, column title) in table order; other arms found in the runs follow.
-ARMS = (
-    ("adalora", "AdaLoRA 3→2"),
-    ("lora_r2", "LoRA r=2"),
-    ("lora_r3", "LoRA r=3"),
-    ("lora_rp", "LoRA (AdaLoRA's ranks)"),
-    ("full", "Full FT"),
-)
-ARM_NAMES = dict(ARMS)
-# Arms without a sweep of their own: LoRA r=2's selected LR and LoRA scale (alpha / r).
-DERIVED = {"lora_r3": "lora_r2", "lora_rp": "lora_r2"}
-# How many settings each swept arm's grid has (the planner's grids): a selection made before
-# the whole grid has landed is provisional and says so.
-SWEEP_SIZE = {"adalora": len(LRS), "lora_r2": len(LRS) * len(LORA_ALPHAS), "full": len(FULL_LRS)}
-# The verdicts: (arm, arm it is compared with).
-COMPARISONS = (("adalora", "lora_r2"), ("adalora", "lora_rp"), ("adalora", "lora_r3"))
-# The headline keeps the two verdicts the protocol names first (same final rank; same ranks);
-# LoRA r=3 (same initial rank) is a lower-priority arm, in the full verdict table only.
-HEADLINE_COMPARISONS = COMPARISONS[:2]
-LEVEL = 0.95  # confidence level of the Welch intervals
-SELECTION_RULE = (
-    "per task and method, among the sweep settings (learning rate, and lora_alpha for LoRA), "
-    "the one with the highest dev main metric at the final evaluation of its sweep run (seed 1); "
-    "ties: the smaller learning rate, then the smaller alpha. LoRA r=3 and LoRA (AdaLoRA's ranks) "
-    "are not swept: they use LoRA r=2's selected learning rate and the same LoRA scale alpha / r."
-)
+ARM_NAMES = {a.id: a.label for a in ARMS}
+# Arms without a sweep of their own: the setting of the arm they derive from.
+DERIVED = {a.id: a.derived_from for a in ARMS if a.derived_from is not None}
+HEADLINE_COMPARISONS = HEADLINE
 RISING_RULE = (
     '"still rising": the mean over seeds of the last evaluation minus the mean of the '
     "second-to-last evaluation (same runs) exceeds the seed std of the last evaluation."
@@ -68,16 +56,30 @@ def _close(a: float | None, b: float | None) -> bool:
     return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
+def _rank_text(v) -> str | None:
+    f = _float(v)
+    return None if f is None else f"{f:g}"
+
+
 def arm_of(r: Run) -> str:
-    """adalora; lora_rp (LoRA with ``hyperparameters.rank_pattern_from``: AdaLoRA's final ranks
-    as fixed ranks); lora_r<r> (plain LoRA at rank r); otherwise the method. A run with a
-    ``variant`` (an ablation tag) is an arm of its own, "<arm>:<variant>", never mixed in."""
-    if r.method == "lora" and r.hp.get("rank_pattern_from"):
-        return "lora_rp"
+    """The arm a run belongs to (scripts/protocol.py ARMS): AdaLoRA by its ranks ("adalora" for
+    3->2, else "adalora_<init>to<target>"); LoRA with ``hyperparameters.rank_pattern_from``
+    ("lora_rp" at target rank 2, else "lora_rp<target>"); plain LoRA "lora_r<r>"; SVD-LoRA
+    "svd_lora" at rank 2, else "svd_lora_r<r>"; otherwise the method. A run with a ``variant``
+    (an ablation tag) is an arm of its own, "<arm>:<variant>", never mixed in."""
     base = str(r.method)
+    target = _rank_text(r.hp.get("target_r"))
+    if r.method == "lora" and r.hp.get("rank_pattern_from"):  # its variant tag says the same
+        return "lora_rp" if target in (None, "2") else f"lora_rp{target}"
     if r.method == "lora":
-        rank = _float(r.hp.get("lora_r"))
-        base = f"lora_r{rank:g}" if rank is not None else "lora"
+        rank = _rank_text(r.hp.get("lora_r"))
+        base = f"lora_r{rank}" if rank is not None else "lora"
+    elif r.method == "adalora":
+        init = _rank_text(r.hp.get("init_r"))
+        if (init, target) not in (("3", "2"), (None, None)):
+            base = f"adalora_{init}to{target}"
+    elif r.method == "svd_lora" and target not in (None, "2"):
+        base = f"svd_lora_r{target}"
     return f"{base}:{r.variant}" if r.variant else base
 
 
@@ -94,7 +96,7 @@ def arm_name(arm: str) -> str:
 
 def arm_key(arm: str) -> tuple:
     base, _, variant = arm.partition(":")
-    order = [a for a, _ in ARMS]
+    order = [a.id for a in ARMS]
     return (order.index(base) if base in order else len(order), base, variant)
 
 
@@ -189,7 +191,7 @@ class Selection:
         if self.source == "sweep":
             mine = setting_of(r)
             return _close(mine.alpha, self.setting.alpha) and mine.extra == self.setting.extra
-        if arm == "lora_rp" or self.scale is None:
+        if (arm in ARM and ARM[arm].pattern_from) or self.scale is None:
             return True
         return _close(lora_scale(r), self.scale)
 
@@ -211,7 +213,7 @@ class Selection:
 def partial_sweep(arm: str, points: Sequence) -> tuple | None:
     """(settings landed, settings planned) while ``arm``'s sweep grid has only partly landed,
     else None (complete, or an arm without a planned grid)."""
-    planned = SWEEP_SIZE.get(arm)
+    planned = sweep_size(arm)
     return (len(points), planned) if planned and len(points) < planned else None
 
 
@@ -302,12 +304,20 @@ def rise_of(runs: Sequence[Run]) -> tuple:
     return rise, (statistics.stdev(last) if len(last) >= 2 else None)
 
 
-def seed_cell(runs: Sequence[Run], model: str, task: str, arm: str, sel: Selection | None) -> Cell:
-    """The seeds/ runs of (model, task, arm) at the selected setting, with the sweep's run at
-    that setting as seed 1 when seeds/ has no seed-1 run of its own. Without a selection, every
-    seeds/ run of the arm."""
+READINGS = ("v2", "v1")  # version 2: REPORT_SEEDS only; version 1: seeds 1-5, sweep run reused
+
+
+def seed_cell(
+    runs: Sequence[Run], model: str, task: str, arm: str, sel: Selection | None, reading="v2"
+) -> Cell:
+    """The seeds/ runs of (model, task, arm) at the selected setting. ``reading`` "v2" (the
+    protocol's): seeds REPORT_SEEDS only, so the run that chose the setting is never averaged;
+    "v1" (version 1's, kept as a labelled row): seeds V1_SEEDS, with the sweep's run at that
+    setting as seed 1 when seeds/ has no seed-1 run of its own. Without a selection, every
+    seeds/ run of the arm at those seeds."""
+    wanted = set(REPORT_SEEDS if reading == "v2" else V1_SEEDS)
     mine = [r for r in runs if r.converged and _key(r) == (model, task) and arm_of(r) == arm]
-    seeds = [r for r in mine if r.stage == "seeds"]
+    seeds = [r for r in mine if r.stage == "seeds" and r.seed in wanted]
     cell = Cell(selection=sel)
     if sel is None:
         chosen = seeds
@@ -315,8 +325,8 @@ def seed_cell(runs: Sequence[Run], model: str, task: str, arm: str, sel: Selecti
         chosen = [r for r in seeds if sel.matches(r, arm)]
         cell.other_settings = len(seeds) - len(chosen)
         have = {r.seed for r in chosen}
-        if sel.point is not None:
-            extra = [r for r in sel.point.runs if r.seed not in have]
+        if sel.point is not None and reading == "v1":
+            extra = [r for r in sel.point.runs if r.seed not in have and r.seed in wanted]
             cell.seed1_from_sweep = any(r.seed == 1 for r in extra)
             chosen += extra
     cell.runs = sorted(chosen, key=lambda r: (value_key(r.seed), r.name))
@@ -325,12 +335,12 @@ def seed_cell(runs: Sequence[Run], model: str, task: str, arm: str, sel: Selecti
     return cell
 
 
-def seed_cells(runs: Sequence[Run], sels: dict | None = None) -> dict:
+def seed_cells(runs: Sequence[Run], sels: dict | None = None, reading: str = "v2") -> dict:
     """{(model, task, arm): Cell} for every arm with seeds/ runs or a selection."""
     sels = selections(runs) if sels is None else sels
     keys = {(*_key(r), arm_of(r)) for r in runs if r.converged and r.stage == "seeds"}
     keys |= set(sels)
-    return {k: seed_cell(runs, *k, sels.get(k)) for k in keys}
+    return {k: seed_cell(runs, *k, sels.get(k), reading) for k in keys}
 
 
 # ---------------------------------------------------------------- Welch intervals
@@ -344,6 +354,7 @@ class Welch:
     lo: float | None = None
     hi: float | None = None
     df: float | None = None
+    p: float | None = None  # two-sided Welch t test of "no difference"
 
     @property
     def verdict(self) -> str:
@@ -369,11 +380,33 @@ def welch(a: Sequence[float], b: Sequence[float], level: float = LEVEL) -> Welch
     se = math.sqrt(v1 + v2)
     if se == 0:
         w.lo = w.hi = w.diff
+        w.p = 1.0 if w.diff == 0 else 0.0
         return w
     w.df = (v1 + v2) ** 2 / (v1**2 / (n1 - 1) + v2**2 / (n2 - 1))
     half = float(sps.t.ppf(0.5 + level / 2, w.df)) * se
     w.lo, w.hi = w.diff - half, w.diff + half
+    w.p = float(2 * sps.t.sf(abs(w.diff) / se, w.df))
     return w
+
+
+def family_size() -> int:
+    """k of the family-wise rule: every pre-stated headline comparison on every task its arms
+    are planned for (fixed in advance; one not run yet counts as p = 1)."""
+    return sum(1 for a, b in HEADLINE for t in TASKS if t in ARM[a].tasks and t in ARM[b].tasks)
+
+
+def holm(pvalues: dict, k: int | None = None, alpha: float = FAMILY_ALPHA) -> dict:
+    """Holm's step-down rule over a family of ``k`` comparisons (default: len(pvalues); the
+    missing ones count as p = 1): {key: True when a difference at family-wise level alpha}."""
+    k = len(pvalues) if k is None else k
+    if k < len(pvalues):
+        raise ValueError(f"family of {k} comparisons, {len(pvalues)} p-values")
+    out = {key: False for key in pvalues}
+    for i, key in enumerate(sorted(pvalues, key=lambda key: pvalues[key])):
+        if pvalues[key] > alpha / (k - i):
+            break
+        out[key] = True
+    return out
 
 
 def rank_check(a: Sequence[float], b: Sequence[float]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from scripts import paper_numbers as P
-from scripts.report.figures import figure_specs, figures_section
+from scripts.report.figures import figure_links, figure_specs, figures_section
 from scripts.report.figures_converged import converged_figure_specs, converged_figures_section
 from scripts.report.records import Run
 from scripts.report.tables_converged import converged_section
@@ -74,7 +74,14 @@ def generate(
     runs = [r for r in runs if not r.converged]
     conv_specs = converged_figure_specs(conv, Path(fig_dir))
     specs = figure_specs(runs, Path(fig_dir))
-    head, section = converged_section(conv, converged_figures_section(conv_specs, Path(out_path)))
+    budget_specs = [f for f in conv_specs if f.kind == "conv_budget"]
+    head, section = converged_section(
+        conv,
+        converged_figures_section(
+            [f for f in conv_specs if f.kind != "conv_budget"], Path(out_path)
+        ),
+        figure_links(budget_specs, Path(out_path)) if budget_specs else [],
+    )
     L = [
         "# AdaLoRA reproduction: the paper's tables next to ours",
         "",

@@ -7,6 +7,9 @@ conv_rank          final rank per layer and matrix of the converged AdaLoRA runs
                    table's cell, averaged over seeds), per task
 conv_ablation      dev score vs each schedule knob (one panel per knob, error bars: std over
                    seeds), per task
+conv_budget        dev score vs final adapter parameters (log scale), one line per arm family
+                   across the budgets r = 1, 2, 8 (mean and 95% t interval over the report
+                   seeds), full fine-tuning as a horizontal line, per task (the paper's Fig. 2)
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
+
+from scipy import stats as sps
 
 from experiments.plots import rank_grid
 from scripts.report.converged import arm_key, arm_name, arm_of, seed_cells, selections
@@ -97,6 +102,65 @@ def _draw_knobs(plt, by_knob: dict):
     return fig, None
 
 
+BUDGET_FAMILIES = (  # (legend, {budget: arm}) drawn as one line each
+    ("AdaLoRA", {1: "adalora_2to1", 2: "adalora", 8: "adalora_12to8"}),
+    ("LoRA r = r", {1: "lora_r1", 2: "lora_r2", 8: "lora_r8"}),
+    ("LoRA (AdaLoRA's ranks)", {2: "lora_rp", 8: "lora_rp8"}),
+    ("SVD-LoRA", {8: "svd_lora_r8"}),
+    ("AdaLoRA 4→2", {2: "adalora_4to2"}),
+)
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple:
+    """(mean, half-width of its t interval); half-width 0 for a single value."""
+    n = len(values)
+    m = statistics.fmean(values)
+    if n < 2:
+        return m, 0.0
+    return m, float(sps.t.ppf(0.5 + level / 2, n - 1)) * statistics.stdev(values) / n**0.5
+
+
+def budget_points(cells: dict, mt: tuple) -> dict:
+    """{legend: [(adapter params, mean, half-width, n, r)]} of ``mt``'s report-seed cells, and
+    "Full FT": [(None, mean, half-width, n, None)]."""
+    out: dict = {}
+    for legend, by_budget in BUDGET_FAMILIES:
+        for r, arm in sorted(by_budget.items()):
+            cell = cells.get((*mt, arm))
+            vals = cell.stats.values if cell is not None else []
+            params = sorted(x.final_adapter for x in cell.runs if x.final_adapter) if vals else []
+            if vals and params:
+                m, h = mean_ci(vals)
+                out.setdefault(legend, []).append((params[len(params) // 2], m, h, len(vals), r))
+    full = cells.get((*mt, "full"))
+    if full is not None and full.stats.values:
+        m, h = mean_ci(full.stats.values)
+        out["Full FT"] = [(None, m, h, len(full.stats.values), None)]
+    return out
+
+
+def _draw_budget(plt, pts: dict):
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    for legend, rows in pts.items():
+        if legend == "Full FT":
+            _, m, h, n, _ = rows[0]
+            line = ax.axhline(m, color="black", linestyle="--", linewidth=1,
+                              label=f"Full FT (n={n})")  # fmt: skip
+            ax.axhspan(m - h, m + h, color=line.get_color(), alpha=0.08, linewidth=0)
+            continue
+        xs, ms, hs = [p[0] for p in rows], [p[1] for p in rows], [p[2] for p in rows]
+        ns = ",".join(str(p[3]) for p in rows)
+        ax.errorbar(xs, ms, yerr=hs, marker="o", capsize=3, label=f"{legend} (n={ns})")
+        for x, m, _, _, r in rows:
+            ax.annotate(f"r={r}", (x, m), textcoords="offset points", xytext=(4, -10),
+                        fontsize=6)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("final adapter parameters (log scale)")
+    ax.set_ylabel("dev score x100")
+    ax.legend(fontsize=7)
+    return fig, ax
+
+
 def _mt(r: Run) -> tuple:
     return (str(r.model), str(r.task))
 
@@ -161,7 +225,25 @@ def converged_figure_specs(runs: Sequence[Run], fig_dir: Path) -> list:
             )
         )
     specs.sort(key=lambda s: ["conv_curves", "conv_calibration", "rank"].index(s.kind))
-    knobs = knob_stats(conv, cells)
+    budget = []
+    for mt in _sorted({k[:2] for k in cells}):
+        pts = budget_points(cells, mt)
+        arms_with_two_budgets = [k for k, v in pts.items() if k != "Full FT" and len(v) >= 2]
+        if not arms_with_two_budgets:
+            continue  # one budget only: the main table says it all
+        budget.append(
+            Figure(
+                "conv_budget",
+                path("budget", mt),
+                f"Score against budget, {task_name(mt[1])}, {mt[0]}: dev score x100 against "
+                "final adapter parameters (log scale), mean and 95% t interval over the report "
+                "seeds per arm and budget r; dashed: full fine-tuning",
+                pts,
+                _draw_budget,
+            )
+        )
+    specs = budget + specs
+    knobs = knob_stats(conv, seed_cells(conv, selections(conv), reading="v1"))  # v1's ablations
     for mt in _sorted(knobs):
         if any(st.n for pts in knobs[mt].values() for _, st in pts):
             specs.append(

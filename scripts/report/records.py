@@ -1,22 +1,24 @@
 """One typed record per run, parsed once: ``Run``.
 
 A run comes from an ``adalora.result/1`` dict (schema in experiments/results.py): a result file
-(``load_runs``) or a W&B run converted by ``wandb_import``. Parsing tolerates the older files
-(no ``train_log``, no ``primary_split``, ``metrics.final`` keyed by split) so that every committed
-file stays readable; everything else in the report reads ``Run`` fields, never the raw dict.
+(``load_runs``, which reads only valid records: scripts/report/evidence.py) or a W&B run converted
+by ``wandb_import``. Parsing tolerates the older files (no ``train_log``, no ``primary_split``,
+``metrics.final`` keyed by split) so that every committed file stays readable; everything else in
+the report reads ``Run`` fields, never the raw dict.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from experiments.results import load_results
+from experiments.validate_base import BadInput
 from scripts import paper_numbers as P
+from scripts.report.evidence import read_records
 
 METHOD_ORDER = (
     "full",
@@ -139,6 +141,7 @@ class Run:
     protocol: str = SHORT  # CONVERGED for a file under a "converged" folder (load_runs)
     stage: str = ""  # the converged stage: the folder below "converged" ("" when none)
     wall_time_s: float | None = None  # the run's wall time (one process, one core)
+    git_commit: str | None = None  # the commit that ran it (None: not recorded)
 
     @classmethod
     def from_record(cls, rec: dict) -> Run:
@@ -171,6 +174,7 @@ class Run:
             budget_curve=(budget.get("curve") or None) if isinstance(budget, dict) else None,
             train_log=rec.get("train_log") or None,
             wall_time_s=_float(rec.get("wall_time_s")),
+            git_commit=rec.get("git_commit") or None,
         )
 
     def metric(self, key: str | None = None) -> float | None:
@@ -258,14 +262,13 @@ def protocol_of(path: str | os.PathLike, root: str | os.PathLike) -> tuple:
     return CONVERGED, (scope[i + 1] if i + 1 < len(scope) else "")
 
 
-def load_runs(root: str | os.PathLike) -> list[Run]:
-    """Every result file under ``root`` (recursively), as runs, each with its protocol and
-    stage (``protocol_of``); none when ``root`` is absent."""
-    root = Path(root)
-    if not root.exists():
-        return []
+def load_runs(root: str | os.PathLike, skip: Callable[[BadInput], None] | None = None) -> list[Run]:
+    """Every result record under the folder ``root`` (evidence.record_files), as runs, each with
+    its protocol and stage (``protocol_of``). An invalid record raises BadInput naming the file
+    and the field, or, with ``skip``, is passed to ``skip`` and left out; a missing ``root``
+    raises NotADirectoryError."""
     out = []
-    for rec in load_results(root):
+    for rec in read_records(root, skip):
         run = Run.from_record(rec)
         protocol, stage = protocol_of(run.path, root)
         out.append(replace(run, protocol=protocol, stage=stage) if protocol != SHORT else run)

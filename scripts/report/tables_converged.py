@@ -9,18 +9,29 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
-from scripts.report.converged import (
+from scripts.protocol import (
+    ARM,
     COMPARISONS,
-    HEADLINE_COMPARISONS,
+    EPOCH_RULE,
+    FAMILY_ALPHA,
+    FAMILY_RULE,
+    HEADLINE,
     LEVEL,
-    RISING_RULE,
+    REPORT_SEEDS,
     SELECTION_RULE,
+    SELECTION_SEED,
+)
+from scripts.report.converged import (
+    HEADLINE_COMPARISONS,
+    RISING_RULE,
     Cell,
     arm_key,
     arm_name,
     arm_of,
     cell_stats,
+    family_size,
     grid_edge,
+    holm,
     interval_text,
     partial_sweep,
     rank_check,
@@ -90,25 +101,28 @@ def _epochs(runs: Sequence[Run]) -> str:
 
 
 def protocol_text() -> list:
-    from scripts import plan_converged as grid  # the grid the runs come from
+    from scripts import protocol as grid  # the grid the runs come from
 
     def braces(values) -> str:
-        return "{" + ", ".join(values) + "}"
+        return "{" + ", ".join(str(v) for v in values) + "}"
 
+    seeds = f"{REPORT_SEEDS[0]}-{REPORT_SEEDS[-1]}"
     text = (
-        "Protocol, fixed before the runs (also in the discussion; the commands are "
-        "`scripts/plan_converged.py`): one seed of LoRA r=2 and AdaLoRA 3→2 evaluated every "
-        "epoch (`calibration/`) chooses the epochs per task, so that the dev score has stopped "
-        f"rising for both ({grid.EPOCH_RULE}); AdaLoRA's and LoRA r=2's learning rates are "
-        f"swept over {braces(grid.LRS)} with seed 1, LoRA's lora_alpha over "
-        f"{braces(grid.LORA_ALPHAS)} too, full fine-tuning's over {braces(grid.FULL_LRS)} "
-        f"(`sweep/`); selection rule: {SELECTION_RULE} Each method then runs seeds 1-5 at its "
-        "selected setting (`seeds/`); seed 1 is the sweep's run at that setting (reused, not "
-        "run again) unless `seeds/` holds a seed-1 run of its own. Every score is the dev main "
-        "metric x100 at the FINAL evaluation (the runs have converged), mean ± std (n) over "
-        'seeds of the runs with status "ok" (other runs are counted in their cells). Verdicts: '
-        f"AdaLoRA − LoRA with a {LEVEL:.0%} Welch t interval (Welch-Satterthwaite df): better "
-        f"(interval above 0), worse (below 0), level (contains 0). Flag {RISING_RULE}"
+        "Protocol, version 2, fixed before its runs (`scripts/protocol.py`, the commands "
+        "`scripts/plan_converged.py`; the discussion states it in words): one seed of LoRA r=2 "
+        "and AdaLoRA 3→2 evaluated every epoch (`calibration/`) chooses the epochs per task "
+        f"({EPOCH_RULE}). Budgets: average final rank r = 1, 2, 8 per adapted matrix (b(T) = "
+        "36 r on MiniLM's 36 matrices). Each swept arm's learning rate is swept over "
+        f"{braces(grid.LRS)} with seed {SELECTION_SEED}, LoRA's scale alpha / r over "
+        f"{braces(grid.LORA_SCALES)} too, full fine-tuning's LR over {braces(grid.FULL_LRS)} "
+        f"(`sweep/`); selection rule: {SELECTION_RULE} Each arm then runs seeds {seeds} at its "
+        "selected setting (`seeds/`). Every score is the dev main metric x100 at the FINAL "
+        'evaluation, mean ± std (n) over seeds of the runs with status "ok" (other runs are '
+        f"counted in their cells). Verdicts: AdaLoRA − the other arm with a {LEVEL:.0%} Welch t "
+        "interval (Welch-Satterthwaite df): better (interval above 0), worse (below 0), level "
+        f"(contains 0), read one by one; family-wise: {FAMILY_RULE}. Version 1 (seeds 1-5, "
+        "seed 1 being the selected sweep run) is kept as a labelled reading. "
+        f"Flag {RISING_RULE}"
     )
     return [text]
 
@@ -134,6 +148,12 @@ def accounting(runs: Sequence[Run]) -> list:
             + f"), {_hours(by_stage[stage])}{what}"
         )
     lines.append(f"- in all: {len(conv)} runs, {_hours(conv)}")
+    bare = sorted(r.name for r in conv if not r.git_commit)
+    if bare:
+        lines.append(
+            f"- {len(bare)} result files record no git commit (written before the field "
+            "existed; their commands are recorded): " + ", ".join(f"`{n}`" for n in bare)
+        )
     return lines
 
 
@@ -166,9 +186,12 @@ def main_table(runs: Sequence[Run], cells: dict) -> list:
     return lines + md_table(["model", "task", "epochs"] + [arm_name(a) for a in arms], rows)
 
 
-def verdict_table(cells: dict) -> list:
+def verdict_table(cells: dict, version1: bool = False) -> list:
+    title = "AdaLoRA against the other arms (Welch 95% intervals)"
+    if version1:
+        title += ", version 1's reading (seeds 1-5, seed 1 = the selected sweep run)"
     lines = [
-        "## Converged: AdaLoRA against LoRA (Welch 95% intervals)",
+        f"## Converged: {title}",
         "",
         f"Difference of means over seeds, [{LEVEL:.0%} interval], Welch-Satterthwaite df, "
         'verdict and n per side; "-" when either side has fewer than 2 scored seeds.',
@@ -176,17 +199,21 @@ def verdict_table(cells: dict) -> list:
     ]
     if not any(c.runs for c in cells.values()):
         return lines + not_run("seeds")
+    comparisons = [(a, b) for a, b in COMPARISONS if not version1 or ARM[a].rbar == 2]
+    comparisons = [(a, b) for a, b in comparisons if any(k[2] == a for k in cells)]
     rows, rank_rows = [], []  # the Welch verdicts and the rank check, from the same seeds
     for mt in sorted({k[:2] for k in cells}, key=_row_key):
         row, rank_row = [mt[0], task_name(mt[1])], [mt[0], task_name(mt[1])]
-        for a, b in COMPARISONS:
+        for a, b in comparisons:
             ca, cb = cells.get((*mt, a)) or Cell(), cells.get((*mt, b)) or Cell()
             row.append(verdict_text(welch(ca.stats.values, cb.stats.values)))
             rank_row.append(rank_check(ca.stats.values, cb.stats.values))
         rows.append(row)
         rank_rows.append(rank_row)
-    header = ["model", "task"] + [f"{arm_name(a)} − {arm_name(b)}" for a, b in COMPARISONS]
+    header = ["model", "task"] + [f"{arm_name(a)} − {arm_name(b)}" for a, b in comparisons]
     lines += md_table(header, rows)
+    if version1:
+        return lines
     lines += [
         "",
         "## Converged: rank check of the same seeds",
@@ -457,51 +484,169 @@ def knob_stats(runs: Sequence[Run], cells: dict | None = None) -> dict:
     return out
 
 
-def headline(cells: dict) -> list:
-    """The verdicts first: per task, each first-priority arm's seed mean and AdaLoRA's verdict
-    against it, in one table (the tables under "Converged runs" hold the detail)."""
+def _short(w) -> str:
+    return f"{interval_text(w)}" if w.lo is not None else "-"
+
+
+def headline(cells: dict, v1_cells: dict | None = None) -> list:
+    """The verdicts first: per task and budget, each pre-stated comparison (protocol HEADLINE)
+    on the report seeds, with the per-interval and the family-wise (Holm) verdicts and the
+    rank check; then version 1's reading of the r = 2 cells, labelled."""
+    k = family_size()
     lines = [
         "## Headline: the converged verdicts",
         "",
-        "AdaLoRA against LoRA at the same average final rank: dev score x100 at "
-        "the final evaluation, mean ± std (n) over seeds at each method's tuned setting, and "
-        f"AdaLoRA − LoRA with its {LEVEL:.0%} Welch interval and verdict (better / level / "
-        'worse). Protocol, sweeps, rank check and ablations: "Converged runs" below; what it '
+        "AdaLoRA against LoRA at the same average final rank r: dev score x100 at the final "
+        f"evaluation, mean ± std (n) over the report seeds ({REPORT_SEEDS[0]}-"
+        f"{REPORT_SEEDS[-1]}: no run that chose a setting is in a mean), AdaLoRA − the other "
+        f"arm with its {LEVEL:.0%} Welch interval and two verdicts: per interval (interval "
+        f"excludes 0) and family-wise (Holm over the k = {k} pre-stated comparisons at level "
+        f"{FAMILY_ALPHA:g}; one not run yet counts as p = 1). Rank check: pairs AdaLoRA wins, "
+        'Mann-Whitney p. Protocol, sweeps and ablations: "Converged runs" below; what it '
         "means: the discussion.",
         "",
     ]
-    tasks = sorted({k[:2] for k, c in cells.items() if k[2] == "adalora" and c.runs}, key=_row_key)
-    if not tasks:
+    keys = sorted(
+        {(k_[0], k_[1], a, b) for k_ in cells for a, b in HEADLINE if k_[2] == a},
+        key=lambda x: (_row_key(x[:2]), ARM[x[2]].rbar, HEADLINE.index((x[2], x[3]))),
+    )
+    tests = {}
+    for model, task, a, b in keys:
+        ca, cb = cells.get((model, task, a)) or Cell(), cells.get((model, task, b)) or Cell()
+        tests[(model, task, a, b)] = (ca, cb, welch(ca.stats.values, cb.stats.values))
+    if not any(c[0].runs for c in tests.values()):
         return lines + not_run("seeds")
-    header, rows = ["model", "task", arm_name("adalora")], []
-    for _, b in HEADLINE_COMPARISONS:
-        header += [arm_name(b), f"AdaLoRA − {arm_name(b)}"]
-    for mt in tasks:
-        ada = cells[(*mt, "adalora")]
-        row = [mt[0], task_name(mt[1]), _cell_text(ada)]
-        for _, b in HEADLINE_COMPARISONS:
-            cb = cells.get((*mt, b))
-            w = welch(ada.stats.values, cb.stats.values if cb else [])
-            short = f"**{w.verdict}** {interval_text(w)}" if w.lo is not None else "-"
-            row += [_cell_text(cb), short]
-        rows.append(row)
-    return lines + md_table(header, rows)
+    ps = {key: w.p for key, (_, _, w) in tests.items() if w.p is not None}
+    fam = holm(ps, max(k, len(ps)))
+    rows = []
+    for key, (ca, cb, w) in tests.items():
+        model, task, a, b = key
+        family = "-" if key not in ps else ("**" + w.verdict + "**" if fam[key] else "level")
+        family += f" (p={w.p:.3f})" if w.p is not None else ""
+        rows.append(
+            [
+                model,
+                task_name(task),
+                str(ARM[a].rbar),
+                arm_name(a),
+                _cell_text(ca),
+                arm_name(b),
+                _cell_text(cb),
+                _short(w),
+                w.verdict if w.lo is not None else "-",
+                family,
+                rank_check(ca.stats.values, cb.stats.values),
+            ]  # fmt: skip
+        )
+    header = ["model", "task", "r", "AdaLoRA", "AdaLoRA's score", "against", "its score"]
+    header += [f"difference [{LEVEL:.0%}]", "per interval", f"Holm (k={k})", "rank check"]
+    lines += md_table(header, rows)
+    if v1_cells:
+        lines += [
+            "",
+            "## Headline, version 1's reading (kept for comparison)",
+            "",
+            "Not a verdict of version 2: r = 2 on seeds 1-5, seed 1 being the sweep run that "
+            "chose the setting (so selection leaks into these means).",
+            "",
+        ]
+        rows = []
+        for model, task, a, b in keys:
+            if ARM[a].rbar != 2 or (a, b) not in HEADLINE_COMPARISONS:
+                continue
+            ca, cb = v1_cells.get((model, task, a)), v1_cells.get((model, task, b))
+            if ca is None or not ca.runs:
+                continue
+            w = welch(ca.stats.values, cb.stats.values if cb else [])
+            rows.append(
+                [
+                    model,
+                    task_name(task),
+                    "2 (v1)",
+                    arm_name(a),
+                    _cell_text(ca),
+                    arm_name(b),
+                    _cell_text(cb),
+                    _short(w),
+                    w.verdict if w.lo is not None else "-",
+                ]  # fmt: skip
+            )
+        lines += md_table(header[:9], rows)
+    return lines
 
 
-def converged_section(runs: Sequence[Run], figures: list) -> tuple[list, list]:
-    """(the headline that opens the document, the whole converged part before the short
-    runs), from one pass of the selection rule."""
+ROLES = (  # the budget table's columns: (title, arm of each budget)
+    ("AdaLoRA", {1: "adalora_2to1", 2: "adalora", 8: "adalora_12to8"}),
+    ("LoRA r = r", {1: "lora_r1", 2: "lora_r2", 8: "lora_r8"}),
+    ("LoRA (AdaLoRA's ranks)", {2: "lora_rp", 8: "lora_rp8"}),
+    ("SVD-LoRA r", {8: "svd_lora_r8"}),
+    ("AdaLoRA 4→2", {2: "adalora_4to2"}),
+    ("LoRA r=3", {2: "lora_r3"}),
+)
+
+
+def _params(cell: Cell | None) -> str:
+    p = sorted(r.final_adapter for r in (cell.runs if cell else []) if r.final_adapter)
+    if not p:
+        return ""
+    mid = p[len(p) // 2]
+    return f"; {mid / 1e3:.0f}k" if p[0] == p[-1] else f"; {p[0] / 1e3:.0f}-{p[-1] / 1e3:.0f}k"
+
+
+def budget_table(cells: dict) -> list:
+    """Score against budget, the paper's Table 5 form: per task and average final rank r, each
+    arm's report-seed cell and its final adapter parameters; full fine-tuning as the ceiling."""
+    lines = [
+        "## Budget: score against the average final rank (the paper's Table 5 form)",
+        "",
+        "Per task and budget r (b(T) = 36 r): mean ± std (n) over the report seeds at each "
+        "arm's selected setting; final adapter parameters after the semicolon (AdaLoRA: "
+        "after pruning). Full fine-tuning, the ceiling, in its own row. The paper's Table 5 "
+        "(DeBERTaV3-base, SST-2 and MNLI) is in the spec; compare directions, not levels.",
+        "",
+    ]
+    mts = sorted({k[:2] for k, c in cells.items() if c.runs}, key=_row_key)
+    if not mts:
+        return lines + not_run("seeds")
+    rows = []
+    for mt in mts:
+        for r in (1, 2, 8):
+            arms = [(title, by.get(r)) for title, by in ROLES]
+            if not any(a and (cells.get((*mt, a)) or Cell()).runs for _, a in arms):
+                continue
+            row = [mt[0], task_name(mt[1]), str(r)]
+            for _, a in arms:
+                c = cells.get((*mt, a)) if a else None
+                row.append(_cell_text(c) + _params(c) if c is not None and c.runs else "-")
+            rows.append(row)
+        full = cells.get((*mt, "full"))
+        if full is not None and full.runs:
+            rows.append([mt[0], task_name(mt[1]), "full FT", _cell_text(full) + _params(full)]
+                        + ["-"] * (len(ROLES) - 1))  # fmt: skip
+    return lines + md_table(["model", "task", "r"] + [t for t, _ in ROLES], rows)
+
+
+def converged_section(
+    runs: Sequence[Run], figures: list, budget_figures: list = ()
+) -> tuple[list, list]:
+    """(the part that opens the document: headline, budget table and figure; the whole
+    converged part before the short runs), from one pass of the selection rule."""
     conv = [r for r in runs if r.converged]
     points = sweep_points(conv)
     sels = selections(conv, points)
     cells = seed_cells(conv, sels)
+    v1 = seed_cells(conv, sels, reading="v1")
     L = ["# Converged runs (`results/evidence/converged/`)", ""] + protocol_text() + [""]
     L += accounting(conv) + [""]
     L += main_table(conv, cells) + [""]
     L += verdict_table(cells) + [""]
+    L += verdict_table(v1, version1=True) + [""]
     L += settings_table(cells, sels) + [""]
     L += sweep_table(points) + [""]
     L += calibration_table(conv) + [""]
-    L += ablation_tables(conv, cells) + [""]
-    L += components_table(conv, cells) + [""]
-    return headline(cells), L + figures
+    L += ablation_tables(conv, v1) + [""]
+    L += components_table(conv, v1) + [""]
+    head = headline(cells, v1) + [""] + budget_table(cells)
+    if budget_figures:
+        head += [""] + list(budget_figures)
+    return head, L + figures

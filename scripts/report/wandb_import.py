@@ -1,14 +1,21 @@
 """Runs pulled from a W&B project (``make_tables.py --wandb ENTITY/PROJECT``), converted to
-``adalora.result/1`` records and then to ``Run``s like the result files."""
+``adalora.result/1`` records, checked like the result files (evidence.check_record, without the
+provenance keys W&B does not hold) and then made ``Run``s."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from experiments.results import SCHEMA
+from experiments.validate_base import BadInput
 from scripts import paper_numbers as P
+from scripts.report.evidence import check_record
 from scripts.report.records import Run
+
+WANDB_FIX = (
+    "fix the run's config or summary in W&B, or pass --skip-invalid to leave it out with a warning"
+)
 
 _NOT_HP = (
     "schema",
@@ -117,20 +124,23 @@ def wandb_to_record(
     }
 
 
-def fetch_wandb(path: str) -> list[Run]:
-    """Every run of W&B project ``path`` (ENTITY/PROJECT); exits with a message when W&B is
-    offline or unreachable."""
+def fetch_wandb(path: str, skip: Callable[[BadInput], None] | None = None) -> list[Run]:
+    """Every run of W&B project ``path`` (ENTITY/PROJECT). Raises BadInput (flag --wandb) when
+    W&B is offline or unreachable, and for a run whose record is invalid (naming the run and
+    the field), unless ``skip`` takes it: then it is passed to ``skip`` and left out."""
     mode = os.environ.get("WANDB_MODE", "").lower()
     if mode in ("offline", "disabled", "dryrun"):
-        raise SystemExit(
-            f"--wandb {path}: W&B is offline (WANDB_MODE={mode}); pulling runs needs "
-            "network access. Unset WANDB_MODE or drop --wandb."
+        raise BadInput(
+            "--wandb",
+            path,
+            f"W&B is offline (WANDB_MODE={mode}); pulling runs needs network access",
+            "unset WANDB_MODE or drop --wandb",
         )
     try:
         import wandb
 
         api = wandb.Api(timeout=30)
-        out = []
+        pulled = []
         for run in api.runs(path):
             params = []
             if getattr(run, "sweep", None) is not None:
@@ -141,10 +151,22 @@ def fetch_wandb(path: str) -> list[Run]:
                 else dict(run.summary)
             )
             rec = wandb_to_record(run.name, dict(run.config), summary, run.state, params)
-            out.append(Run.from_record(rec))
-        return out
+            pulled.append((run.name, rec))
     except Exception as e:  # network, auth, unknown project
-        raise SystemExit(
-            f"--wandb {path}: could not pull runs from W&B ({type(e).__name__}: {e}). "
-            "This needs network access and a W&B API key (wandb login)."
+        raise BadInput(
+            "--wandb",
+            path,
+            f"could not pull runs from W&B ({type(e).__name__}: {e})",
+            "this needs network access and a W&B API key (wandb login)",
         ) from None
+    out = []
+    for name, rec in pulled:
+        try:
+            check_record(rec, f"--wandb {path} run {name}", WANDB_FIX, file=False)
+        except BadInput as e:
+            if skip is None:
+                raise
+            skip(e)
+            continue
+        out.append(Run.from_record(rec))
+    return out
