@@ -60,14 +60,14 @@ def latest_checkpoint(root) -> Path | None:
     return next((p for p in found if _complete(p)), None)
 
 
-def _settings(args, hp: dict) -> dict:
+def _settings(cfg) -> dict:
     """What must not change between a run and its resumption (JSON round-tripped)."""
     view = {
-        "task": args.task,
-        "method": args.method,
-        "seed": args.seed,
-        "preset": args.preset,
-        "hp": hp,
+        "task": cfg.task,
+        "method": cfg.method,
+        "seed": cfg.seed,
+        "preset": cfg.preset,
+        "hp": cfg.hyperparameters(),
     }
     return json.loads(json.dumps(view, sort_keys=True, default=str))
 
@@ -92,19 +92,19 @@ class Checkpointing:
         }
 
 
-def plan(args, hp: dict, run_name: str) -> Checkpointing:
+def plan(cfg, run_name: str) -> Checkpointing:
     """Where the run's checkpoints go and the one to resume from (None: start afresh). Raises
     validate.BadInput when the checkpoints were made with other settings. Writes nothing."""
     from experiments.validate_base import BadInput
 
-    root = checkpoint_root(args.output_dir, run_name)
+    root = checkpoint_root(cfg.output_dir, run_name)
     last = latest_checkpoint(root)
     if last is not None:
         try:
             saved = json.loads((root / RUN_FILE).read_text())
         except (OSError, json.JSONDecodeError):
             saved = None
-        now = _settings(args, hp)
+        now = _settings(cfg)
         if saved != now:
             diff = _first_difference(saved, now)
             raise BadInput(
@@ -114,7 +114,7 @@ def plan(args, hp: dict, run_name: str) -> Checkpointing:
                 "rerun the original command to resume it, or pick another --run-name "
                 f"(or delete {root})",
             )
-    return Checkpointing(root, getattr(args, "save_steps", None), last, args.keep_checkpoints)
+    return Checkpointing(root, cfg.save_steps, last, cfg.keep_checkpoints)
 
 
 def _first_difference(saved, now) -> str:
@@ -130,7 +130,7 @@ def _first_difference(saved, now) -> str:
     return "unknown difference"
 
 
-def start(ck: Checkpointing, args, hp: dict) -> None:
+def start(ck: Checkpointing, cfg) -> None:
     """Before training: a fresh run clears what a run killed before its first complete
     checkpoint left, and records its settings (only when it will save checkpoints)."""
     if ck.resume_from is not None or not ck.save_steps:
@@ -138,7 +138,7 @@ def start(ck: Checkpointing, args, hp: dict) -> None:
     if ck.root.exists():
         shutil.rmtree(ck.root)
     ck.root.mkdir(parents=True)
-    (ck.root / RUN_FILE).write_text(json.dumps(_settings(args, hp), indent=1, sort_keys=True))
+    (ck.root / RUN_FILE).write_text(json.dumps(_settings(cfg), indent=1, sort_keys=True))
 
 
 def restore_callbacks(checkpoint: Path, callbacks: list) -> None:

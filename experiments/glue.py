@@ -11,77 +11,31 @@ Every flag overrides the preset; --help lists them. Results: results/runs/<run-n
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
 from experiments import cli
+from experiments.config import GlueConfig
+from experiments.config import build_parser as config_parser
 from experiments.glue_data import TASKS, load_glue
 from experiments.hub import load_pretrained
+from experiments.methods import METHODS
 from experiments.metrics import glue_metrics
-from experiments.presets import BASE, QUICK_LR
+from experiments.presets import BASE
 from experiments.train import Data, Task
 
-TASK_CHOICES = ["sst2"] + [t for t in TASKS if t != "sst2"]  # the first is the default task
+TASK_CHOICES = GlueConfig.__dataclass_fields__["task"].metadata["choices"]  # sst2 first
 
 
 # ---------------------------------------------------------------- presets
-@dataclass(frozen=True)
-class PaperRow:
-    """One task of the authors' GLUE scripts for DeBERTaV3-base (QingruZhang/AdaLoRA,
-    NLU/scripts/run_debertav3_<task>.sh; the paper's appendix lists them as its GLUE
-    hyperparameters, with the differences noted per row)."""
-
-    init_r: int
-    target_r: int
-    lora_alpha: int
-    lr: float
-    epochs: int
-    max_length: int
-    orth_reg_weight: float
-    tinit: int
-    delta_t: int
-    tfinal: int
-    warmup: float  # steps if >= 1, else a fraction of T
-    cls_dropout: float
-    weight_decay: float
-
-
-# Batch 32, betas 0.85, all six matrix types of every layer (COMMON) for every task.
-# fmt: off
-PAPER = {
-    "mnli": PaperRow(init_r=3, target_r=1, lora_alpha=16, lr=5e-4, epochs=7, max_length=256,
-                     orth_reg_weight=0.1, tinit=8000, delta_t=100, tfinal=50000, warmup=1000,
-                     cls_dropout=0.15, weight_decay=0.0),
-    "rte": PaperRow(init_r=2, target_r=1, lora_alpha=32, lr=1.2e-3, epochs=50, max_length=320,
-                    orth_reg_weight=0.3, tinit=600, delta_t=1, tfinal=1800, warmup=200,
-                    cls_dropout=0.2, weight_decay=0.01),
-    "qnli": PaperRow(init_r=2, target_r=1, lora_alpha=32, lr=5e-4,  # paper: lr 1.2e-3
-                     epochs=5, max_length=512, orth_reg_weight=0.1, tinit=2000, delta_t=100,
-                     tfinal=8000, warmup=500, cls_dropout=0.1, weight_decay=0.01),
-    "mrpc": PaperRow(init_r=2, target_r=1, lora_alpha=32, lr=1e-3, epochs=30, max_length=320,
-                     orth_reg_weight=0.1, tinit=600, delta_t=1, tfinal=1800, warmup=0.1,
-                     cls_dropout=0.0, weight_decay=0.01),
-    "qqp": PaperRow(init_r=2, target_r=1, lora_alpha=16, lr=8e-4,  # paper: lr 5e-4
-                    epochs=5, max_length=320, orth_reg_weight=0.1, tinit=8000, delta_t=100,
-                    tfinal=25000, warmup=2000, cls_dropout=0.15, weight_decay=0.01),
-    "sst2": PaperRow(init_r=2, target_r=1, lora_alpha=16, lr=8e-4, epochs=24, max_length=128,
-                     orth_reg_weight=0.1, tinit=6000, delta_t=100, tfinal=22000, warmup=1000,
-                     cls_dropout=0.0, weight_decay=0.01),
-    "cola": PaperRow(init_r=3, target_r=1, lora_alpha=32, lr=8e-4,  # paper: lr 5e-4, gamma 0.5
-                     epochs=25, max_length=64, orth_reg_weight=0.1, tinit=800, delta_t=10,
-                     tfinal=3500, warmup=100, cls_dropout=0.1, weight_decay=0.0),
-    "stsb": PaperRow(init_r=2, target_r=1, lora_alpha=32, lr=2.2e-3, epochs=25,
-                     max_length=128, orth_reg_weight=0.3,  # paper: gamma 0.1
-                     tinit=800, delta_t=10, tfinal=2000, warmup=100, cls_dropout=0.2,
-                     weight_decay=0.1),
-}
-# fmt: on
+# Per task: the rows of TASKS (experiments/glue_tasks.py); per method: the quick LR (METHODS).
 COMMON = {**BASE, "batch_size": 32, "precision": "fp32"}
 
 
 def paper_preset(task: str, method: str) -> dict:
-    row = PAPER[task]
+    """The authors' per-task settings for DeBERTaV3-base (glue_tasks.PaperRow)."""
+    row = TASKS[task].paper
     return {
         **COMMON,
         "model": "microsoft/deberta-v3-base",
@@ -92,63 +46,16 @@ def paper_preset(task: str, method: str) -> dict:
     }
 
 
-@dataclass(frozen=True)
-class QuickRow:
-    """One task of the quick preset."""
-
-    epochs: int
-    max_length: int
-    max_train_samples: int | None  # None: every training example
-    batch_size: int
-    orth_reg_weight: float
-    lora_alpha: int
-    delta_t: int
-    cls_dropout: float
-    weight_decay: float
-
-
-# quick: the packaged all-MiniLM-L6-v2, one pass over (at most 8000) training examples, sized
-# to finish in under 10 minutes on 2 CPU cores; gamma, alpha, cls dropout and weight decay as
-# the paper's row, deltaT at most 10. Schedule fractions follow the paper's (tinit ~ 0.15 T,
-# tfinal ~ 0.45 T).
-# fmt: off
-QUICK = {
-    "rte": QuickRow(epochs=1, max_length=128, max_train_samples=None, batch_size=16,
-                    orth_reg_weight=0.3, lora_alpha=32, delta_t=1, cls_dropout=0.2,
-                    weight_decay=0.01),
-    "mrpc": QuickRow(epochs=1, max_length=128, max_train_samples=None, batch_size=32,
-                     orth_reg_weight=0.1, lora_alpha=32, delta_t=1, cls_dropout=0.0,
-                     weight_decay=0.01),
-    "stsb": QuickRow(epochs=1, max_length=128, max_train_samples=None, batch_size=32,
-                     orth_reg_weight=0.3, lora_alpha=32, delta_t=10, cls_dropout=0.2,
-                     weight_decay=0.1),
-    "cola": QuickRow(epochs=1, max_length=64, max_train_samples=None, batch_size=32,
-                     orth_reg_weight=0.1, lora_alpha=32, delta_t=10, cls_dropout=0.1,
-                     weight_decay=0.0),
-    "sst2": QuickRow(epochs=1, max_length=64, max_train_samples=8000, batch_size=32,
-                     orth_reg_weight=0.1, lora_alpha=16, delta_t=10, cls_dropout=0.0,
-                     weight_decay=0.01),
-    "qnli": QuickRow(epochs=1, max_length=128, max_train_samples=8000, batch_size=32,
-                     orth_reg_weight=0.1, lora_alpha=32, delta_t=10, cls_dropout=0.1,
-                     weight_decay=0.01),
-    "qqp": QuickRow(epochs=1, max_length=128, max_train_samples=8000, batch_size=32,
-                    orth_reg_weight=0.1, lora_alpha=16, delta_t=10, cls_dropout=0.15,
-                    weight_decay=0.01),
-    "mnli": QuickRow(epochs=1, max_length=128, max_train_samples=8000, batch_size=32,
-                     orth_reg_weight=0.1, lora_alpha=16, delta_t=10, cls_dropout=0.15,
-                     weight_decay=0.0),
-}
-# fmt: on
-
-
 def quick_preset(task: str, method: str) -> dict:
+    """MiniLM on CPU (glue_tasks.QuickRow); schedule fractions follow the paper's (tinit ~ 0.15 T,
+    tfinal ~ 0.45 T)."""
     return {
         **COMMON,
         "model": "minilm",
-        **asdict(QUICK[task]),
+        **asdict(TASKS[task].quick),
         "init_r": None,
         "target_r": 8,
-        "lr": QUICK_LR[method],
+        "lr": METHODS[method].quick_lr,
         "tinit": None,
         "tinit_frac": 0.15,
         "tfinal": None,
@@ -163,18 +70,18 @@ PRESETS = {"quick": quick_preset, "paper": paper_preset}
 
 
 # ---------------------------------------------------------------- task
-def make_task(args) -> Task:
-    meta = TASKS[args.task]
+def make_task(cfg: GlueConfig) -> Task:
+    meta = TASKS[cfg.task]
 
-    def load_model(name, hp):
+    def load_model(name, cfg: GlueConfig):
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         kw = {"num_labels": meta.num_labels}
-        cfg = load_pretrained(AutoConfig, name, **kw)
-        if hp.get("cls_dropout") is not None:
+        config = load_pretrained(AutoConfig, name, **kw)
+        if cfg.cls_dropout is not None:
             for attr in ("classifier_dropout", "cls_dropout", "pooler_dropout"):
-                setattr(cfg, attr, hp["cls_dropout"])
-        return load_pretrained(AutoModelForSequenceClassification, name, config=cfg)
+                setattr(config, attr, cfg.cls_dropout)
+        return load_pretrained(AutoModelForSequenceClassification, name, config=config)
 
     def load_tokenizer(name):
         from transformers import AutoTokenizer
@@ -191,13 +98,13 @@ def make_task(args) -> Task:
             {**{k: enc[k][i] for k in enc}, "labels": dtype(r["label"])} for i, r in enumerate(rows)
         ]
 
-    def load_data(tok, hp, data_dir):
-        tr = load_glue(args.task, "train", data_dir, limit=hp.get("max_train_samples"))
+    def load_data(tok, cfg: GlueConfig, data_dir):
+        tr = load_glue(cfg.task, "train", data_dir, limit=cfg.max_train_samples)
         evs = {
-            s: load_glue(args.task, s, data_dir, limit=hp.get("max_eval_samples"))
+            s: load_glue(cfg.task, s, data_dir, limit=cfg.max_eval_samples)
             for s in meta.eval_splits
         }
-        ml = hp["max_length"]
+        ml = cfg.max_length
         # evaluation sets sorted by length: batches of similar length carry little padding, and
         # every GLUE metric ignores the order of the examples
         return Data(
@@ -220,11 +127,11 @@ def make_task(args) -> Task:
         logits = logits[0] if isinstance(logits, tuple) else logits
         # regression: (N, 1) from most models, (N,) from DeBERTa-v2/v3 (it flattens them)
         preds = np.reshape(logits, -1) if meta.is_regression else np.argmax(logits, axis=-1)
-        return glue_metrics(args.task, preds, eval_pred.label_ids)
+        return glue_metrics(cfg.task, preds, eval_pred.label_ids)
 
     return Task(
         kind="glue",
-        name=args.task,
+        name=cfg.task,
         main_metric=meta.main_metric,
         load_model=load_model,
         load_tokenizer=load_tokenizer,
@@ -238,12 +145,14 @@ DESCRIPTION = __doc__.splitlines()[0]
 
 
 def build_parser():
-    """glue.py's argument parser (scripts/ablate.py reads its flags from it)."""
-    return cli.build_parser(DESCRIPTION, TASK_CHOICES, list(PRESETS))
+    """glue.py's argument parser (its flags: experiments/config.py GlueConfig)."""
+    return config_parser(GlueConfig, DESCRIPTION)
 
 
 def main(argv=None):
-    return cli.main(make_task, PRESETS, DESCRIPTION, TASK_CHOICES, argv)
+    """Run glue.py on ``argv`` (default: sys.argv[1:]); returns the result record (None for
+    --dry-run)."""
+    return cli.main(GlueConfig, PRESETS, make_task, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":

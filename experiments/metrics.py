@@ -11,22 +11,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# ---------------------------------------------------------------------------- GLUE
+from experiments.glue_tasks import TASKS
 
-_GLUE_METRICS = {
-    "cola": ("mcc",),
-    "stsb": ("pearson", "spearman", "corr"),
-    "mrpc": ("accuracy", "f1"),
-    "qqp": ("accuracy", "f1"),
-    "sst2": ("accuracy",),
-    "mnli": ("accuracy",),
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-}
+# ---------------------------------------------------------------------------- GLUE
 
 
 def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict[str, float]:
     """Compute the GLUE metrics of ``task``.
+
+    The metrics are the task's ``metrics`` in experiments/glue_tasks.py TASKS.
 
     Args:
         task: GLUE task name ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte").
@@ -39,8 +32,9 @@ def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict
         other tasks: {"accuracy"}. Plain Python floats, as fractions. A correlation that is
         undefined (constant input) is nan; MCC is 0 in that case (sklearn's convention).
     """
-    if task not in _GLUE_METRICS:
-        raise ValueError(f"unknown GLUE task {task!r}; known: {', '.join(_GLUE_METRICS)}")
+    if task not in TASKS:
+        raise ValueError(f"unknown GLUE task {task!r}; known: {', '.join(TASKS)}")
+    names = TASKS[task].metrics
     preds, refs = np.asarray(predictions), np.asarray(references)
     if preds.shape != refs.shape or preds.ndim != 1:
         raise ValueError(
@@ -49,7 +43,7 @@ def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict
     if preds.size == 0:
         raise ValueError("no predictions to score")
 
-    if task == "stsb":
+    if "pearson" in names:  # regression (STS-B)
         from scipy.stats import pearsonr, spearmanr
 
         preds, refs = preds.astype(float), refs.astype(float)
@@ -61,15 +55,20 @@ def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict
         return {"pearson": pearson, "spearman": spearman, "corr": (pearson + spearman) / 2}
 
     preds, refs = preds.astype(int), refs.astype(int)
-    if task == "cola":
-        from sklearn.metrics import matthews_corrcoef
+    out = {}
+    for name in names:
+        if name == "mcc":
+            from sklearn.metrics import matthews_corrcoef
 
-        return {"mcc": float(matthews_corrcoef(refs, preds))}
-    out = {"accuracy": float(np.mean(preds == refs))}
-    if task in ("mrpc", "qqp"):
-        from sklearn.metrics import f1_score
+            out["mcc"] = float(matthews_corrcoef(refs, preds))
+        elif name == "accuracy":
+            out["accuracy"] = float(np.mean(preds == refs))
+        elif name == "f1":
+            from sklearn.metrics import f1_score
 
-        out["f1"] = float(f1_score(refs, preds, pos_label=1, zero_division=0.0))
+            out["f1"] = float(f1_score(refs, preds, pos_label=1, zero_division=0.0))
+        else:
+            raise ValueError(f"GLUE task {task!r}: no code for metric {name!r} (metrics.py)")
     return out
 
 

@@ -20,13 +20,3 @@ BASE = {
     "budget": None,
     "group_by_length": False,
 }
-
-# The quick presets' learning rate per method (full fine-tuning needs a far smaller one).
-QUICK_LR = {
-    "adalora": 1e-3,
-    "lora": 1e-3,
-    "svd_lora": 1e-3,
-    "prune_lora": 1e-3,
-    "full": 5e-5,
-    "bitfit": 1e-3,
-}

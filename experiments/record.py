@@ -52,16 +52,16 @@ def eval_metrics(evals: list[dict], main: str, splits: list[str]) -> dict:
     }
 
 
-def budget_summary(method: str, hp: dict, ranks: dict | None, curve: list | None) -> dict | None:
+def budget_summary(cfg, ranks: dict | None, curve: list | None) -> dict | None:
     """The ``budget`` entry (None for the methods without adapters)."""
-    if method not in ADAPTER_METHODS:
+    if cfg.method not in ADAPTER_METHODS:
         return None
     return {
-        "n_modules": hp["n_modules"],
-        "init_total_rank": init_total_rank(method, hp),
+        "n_modules": cfg.n_modules,
+        "init_total_rank": init_total_rank(cfg),
         "final_total_rank": sum(ranks.values()) if ranks else None,
-        "target_total_rank": hp["budget"],
-        "avg_final_rank": round(hp["budget"] / hp["n_modules"], 4),
+        "target_total_rank": cfg.budget,
+        "avg_final_rank": round(cfg.budget / cfg.n_modules, 4),
         "curve": curve,
     }
 
@@ -77,30 +77,30 @@ def status(outcome: RunOutcome, metrics: dict) -> str:
 
 
 def build_record(
-    task, args, hp: dict, data, run_name: str, model_type, sweep, outcome: RunOutcome, argv
+    task, cfg, data, run_name: str, model_type, sweep, outcome: RunOutcome, argv
 ) -> dict:
-    """The result record of one run: ``task`` a train.Task, ``args`` the parsed flags (method,
-    seed, preset), ``data`` the train.Data it trained and evaluated on (the first evaluation
-    split is the primary one), ``argv`` the command line as run."""
+    """The result record of one run: ``task`` a train.Task, ``cfg`` its resolved config
+    (experiments/config.py), ``data`` the train.Data it trained and evaluated on (the first
+    evaluation split is the primary one), ``argv`` the command line as run."""
     metrics = eval_metrics(outcome.evals, task.main_metric, list(data.evals))
     return {
         "schema": SCHEMA,
         "run_name": run_name,
         "kind": task.kind,
         "task": task.name,
-        "method": args.method,
-        "variant": variant_tag(args.method, hp),
-        "model": hp["model"],
+        "method": cfg.method,
+        "variant": variant_tag(cfg),
+        "model": cfg.model,
         "model_type": model_type,
-        "seed": args.seed,
-        "preset": args.preset,
+        "seed": cfg.seed,
+        "preset": cfg.preset,
         "n_train": data.n_train,
         "n_eval": data.n_eval,
         "hyperparameters": {
-            **{k: v for k, v in hp.items() if k != "model"},
+            **{k: v for k, v in cfg.hyperparameters().items() if k != "model"},
             **({"sweep": sweep} if sweep else {}),
         },
-        "budget": budget_summary(args.method, hp, outcome.ranks, outcome.budget_curve),
+        "budget": budget_summary(cfg, outcome.ranks, outcome.budget_curve),
         "params": outcome.params,
         "rank_pattern": outcome.ranks,
         "metrics": metrics,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from experiments.hub import load_pretrained
 
+BUDGET_LEVELS = ("2.20", "1.10", "0.26", "0.13")  # Table 3, % of the model's parameters
+
 TINY_BART = dict(
     d_model=64,
     encoder_layers=2,

@@ -62,53 +62,41 @@ evaluation was an earlier one). Result file: results/runs/<run-name>.json.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from experiments import cli, validate_inputs
+from experiments.config import RunConfig, SummConfig
+from experiments.config import build_parser as config_parser
 from experiments.hub import load_pretrained
+from experiments.methods import METHODS
 from experiments.metrics import rouge_scores
-from experiments.presets import BASE, QUICK_LR
+from experiments.presets import BASE
 from experiments.results import write_text_atomic
-from experiments.summ_data import DATASETS, SPLITS, load_split
-from experiments.summ_models import derive_level_rank, minilm_tokenizer, tiny_bart_config
+from experiments.summ_data import load_split
+from experiments.summ_models import (
+    BUDGET_LEVELS,  # noqa: F401 - the runner's levels (tests, scripts)
+    minilm_tokenizer,
+    tiny_bart_config,
+)
 from experiments.train import Data, Task
 
 MAIN_METRIC = "rougeL"
-BUDGET_LEVELS = ("2.20", "1.10", "0.26", "0.13")  # Table 3, % of the model's parameters
-
-# Flags of this runner on top of cli.HP_FLAGS; their values land in hp (and the record).
-SUMM_FLAGS = {
-    "max_target_length": (int, "max summary tokens for training (labels are truncated)"),
-    "num_beams": (int, "beam size for generation"),
-    "length_penalty": (float, "generation length penalty (unset: the model's generation config)"),
-    "no_repeat_ngram_size": (
-        int,
-        "block repeated n-grams in generation (unset: the model's generation config; 0 = off)",
-    ),
-    "gen_max_length": (
-        int,
-        "generation max_length in tokens (unset: --max-target-length, as the authors)",
-    ),
-    "source_prefix": (str, "text put before every document (unset: 'summarize: ' for T5, else '')"),
-    "train_split": (str, "split to train on (unset: see the module doc)", SPLITS),
-    "eval_split": (str, "split to evaluate on (unset: see the module doc)", SPLITS),
-    "budget_level": (
-        str,
-        "Table 3 budget: share of the model's parameters in %%; sets the final "
-        "average rank (derived, see the module doc)",
-        BUDGET_LEVELS,
-    ),
-}
+# this runner's own hyperparameters (their flags: experiments/config.py SummConfig)
+SUMM_HP = tuple(
+    f.name
+    for f in fields(SummConfig)
+    if f.metadata.get("kind") == "hp" and f.name not in RunConfig.__dataclass_fields__
+)
 
 # ---------------------------------------------------------------- presets
 COMMON = {
     **BASE,
     "cls_dropout": None,
     "weight_decay": 0.0,
-    **{name: None for name in SUMM_FLAGS},  # unset: see each flag's help
+    **dict.fromkeys(SUMM_HP),  # unset: see each flag's help
 }
 
 
@@ -183,7 +171,7 @@ def quick_preset(task: str, method: str) -> dict:
         "init_r": None,
         "target_r": 8,
         "lora_alpha": 32,
-        "lr": QUICK_LR[method],
+        "lr": METHODS[method].quick_lr,
         "batch_size": 8,
         "eval_batch_size": 16,
         "epochs": 1,
@@ -205,42 +193,6 @@ def quick_preset(task: str, method: str) -> dict:
 
 
 PRESETS = {"quick": quick_preset, "paper": paper_preset}
-
-
-# ---------------------------------------------------------------- budget levels
-def apply_budget_level(args, hp: dict) -> dict:
-    """--budget-level: replace the preset's ranks by the derived average rank (see module doc).
-    Returns a new dict."""
-    if hp.get("budget_level") is None:
-        return hp
-    from experiments.validate import BadInput
-
-    if args.target_r is not None or args.budget is not None:
-        raise BadInput(
-            "--budget-level",
-            hp["budget_level"],
-            "sets the final average rank, as --target-r / --budget do",
-            "give it or --target-r / --budget, not both",
-        )
-    level = float(hp["budget_level"])
-    try:
-        d = derive_level_rank(level, hp["model"], hp.get("target_modules"))
-    except (OSError, RuntimeError, ValueError) as e:
-        raise BadInput(
-            "--budget-level",
-            hp["budget_level"],
-            f"needs the model's config ({str(e).splitlines()[0]})",
-            "pass --model PATH to a local model folder",
-        ) from None
-    target_r = round(d["target_r"], 4)
-    hp = {**hp, "budget_level": level, "target_r": target_r}
-    if args.init_r is None:
-        hp["init_r"] = None  # plan_budget: ceil(1.5 x target_r)
-    hp["budget_level_note"] = (
-        f"derived: avg final rank {target_r} = {level}% x {d['n_params']:,d} parameters / "
-        f"{d['params_per_rank']:,d} (sum of in + out + 1 over {d['n_modules']} adapted matrices)"
-    )
-    return hp
 
 
 # ---------------------------------------------------------------- task
@@ -269,8 +221,8 @@ def predictions_keeper(state: dict):
     return PredictionsKeeper()
 
 
-def make_task(args) -> Task:
-    dataset = args.task
+def make_task(cfg: SummConfig) -> Task:
+    dataset = cfg.task
     state = {"tokenizer": None, "eval_rows": {}, "final": {}, "best": {}}
 
     def load_tokenizer(name):
@@ -280,7 +232,7 @@ def make_task(args) -> Task:
         state["tokenizer"] = tok
         return tok
 
-    def load_model(name, hp):
+    def load_model(name, cfg: SummConfig):
         from transformers import AutoModelForSeq2SeqLM
 
         if name == "tiny-bart":  # random weights: a pipeline check, not a result
@@ -288,24 +240,24 @@ def make_task(args) -> Task:
         else:
             model = _load(AutoModelForSeq2SeqLM, name)
         gc = model.generation_config
-        if hp.get("length_penalty") is not None:
-            gc.length_penalty = hp["length_penalty"]
-        if hp.get("no_repeat_ngram_size") is not None:
-            gc.no_repeat_ngram_size = hp["no_repeat_ngram_size"]
+        if cfg.length_penalty is not None:
+            gc.length_penalty = cfg.length_penalty
+        if cfg.no_repeat_ngram_size is not None:
+            gc.no_repeat_ngram_size = cfg.no_repeat_ngram_size
         return model
 
-    def model_hp(model, hp):
+    def model_hp(model, cfg: SummConfig):
         """The source prefix (T5's task prefix) and what generation will use (num_beams /
         max_length are passed by Seq2SeqTrainer, the rest is the model's generation config)."""
         out = {}
-        if hp.get("source_prefix") is None:
+        if cfg.source_prefix is None:
             t5 = model.config.model_type in ("t5", "mt5", "umt5")
             out["source_prefix"] = "summarize: " if t5 else ""
-        validate_inputs.check_generation(args, hp, model, state["tokenizer"])
+        validate_inputs.check_generation(cfg, model, state["tokenizer"])
         gc = model.generation_config
         out["generation"] = {
-            "num_beams": hp["num_beams"],
-            "max_length": _gen_max_length(hp),
+            "num_beams": cfg.num_beams,
+            "max_length": _gen_max_length(cfg),
             **{
                 k: getattr(gc, k, None)
                 for k in (
@@ -320,12 +272,12 @@ def make_task(args) -> Task:
         }
         return out
 
-    def encode(tok, rows, hp):
-        src = [hp.get("source_prefix", "") + r["document"] for r in rows]
-        enc = tok(src, max_length=hp["max_length"], truncation=True)
+    def encode(tok, rows, cfg: SummConfig):
+        src = [(cfg.source_prefix or "") + r["document"] for r in rows]
+        enc = tok(src, max_length=cfg.max_length, truncation=True)
         labels = tok(
             text_target=[r["summary"] for r in rows],
-            max_length=hp["max_target_length"],
+            max_length=cfg.max_target_length,
             truncation=True,
         )["input_ids"]
         return [
@@ -337,14 +289,14 @@ def make_task(args) -> Task:
             for i in range(len(rows))
         ]
 
-    def load_data(tok, hp, data_dir):
-        split = load_split(dataset, hp, data_dir)
-        validate_inputs.check_split_sizes(args, hp, split, dataset)
+    def load_data(tok, cfg: SummConfig, data_dir):
+        split = load_split(dataset, cfg.hyperparameters(), data_dir)
+        validate_inputs.check_split_sizes(cfg, split, dataset)
         print(f"[{dataset}] data: {split.note}")
         state["eval_rows"] = {split.eval_split: split.eval}
         return Data(
-            train=encode(tok, split.train, hp),
-            evals={split.eval_split: encode(tok, split.eval, hp)},
+            train=encode(tok, split.train, cfg),
+            evals={split.eval_split: encode(tok, split.eval, cfg)},
             n_train=len(split.train),
             n_eval={split.eval_split: len(split.eval)},
             hp={"data_note": split.note},
@@ -384,11 +336,11 @@ def make_task(args) -> Task:
         for p in written:
             print(f"[{dataset}] predictions: {p}")
 
-    def trainer_kwargs(hp):
+    def trainer_kwargs(cfg: SummConfig):
         return {
             "predict_with_generate": True,
-            "generation_max_length": _gen_max_length(hp),
-            "generation_num_beams": hp["num_beams"],
+            "generation_max_length": _gen_max_length(cfg),
+            "generation_num_beams": cfg.num_beams,
         }
 
     return Task(
@@ -420,8 +372,8 @@ def _load(loader, name: str):
         ) from None
 
 
-def _gen_max_length(hp: dict) -> int:
-    return hp.get("gen_max_length") or hp["max_target_length"]
+def _gen_max_length(cfg: SummConfig) -> int:
+    return cfg.gen_max_length or cfg.max_target_length
 
 
 # ---------------------------------------------------------------- predictions
@@ -459,24 +411,17 @@ def read_predictions(path) -> list[dict]:
 
 
 DESCRIPTION = __doc__.splitlines()[0]
-TASK_FLAGS = ("--dataset", "--task")
 
 
 def build_parser():
-    return cli.build_parser(DESCRIPTION, list(DATASETS), list(PRESETS), TASK_FLAGS, SUMM_FLAGS)
+    """summarization.py's argument parser (its flags: experiments/config.py SummConfig)."""
+    return config_parser(SummConfig, DESCRIPTION)
 
 
 def main(argv=None):
-    return cli.main(
-        make_task,
-        PRESETS,
-        DESCRIPTION,
-        list(DATASETS),
-        argv,
-        task_flags=TASK_FLAGS,
-        extra_flags=SUMM_FLAGS,
-        adjust_hp=apply_budget_level,
-    )
+    """Run summarization.py on ``argv`` (default: sys.argv[1:]); returns the result record (None
+    for --dry-run)."""
+    return cli.main(SummConfig, PRESETS, make_task, DESCRIPTION, argv)
 
 
 if __name__ == "__main__":

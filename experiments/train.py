@@ -1,12 +1,14 @@
 """The one training path that glue.py and summarization.py share.
 
 A runner supplies a ``Task`` (how to load the model and data, how to score predictions) and
-per-preset hyperparameters; experiments/cli.py turns the command line into ``hp``, and ``run``
-here builds the method, trains, evaluates and records:
+per-preset hyperparameters; experiments/cli.py turns the command line into a frozen config
+(experiments/config.py), and ``run`` here completes it (budget plan, schedule), builds the
+method, trains, evaluates and records:
 
-    cli.py        flags, presets overridden by flags, the entry point
-    methods.py    the methods (AdaLoRA, LoRA at a matched budget, full FT, BitFit, ablations),
-                  the budget plan and the step schedule
+    config.py     every flag as a config field, presets overridden by flags, the resolution
+    cli.py        the entry point
+    methods.py    the methods (the METHODS registry: AdaLoRA, LoRA at a matched budget, full
+                  FT, BitFit, ablations) and how each wraps the model
     trainer.py    the transformers Trainer with per-split evaluation, and its callbacks
     record.py     the result record (schema and atomic writes in results.py; provenance.py:
                   versions, hardware, command)
@@ -19,21 +21,20 @@ here builds the method, trains, evaluates and records:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from experiments.config import RunConfig
 from experiments.methods import (
     ADAPTER_METHODS,
     ALLOCATING_METHODS,
     KNOWN_N_MODULES,
     plan_budget,
-    schedule_steps,
     variant_tag,
     wrap_model,
 )
@@ -49,24 +50,25 @@ class Data:
     evals: dict[str, Any]  # split -> examples; the first split is the primary one
     n_train: int
     n_eval: dict[str, int]
-    hp: dict = field(default_factory=dict)  # hyperparameters the data decided (recorded)
+    hp: dict = field(default_factory=dict)  # config fields the data decided (recorded)
 
 
 @dataclass
 class Task:
-    """What a runner provides. ``kind`` 'glue' or 'summarization'."""
+    """What a runner provides. ``kind`` 'glue' or 'summarization'; ``cfg`` below is the run's
+    config (experiments/config.py)."""
 
     kind: str
     name: str
     main_metric: str
-    load_model: Callable[[str, dict], Any]  # (model path/name, hp) -> transformers model
+    load_model: Callable[[str, RunConfig], Any]  # (model path/name, cfg) -> transformers model
     load_tokenizer: Callable[[str], Any]
-    load_data: Callable[[Any, dict, str | None], Data]  # (tokenizer, hp, data dir) -> Data
+    load_data: Callable[[Any, RunConfig, str | None], Data]  # (tokenizer, cfg, data dir) -> Data
     collator: Callable[[Any, Any], Any]  # (tokenizer, model) -> data collator
     compute_metrics: Callable  # (eval_pred, split) -> dict
-    trainer_kwargs: Callable[[dict], dict] = lambda hp: {}  # extra TrainingArguments
-    # hyperparameters read off the loaded model (recorded): (model, hp) -> {name: value}
-    model_hp: Callable[[Any, dict], dict] = lambda model, hp: {}
+    trainer_kwargs: Callable[[RunConfig], dict] = lambda cfg: {}  # extra TrainingArguments
+    # config fields read off the loaded model (recorded): (model, cfg) -> {field: value}
+    model_hp: Callable[[Any, RunConfig], dict] = lambda model, cfg: {}
     seq2seq: bool = False
     after_eval: Callable | None = None  # (result path, trainer, eval sets), after the result file
     # extra Trainer callbacks (those with a ``state()`` are saved in checkpoints and restored)
@@ -78,23 +80,24 @@ def default_run_name(task: str, method: str, seed: int) -> str:
     return f"{task}-{method}-s{seed}-{stamp}-{os.getpid()}"
 
 
-def config_view(task: Task, args: argparse.Namespace, hp: dict, n_train, n_eval) -> dict:
+def config_view(task: Task, cfg: RunConfig, n_train, n_eval) -> dict:
     """The resolved configuration as --dry-run prints it and W&B records it."""
     return {
         "task": task.name,
-        "method": args.method,
-        "model": hp["model"],
-        "seed": args.seed,
-        "preset": args.preset,
+        "method": cfg.method,
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "preset": cfg.preset,
         "n_train": n_train,
         "n_eval": n_eval,
-        **hp,
+        **cfg.hyperparameters(),
     }
 
 
 # --------------------------------------------------------------------------- run
-def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict | None:
-    """Train, evaluate and write the result file. Returns the record (None for --dry-run)."""
+def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
+    """Complete ``cfg`` (budget plan once the model is loaded, schedule once the data is),
+    train, evaluate and write the result file. Returns the record (None for --dry-run)."""
     from transformers import set_seed
 
     from experiments import checkpoints, validate, wandb_log
@@ -103,51 +106,51 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
     t0 = time.time()
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
-    run_name = args.run_name or default_run_name(task.name, args.method, args.seed)
-    out_file = result_path(args.output_dir, run_name)
+    run_name = cfg.run_name or default_run_name(task.name, cfg.method, cfg.seed)
+    out_file = result_path(cfg.output_dir, run_name)
     if out_file.exists():
         raise FileExistsError(
             f"{out_file} exists; results are never overwritten: pick another --run-name."
         )
-    set_seed(args.seed)
-    if args.dry_run:
-        dry_run(task, args, hp, world)
+    set_seed(cfg.seed)
+    if cfg.dry_run:
+        dry_run(task, cfg, world)
         return None
 
     # build: model, method, data, schedule. A bad flag, value or file stops the run here, as
     # one line naming its flag, before anything is trained or written (experiments/validate.py)
     with validate.held_logs():  # the model's load report only once every check passed
-        with validate.blame(args, hp, "model", task.kind):
-            tokenizer = task.load_tokenizer(hp["model"])
-            model = task.load_model(hp["model"], hp)
-        with validate.blame(args, hp, "library", task.kind):
-            hp = {**hp, **task.model_hp(model, hp)}
-            hp = plan_budget(model, args.method, hp)
-            validate.check_model(model, args, hp, task.seq2seq)
-        with validate.blame(args, hp, "data", task.kind):
-            data = task.load_data(tokenizer, hp, args.data_dir)
-        hp = schedule_steps({**hp, **data.hp}, data.n_train, world)
-        validate.check_schedule(args, hp)
-        with validate.blame(args, hp, "library", task.kind):
-            hp["precision_used"] = resolve_precision(hp.get("precision", "fp32"))
-            base, ada = wrap_model(model, args.method, hp)
+        with validate.blame(cfg, "model", task.kind):
+            tokenizer = task.load_tokenizer(cfg.model)
+            model = task.load_model(cfg.model, cfg)
+        with validate.blame(cfg, "library", task.kind):
+            cfg = replace(cfg, **task.model_hp(model, cfg))
+            cfg = plan_budget(model, cfg)
+            validate.check_model(model, cfg, task.seq2seq)
+        with validate.blame(cfg, "data", task.kind):
+            data = task.load_data(tokenizer, cfg, cfg.data_dir)
+        cfg = replace(cfg, **data.hp).with_schedule(data.n_train, world)
+        validate.check_schedule(cfg)
+        with validate.blame(cfg, "library", task.kind):
+            cfg = replace(cfg, precision_used=resolve_precision(cfg.precision or "fp32"))
+            base, ada = wrap_model(model, cfg)
     # checkpoints (--save-steps): a run with the same --run-name continues from the latest one
-    ck = checkpoints.plan(args, hp, run_name)
+    ck = checkpoints.plan(cfg, run_name)
     net = ada if ada is not None else base
     n_trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
     n_total = sum(p.numel() for p in net.parameters())
     if rank == 0:
-        _print_plan(task, args, hp, n_trainable, n_total)
+        _print_plan(task, cfg, n_trainable, n_total)
 
     # train, with the final evaluation at T
-    sweep = json.loads(args.sweep_json) if args.sweep_json else None
-    wb = _start_wandb(task, args, hp, data, run_name, sweep) if rank == 0 else None
+    sweep = json.loads(cfg.sweep_json) if cfg.sweep_json else None
+    wb = _start_wandb(task, cfg, data, run_name, sweep) if rank == 0 else None
     if rank == 0:
-        checkpoints.start(ck, args, hp)
+        checkpoints.start(ck, cfg)
         if ck.save_steps:
             print(f"[{task.name}] checkpoints: {ck.root} (the same command resumes from them)")
     trainer, recorder, guard, ada_cb = _make_trainer(
-        task, args, hp, net, ada, tokenizer, model, data, run_name, wb, world, ck
+        task, cfg, net, ada, tokenizer, model, data, run_name, wb, world, ck
     )
     if ck.resume_from is not None:
         checkpoints.restore_callbacks(ck.resume_from, trainer.callback_handler.callbacks)
@@ -176,10 +179,10 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
         wall_time_s=wall,
     )
     model_type = getattr(getattr(model, "config", None), "model_type", None)
-    record = build_record(task, args, hp, data, run_name, model_type, sweep, outcome, argv)
+    record = build_record(task, cfg, data, run_name, model_type, sweep, outcome, argv)
     if rank != 0:
         return record
-    path = write_result(record, args.output_dir)
+    path = write_result(record, cfg.output_dir)
     if wb is not None:
         wandb_log.finish(wb, record)
     _print_result(task, record, wall, path)
@@ -189,22 +192,20 @@ def run(task: Task, args: argparse.Namespace, hp: dict, argv: list[str]) -> dict
     return record
 
 
-def _start_wandb(task: Task, args, hp: dict, data: Data, run_name: str, sweep):
+def _start_wandb(task: Task, cfg: RunConfig, data: Data, run_name: str, sweep):
     """The W&B run (None when --wandb / $WANDB_MODE say disabled)."""
     from experiments import wandb_log
 
-    mode = wandb_log.wandb_mode(args.wandb)
+    mode = wandb_log.wandb_mode(cfg.wandb)
     if mode == "disabled":
         return None
-    config = config_view(task, args, hp, data.n_train, data.n_eval)
-    config.update(variant_tag=variant_tag(args.method, hp), sweep=sweep)
-    tags = [task.name, args.method]
-    return wandb_log.start(mode, args.wandb_project, run_name, args.output_dir, config, tags)
+    config = config_view(task, cfg, data.n_train, data.n_eval)
+    config.update(variant_tag=variant_tag(cfg), sweep=sweep)
+    tags = [task.name, cfg.method]
+    return wandb_log.start(mode, cfg.wandb_project, run_name, cfg.output_dir, config, tags)
 
 
-def _make_trainer(
-    task: Task, args, hp, net, ada, tokenizer, model, data, run_name, wb, world, ck=None
-):
+def _make_trainer(task: Task, cfg, net, ada, tokenizer, model, data, run_name, wb, world, ck=None):
     """The Trainer and the callbacks whose state the record reads: (trainer, EvalRecorder,
     DivergenceGuard, AdaLoraCallback or None). ``ck``: checkpoints.Checkpointing (saving)."""
     from adalora import AdaLoraCallback
@@ -224,13 +225,13 @@ def _make_trainer(
         callbacks.append(wandb_log.MainMetricLogger(wb, splits[0], task.main_metric))
     callbacks += task.callbacks()
     ada_cb = None
-    if ada is not None and args.method in ALLOCATING_METHODS:
+    if ada is not None and cfg.method in ALLOCATING_METHODS:
         # per-module ranks at every logging step when W&B records them (ranks over time)
         ada_cb = AdaLoraCallback(log_ranks=wb is not None)
         callbacks.append(ada_cb)
     report_to = ["wandb"] if wb is not None else []
-    extra = {**task.trainer_kwargs(hp), **(ck.trainer_kwargs() if ck is not None else {})}
-    targs = training_arguments(hp, run_name, args.seed, report_to, world, task.seq2seq, extra)
+    extra = {**task.trainer_kwargs(cfg), **(ck.trainer_kwargs() if ck is not None else {})}
+    targs = training_arguments(cfg, run_name, report_to, world, task.seq2seq, extra)
     trainer_cls = SplitEvalSeq2SeqTrainer if task.seq2seq else SplitEvalTrainer
     trainer = trainer_cls(
         model=net,
@@ -244,16 +245,16 @@ def _make_trainer(
     return trainer, recorder, guard, ada_cb
 
 
-def _print_plan(task: Task, args, hp: dict, n_trainable: int, n_total: int) -> None:
+def _print_plan(task: Task, cfg: RunConfig, n_trainable: int, n_total: int) -> None:
     print(
-        f"[{task.name}] method={args.method} model={hp['model']} seed={args.seed} "
-        f"T={hp['total_step']} steps, trainable params {n_trainable:,d} / {n_total:,d}"
+        f"[{task.name}] method={cfg.method} model={cfg.model} seed={cfg.seed} "
+        f"T={cfg.total_step} steps, trainable params {n_trainable:,d} / {n_total:,d}"
     )
-    if args.method in ADAPTER_METHODS:
+    if cfg.method in ADAPTER_METHODS:
         print(
-            f"[{task.name}] budget: {hp['n_modules']} adapted matrices, final total rank "
-            f"b(T)={hp['budget']} (avg {hp['budget'] / hp['n_modules']:.2f}); "
-            + (f"LoRA r={hp['lora_r']}" if args.method == "lora" else f"init_r={hp['init_r']}")
+            f"[{task.name}] budget: {cfg.n_modules} adapted matrices, final total rank "
+            f"b(T)={cfg.budget} (avg {cfg.budget / cfg.n_modules:.2f}); "
+            + (f"LoRA r={cfg.lora_r}" if cfg.method == "lora" else f"init_r={cfg.init_r}")
         )
 
 
@@ -270,43 +271,43 @@ def _print_result(task: Task, record: dict, wall: float, path) -> None:
     )
 
 
-def dry_run(task: Task, args: argparse.Namespace, hp: dict, world: int = 1) -> dict:
+def dry_run(task: Task, cfg: RunConfig, world: int = 1) -> dict:
     """--dry-run: print the resolved configuration as JSON. Works offline: what needs the model
     (the number of adapted matrices, hence the budget), the tokenizer or the data (n_train, hence
     T) is resolved when they load, else listed under "unresolved" (known models' module counts
     come from KNOWN_N_MODULES)."""
-    from experiments.validate import BadInput, DataError
+    from experiments import validate
+    from experiments.validate import DataError
 
     unresolved, tokenizer, model, n_train, n_eval = {}, None, None, None, None
     try:
-        tokenizer = task.load_tokenizer(hp["model"])
-        model = task.load_model(hp["model"], hp)
-        hp = {**hp, **task.model_hp(model, hp)}
-    except BadInput:  # the loaded model refuses a value (e.g. a summary length): not offline
+        tokenizer = task.load_tokenizer(cfg.model)
+        model = task.load_model(cfg.model, cfg)
+        cfg = replace(cfg, **task.model_hp(model, cfg))
+    except (
+        validate.BadInput
+    ):  # the loaded model refuses a value (e.g. a summary length): not offline
         raise
     except (OSError, RuntimeError, ValueError) as e:
         unresolved["model"] = str(e).splitlines()[0]
-    n_known = KNOWN_N_MODULES.get(hp["model"]) if hp.get("target_modules") is None else None
-    if args.method in ADAPTER_METHODS and model is None and n_known is None:
+    n_known = KNOWN_N_MODULES.get(cfg.model) if cfg.target_modules is None else None
+    if cfg.method in ADAPTER_METHODS and model is None and n_known is None:
         unresolved["budget"] = "the number of adapted matrices needs the model"
-    elif args.method in ADAPTER_METHODS:
-        hp = plan_budget(model, args.method, hp, n_modules=None if model is not None else n_known)
+    elif cfg.method in ADAPTER_METHODS:
+        with validate.blame(cfg, "library", task.kind):  # a bad target or rank file: one line
+            cfg = plan_budget(model, cfg, n_modules=None if model is not None else n_known)
     if tokenizer is not None:
         try:
-            data = task.load_data(tokenizer, hp, args.data_dir)
-            n_train, n_eval, hp = data.n_train, data.n_eval, {**hp, **data.hp}
+            data = task.load_data(tokenizer, cfg, cfg.data_dir)
+            n_train, n_eval, cfg = data.n_train, data.n_eval, replace(cfg, **data.hp)
         except (OSError, RuntimeError, DataError) as e:  # a missing or malformed file
             unresolved["data"] = str(e).splitlines()[0]
-    if n_train is not None or hp.get("max_steps"):
-        hp = schedule_steps(hp, n_train or 0, world)
-    else:  # T = epochs x steps per epoch needs n_train; explicit step counts still resolve
+    if n_train is None and not cfg.max_steps:  # T = epochs x steps per epoch needs n_train
         unresolved["total_step"] = (
             "T = epochs x ceil(n_train / batch) needs the data (or --max-steps)"
         )
-        w = hp.get("warmup", 0)
-        if w >= 1:
-            hp = {**hp, "warmup_steps": int(w)}
-    view = {**config_view(task, args, hp, n_train, n_eval), "unresolved": unresolved}
+    cfg = cfg.with_schedule(n_train, world)
+    view = {**config_view(task, cfg, n_train, n_eval), "unresolved": unresolved}
     print(json.dumps(view, indent=2, sort_keys=True, default=str))
     return view
 

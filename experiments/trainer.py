@@ -1,5 +1,5 @@
 """The transformers Trainer as the runners use it: one evaluation per split, the callbacks that
-record evaluations and stop a diverged run, and the TrainingArguments built from ``hp``."""
+record evaluations and stop a diverged run, and the TrainingArguments of a run's config."""
 
 from __future__ import annotations
 
@@ -140,58 +140,58 @@ class DivergenceGuard(TrainerCallback, ExportableState):
 
 
 def training_arguments(
-    hp: dict,
+    cfg,
     run_name: str,
-    seed: int,
     report_to: list[str],
     world: int,
     seq2seq: bool,
     extra: dict,
 ):
-    """TrainingArguments for ``hp``: T steps, linear decay after warm-up, ``hp["evals"]``
-    evaluations, nothing saved (the result file is the output) unless ``extra`` asks for
-    checkpoints (output_dir, save_strategy, ...: experiments/checkpoints.py)."""
+    """TrainingArguments for the run's config ``cfg`` (experiments/config.py, schedule
+    resolved): T steps, linear decay after warm-up, ``cfg.evals`` evaluations, nothing saved
+    (the result file is the output) unless ``extra`` asks for checkpoints (output_dir,
+    save_strategy, ...: experiments/checkpoints.py)."""
     import torch
 
     extra = dict(extra)
     output_dir = extra.pop("output_dir", None) or tempfile.mkdtemp(prefix="adalora-trainer-")
     save_strategy = extra.pop("save_strategy", "no")
-    logging_steps = max(1, min(50, hp["total_step"] // 20))
+    logging_steps = max(1, min(50, cfg.total_step // 20))
     if extra.get("save_steps"):  # checkpoints on logging steps: the Trainer's running loss
         # restarts when a run resumes, so a resumed run then logs the losses of an uninterrupted one
         extra["save_steps"] = -(-extra["save_steps"] // logging_steps) * logging_steps
-    n_evals = max(1, hp.get("evals", 1))
-    precision = hp.get("precision_used") or resolve_precision(hp.get("precision", "fp32"))
+    n_evals = max(1, cfg.evals or 1)
+    precision = cfg.precision_used or resolve_precision(cfg.precision or "fp32")
     on_gpu = torch.cuda.is_available()
     fields = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
     if "train_sampling_strategy" in fields:  # transformers >= 5.x renamed group_by_length
         grouping = {
-            "train_sampling_strategy": "group_by_length" if hp.get("group_by_length") else "random"
+            "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random"
         }
     else:
-        grouping = {"group_by_length": bool(hp.get("group_by_length"))}
+        grouping = {"group_by_length": bool(cfg.group_by_length)}
     cls = transformers.Seq2SeqTrainingArguments if seq2seq else transformers.TrainingArguments
     return cls(
         output_dir=output_dir,
-        per_device_train_batch_size=hp["batch_size"],
-        per_device_eval_batch_size=hp.get("eval_batch_size", hp["batch_size"]),
-        gradient_accumulation_steps=hp.get("grad_accum", 1),
-        learning_rate=hp["lr"],
-        weight_decay=hp["weight_decay"],
-        max_steps=hp["total_step"],
-        warmup_steps=hp["warmup_steps"],
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.eval_batch_size or cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum or 1,
+        learning_rate=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        max_steps=cfg.total_step,
+        warmup_steps=cfg.warmup_steps,
         lr_scheduler_type="linear",
         eval_strategy="steps",
         # ceil, not floor: with floor a T not divisible by n gave n + 1 evaluations, the last
         # two a few steps apart (the final one at T); with ceil the n-th is the one at T
         # whenever T > (n - 1)^2 (every real run; a tinier T may get fewer than n)
-        eval_steps=max(1, -(-hp["total_step"] // n_evals)),
+        eval_steps=max(1, -(-cfg.total_step // n_evals)),
         logging_steps=logging_steps,
         save_strategy=save_strategy,
         report_to=report_to,
         run_name=run_name,
-        seed=seed,
-        data_seed=seed,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
         use_cpu=not on_gpu,
         bf16=precision == "bf16",  # autocast: weights, adapters and optimizer state stay fp32
         fp16=precision == "fp16",

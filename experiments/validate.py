@@ -3,10 +3,11 @@
 Every runner flag and every resolved hyperparameter (a preset's values too) is checked before
 anything is trained or written, as soon as what the check needs is there:
 
-1. ``check_flags``: right after parsing, before any model or data loads: sizes and counts,
-   learning rate, fractions and coefficients, ranks against each other, the schedule when T is
-   given, precision, paths (--data-dir, --output-dir, --model, --run-name, --rank-pattern-from),
-   --save-steps / --resume.
+1. ``check_flags``: right after the config resolves, before any model or data loads: sizes and
+   counts, learning rate, fractions and coefficients, two flags for one quantity (--tinit with
+   --tinit-frac, --max-steps with --epochs, --budget with --target-r: one would be dropped),
+   ranks against each other, the schedule when T is given, precision, paths (--data-dir,
+   --output-dir, --model, --run-name, --rank-pattern-from), --save-steps / --resume.
 2. ``check_model`` (experiments/validate_model.py): right after the model loads: --max-length
    (and a seq2seq model's summary lengths) against the model's positions; ranks against the
    sizes of the adapted matrices.
@@ -31,14 +32,16 @@ import math
 import os
 import re
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 from experiments import validate_inputs
 from experiments.data_files import DataError, DataFileNotFound
+from experiments.methods import ADAPTER_METHODS as ADAPTERS
+from experiments.methods import ALLOCATING_METHODS as ALLOCATING
+from experiments.methods import METHOD_HP, METHODS
+from experiments.methods import SCHEDULED_METHODS as SCHEDULED  # tinit + tfinal < T
 from experiments.validate_base import (
-    ADAPTERS,
-    ALLOCATING,
-    SCHEDULED,
     BadInput,
     bad,
     flag,
@@ -114,53 +117,85 @@ def _range_ok(v, low, high, low_in, high_in) -> bool:
     return (v >= low if low_in else v > low) and (v <= high if high_in else v < high)
 
 
-def check_flags(args, hp: dict, kind: str = "glue") -> None:
-    """Everything that needs neither the model nor the data (module doc). ``hp``: the resolved
-    hyperparameters (preset overridden by flags); ``kind``: "glue" or "summarization"."""
+def check_flags(cfg, kind: str = "glue") -> None:
+    """Everything that needs neither the model nor the data (module doc). ``cfg``: the resolved
+    config (experiments/config.py); ``kind``: "glue" or "summarization"."""
     for key, (low, fix) in AT_LEAST.items():
-        v = getattr(args, key, None) if key == "save_steps" else hp.get(key)
+        v = getattr(cfg, key, None)
         if v is not None and (not isinstance(v, int) or v < low):
             what = "a positive integer" if low == 1 else f"an integer >= {low}"
-            raise bad(args, key, v, f"must be {what}", fix)
+            raise bad(cfg, key, v, f"must be {what}", fix)
     for key, (low, high, low_in, high_in, what) in IN_RANGE.items():
-        v = hp.get(key)
-        if key in ("tinit_frac", "tfinal_frac") and hp.get(key[: -len("_frac")]) is not None:
+        v = getattr(cfg, key, None)
+        if key in ("tinit_frac", "tfinal_frac") and getattr(cfg, key[: -len("_frac")]) is not None:
             continue  # the fraction is unused when the step count is given
         if v is not None and not _range_ok(v, low, high, low_in, high_in):
-            raise bad(args, key, v, f"must be {what}", RANGE_FIX[key])
-    if not 0 <= args.seed < 2**32:
-        raise BadInput("--seed", args.seed, "must be in [0, 2^32)", "pass --seed 0 or more")
-    _check_ranks(args, hp)
-    _check_schedule_fractions(args, hp)
-    _check_target_modules(args, hp)
-    _check_precision(args, hp)
-    _check_paths(args, hp, kind)
-    if args.sweep_json is not None:
+            raise bad(cfg, key, v, f"must be {what}", RANGE_FIX[key])
+    if not 0 <= cfg.seed < 2**32:
+        raise BadInput("--seed", cfg.seed, "must be in [0, 2^32)", "pass --seed 0 or more")
+    _check_dropped(cfg)
+    _check_ranks(cfg)
+    _check_schedule_fractions(cfg)
+    _check_target_modules(cfg)
+    _check_precision(cfg)
+    _check_paths(cfg, kind)
+    if cfg.sweep_json is not None:
         try:
-            sweep = json.loads(args.sweep_json)
+            sweep = json.loads(cfg.sweep_json)
         except json.JSONDecodeError as e:
             raise BadInput(
                 "--sweep-json",
-                repr(args.sweep_json),
+                repr(cfg.sweep_json),
                 f"not JSON ({e.msg})",
                 'pass e.g. {"lr": 1e-3}',
             ) from None
         if not isinstance(sweep, dict):
             raise BadInput(
-                "--sweep-json", args.sweep_json, "not a JSON object", 'pass e.g. {"lr": 1e-3}'
+                "--sweep-json", cfg.sweep_json, "not a JSON object", 'pass e.g. {"lr": 1e-3}'
             )
-    validate_inputs.check_flags(args, hp, kind)  # summarisation lengths, --rank-pattern-from
+    validate_inputs.check_flags(cfg, kind)  # summarisation lengths, --rank-pattern-from
 
 
-def _check_ranks(args, hp: dict) -> None:
+# Two flags that set one quantity: the second would be dropped, so giving both is an error.
+# (flag that would lose, flag that wins, what the winner sets)
+_EITHER_OR = (
+    ("tinit_frac", "tinit", "tinit in steps"),
+    ("tfinal_frac", "tfinal", "tfinal in steps"),
+    ("epochs", "max_steps", "T, the number of optimizer steps"),
+    ("target_r", "budget", "the final average rank (budget / n_modules)"),
+)
+
+
+def _check_dropped(cfg) -> None:
+    """No given flag is silently dropped: two flags for one quantity stop the run."""
+    for loser, winner, what in _EITHER_OR:
+        if given(cfg, loser) and given(cfg, winner):
+            raise bad(
+                cfg,
+                loser,
+                getattr(cfg, loser),
+                f"{flag(winner)} {getattr(cfg, winner):g} sets {what} already",
+                f"pass {flag(winner)} or {flag(loser)}, not both",
+            )
+
+
+def unused_flags(cfg) -> list[str]:
+    """The flags given that the run's method does not read (experiments/methods.py METHODS:
+    e.g. --tinit for LoRA, --target-r for full fine-tuning), for a note: not an error, since one
+    command line often serves several methods (the converged grid's common flags)."""
+    ignored = (cfg.given & METHOD_HP) - METHODS[cfg.method].reads
+    return [flag(f.name) for f in fields(cfg) if f.name in ignored]
+
+
+def _check_ranks(cfg) -> None:
     """init_r >= target_r when both are known without the model (the budget needs it)."""
-    if args.method not in ALLOCATING or hp.get("budget") is not None:
+    if cfg.method not in ALLOCATING or cfg.budget is not None:
         return
-    init_r, target_r = hp.get("init_r"), hp.get("target_r")
+    init_r, target_r = cfg.init_r, cfg.target_r
     if init_r is not None and target_r is not None and target_r > init_r:
-        key = "target_r" if given(args, "target_r") or not given(args, "init_r") else "init_r"
+        key = "target_r" if given(cfg, "target_r") or not given(cfg, "init_r") else "init_r"
         raise bad(
-            args,
+            cfg,
             key,
             target_r if key == "target_r" else init_r,
             f"final average rank target_r {target_r:g} > init_r {init_r}: AdaLoRA only prunes",
@@ -169,33 +204,33 @@ def _check_ranks(args, hp: dict) -> None:
         )
 
 
-def _check_schedule_fractions(args, hp: dict) -> None:
-    if args.method not in SCHEDULED:
+def _check_schedule_fractions(cfg) -> None:
+    if cfg.method not in SCHEDULED:
         return
-    ti, tf = hp.get("tinit"), hp.get("tfinal")
-    if ti is None and tf is None and hp.get("tinit_frac", 0) + hp.get("tfinal_frac", 0) >= 1:
-        key = "tfinal_frac" if given(args, "tfinal_frac") else "tinit_frac"
+    ti, tf = cfg.tinit, cfg.tfinal
+    if ti is None and tf is None and (cfg.tinit_frac or 0) + (cfg.tfinal_frac or 0) >= 1:
+        key = "tfinal_frac" if given(cfg, "tfinal_frac") else "tinit_frac"
         raise bad(
-            args,
+            cfg,
             key,
-            hp[key],
-            f"tinit_frac + tfinal_frac = {hp['tinit_frac']:g} + {hp['tfinal_frac']:g} >= 1 leaves "
+            getattr(cfg, key),
+            f"tinit_frac + tfinal_frac = {cfg.tinit_frac:g} + {cfg.tfinal_frac:g} >= 1 leaves "
             "no budgeting phase",
             "keep their sum below 1 (the paper: about 0.15 + 0.45)",
         )
-    T = hp.get("max_steps")
+    T = cfg.max_steps
     if T is not None and ti is not None and tf is not None:
-        _schedule_error(args, hp, ti, tf, T)
+        _schedule_error(cfg, ti, tf, T)
 
 
-def _schedule_error(args, hp: dict, ti: int, tf: int, T: int) -> None:
+def _schedule_error(cfg, ti: int, tf: int, T: int) -> None:
     if ti + tf < T:
         return
     keys = [k for k in ("tinit", "tfinal", "tinit_frac", "tfinal_frac", "max_steps", "epochs")]
-    key = next((k for k in keys if given(args, k)), "tinit")
-    value = {"tinit": ti, "tfinal": tf}.get(key, hp.get(key))
+    key = next((k for k in keys if given(cfg, k)), "tinit")
+    value = {"tinit": ti, "tfinal": tf}.get(key, getattr(cfg, key))
     raise bad(
-        args,
+        cfg,
         key,
         value,
         f"no budgeting phase: tinit + tfinal = {ti} + {tf} >= T = {T} steps",
@@ -204,30 +239,29 @@ def _schedule_error(args, hp: dict, ti: int, tf: int, T: int) -> None:
     )
 
 
-def _check_target_modules(args, hp: dict) -> None:
-    tm = hp.get("target_modules")
+def _check_target_modules(cfg) -> None:
+    """A regex that compiles (a list naming no module: config.resolve)."""
+    tm = cfg.target_modules
     fix = "pass comma-separated module-name suffixes (e.g. query,value), a regex or all-linear"
-    if tm is None or args.method not in ADAPTERS:
+    if tm is None or cfg.method not in ADAPTERS:
         return
     if isinstance(tm, str):
         if not tm.strip():
-            raise bad(args, "target_modules", repr(tm), "empty", fix)
+            raise bad(cfg, "target_modules", repr(tm), "empty", fix)
         try:
             re.compile(tm)
         except re.error as e:
-            raise bad(args, "target_modules", tm, f"not a valid regex ({e})", fix) from None
-    elif not tm:
-        raise bad(args, "target_modules", repr(args.target_modules), "names no module", fix)
+            raise bad(cfg, "target_modules", tm, f"not a valid regex ({e})", fix) from None
 
 
-def _check_precision(args, hp: dict) -> None:
-    if hp.get("precision") != "fp16":
+def _check_precision(cfg) -> None:
+    if cfg.precision != "fp16":
         return
     import torch
 
     if not torch.cuda.is_available():
         raise bad(
-            args,
+            cfg,
             "precision",
             "fp16",
             "fp16 mixed precision needs a CUDA GPU and none is visible",
@@ -235,37 +269,37 @@ def _check_precision(args, hp: dict) -> None:
         )
 
 
-def _check_paths(args, hp: dict, kind: str) -> None:
+def _check_paths(cfg, kind: str) -> None:
     from experiments.checkpoints import checkpoint_root, latest_checkpoint
     from experiments.results import result_path
 
-    if args.data_dir is not None:
-        d = Path(args.data_dir)
+    if cfg.data_dir is not None:
+        d = Path(cfg.data_dir)
         if not d.is_dir():
             raise BadInput(
                 "--data-dir",
-                args.data_dir,
+                cfg.data_dir,
                 "not a folder" if d.exists() else "no such folder",
                 data_fix(kind),
             )
-    model = str(hp.get("model") or "")
+    model = str(cfg.model or "")
     local_looking = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
     if local_looking and not Path(model).expanduser().exists():
         raise bad(
-            args,
+            cfg,
             "model",
             model,
             "no such folder",
             "pass a local model folder, a Hub name (org/name)"
             + (" or minilm" if kind == "glue" else " or tiny-bart"),
         )
-    rp = hp.get("rank_pattern_from")
+    rp = cfg.rank_pattern_from
     if rp is not None:
-        if args.method != "lora":
+        if cfg.method != "lora":
             raise BadInput(
                 "--rank-pattern-from",
                 rp,
-                f"only for --method lora, not {args.method}",
+                f"only for --method lora, not {cfg.method}",
                 "add --method lora or drop the flag",
             )
         if not Path(rp).is_file():
@@ -275,8 +309,8 @@ def _check_paths(args, hp: dict, kind: str) -> None:
                 "no such file",
                 "pass the result JSON of an adalora run",
             )
-    _check_output_dir(args.output_dir)
-    name = args.run_name
+    _check_output_dir(cfg.output_dir)
+    name = cfg.run_name
     if name is not None:
         if (
             not name.strip()
@@ -290,7 +324,7 @@ def _check_paths(args, hp: dict, kind: str) -> None:
                 "not a plain file name",
                 "use letters, digits and - _ . (not starting with a dot)",
             )
-        out = result_path(args.output_dir, name)
+        out = result_path(cfg.output_dir, name)
         if out.exists():
             raise BadInput(
                 "--run-name",
@@ -298,12 +332,12 @@ def _check_paths(args, hp: dict, kind: str) -> None:
                 f"{out} already exists and results are never overwritten",
                 "pick another --run-name or --output-dir",
             )
-    if args.resume:
+    if cfg.resume:
         if name is None:
             raise BadInput(
                 "--resume", None, "needs the run to continue", "pass its --run-name NAME"
             )
-        root = checkpoint_root(args.output_dir, name)
+        root = checkpoint_root(cfg.output_dir, name)
         if latest_checkpoint(root) is None:
             raise BadInput(
                 "--resume",
@@ -354,10 +388,10 @@ def data_fix(kind: str) -> str:
 
 
 # --------------------------------------------------------------------------- 3. schedule
-def check_schedule(args, hp: dict) -> None:
+def check_schedule(cfg) -> None:
     """tinit + tfinal < T (AdaLoraConfig's rule), once T is known."""
-    if args.method in SCHEDULED:
-        _schedule_error(args, hp, hp["tinit"], hp["tfinal"], hp["total_step"])
+    if cfg.method in SCHEDULED:
+        _schedule_error(cfg, cfg.tinit, cfg.tfinal, cfg.total_step)
 
 
 # --------------------------------------------------------------------------- errors -> flags
@@ -387,7 +421,7 @@ LIBRARY_ERRORS = (
 _FLAG_FIRST = re.compile(r"^(--[a-z][a-z0-9-]*) ?")
 
 
-def from_library(args, hp: dict, e: ValueError) -> BadInput | None:
+def from_library(cfg, e: ValueError) -> BadInput | None:
     """The BadInput for a library ValueError, or None when no flag is known for it. A message
     that starts with a flag (``--rank-pattern-from PATH: ...``) is already a one-line error."""
     msg = one_line(e)
@@ -398,9 +432,8 @@ def from_library(args, hp: dict, e: ValueError) -> BadInput | None:
         return BadInput(m.group(1), value or None, problem or rest)
     for pattern, key, fix in LIBRARY_ERRORS:
         if re.search(pattern, msg):
-            value = getattr(args, key, None) if given(args, key) else hp.get(key)
             problem, own = _advice(msg)
-            return bad(args, key, value, problem, own or fix)
+            return bad(cfg, key, getattr(cfg, key, None), problem, own or fix)
     return None
 
 
@@ -413,7 +446,7 @@ def _advice(msg: str) -> tuple[str, str | None]:
 
 
 @contextlib.contextmanager
-def blame(args, hp: dict, what: str, kind: str = "glue"):
+def blame(cfg, what: str, kind: str = "glue"):
     """Errors while loading the model (``what="model"``) or the data (``"data"``), or building
     the method (``"library"``), become the BadInput naming the flag they are about."""
     try:
@@ -422,25 +455,25 @@ def blame(args, hp: dict, what: str, kind: str = "glue"):
         raise
     except DataFileNotFound as e:
         problem, own = _advice(one_line(e))
-        raise BadInput("--data-dir", args.data_dir, problem, own or data_fix(kind)) from None
+        raise BadInput("--data-dir", cfg.data_dir, problem, own or data_fix(kind)) from None
     except DataError as e:
         fix = "fix the file, or point --data-dir at a good copy of the data"
-        raise BadInput("--data-dir", args.data_dir, one_line(e), fix) from None
+        raise BadInput("--data-dir", cfg.data_dir, one_line(e), fix) from None
     except (OSError, RuntimeError, ValueError) as e:
         if what == "model":
             problem, own = _advice(one_line(e))
             raise bad(
-                args,
+                cfg,
                 "model",
-                hp.get("model"),
+                cfg.model,
                 f"cannot load it ({problem})",
                 own or "pass a local model folder or a Hub name you can reach",
             ) from None
         if what == "data" and isinstance(e, (OSError, RuntimeError)):  # e.g. the Hub offline
             problem, own = _advice(one_line(e))
-            raise BadInput("--data-dir", args.data_dir, problem, own or data_fix(kind)) from None
+            raise BadInput("--data-dir", cfg.data_dir, problem, own or data_fix(kind)) from None
         if isinstance(e, ValueError):
-            mapped = from_library(args, hp, e)
+            mapped = from_library(cfg, e)
             if mapped is not None:
                 raise mapped from None
         raise

@@ -1,11 +1,7 @@
 """What every input check shares (experiments/validate.py, experiments/validate_model.py): the
-one-line ``BadInput``, a hyperparameter's flag, and the method groups the checks tell apart."""
+one-line ``BadInput`` and a hyperparameter's flag."""
 
 from __future__ import annotations
-
-ALLOCATING = ("adalora", "prune_lora")  # = methods.ALLOCATING_METHODS (no torch import here)
-ADAPTERS = ("adalora", "lora", "svd_lora", "prune_lora")
-SCHEDULED = ("adalora", "svd_lora", "prune_lora")  # AdaLoraConfig checks tinit + tfinal < T
 
 
 class BadInput(ValueError):
@@ -26,22 +22,24 @@ def one_line(text: str) -> str:
 
 
 def flag(key: str) -> str:
-    """The flag of a hyperparameter (or argparse dest): batch_size -> --batch-size."""
+    """The flag of a config field: batch_size -> --batch-size."""
     return "--" + key.replace("_", "-")
 
 
-def given(args, key: str) -> bool:
+def given(cfg, key: str) -> bool:
     """Whether the flag was passed (not left to the preset)."""
-    v = getattr(args, key, None)
-    return v is not None and v is not False
+    return key in cfg.given
 
 
-def _shown(args, key: str, value) -> str:
+def _shown(cfg, key: str, value) -> str:
     """A value as the message shows it: as given, or marked as the preset's."""
+    if isinstance(value, (list, tuple)):
+        value = ",".join(map(str, value))
     text = f"{value:g}" if isinstance(value, float) else str(value)
-    return text if given(args, key) else f"{text} (the {args.preset} preset's value)"
+    return text if given(cfg, key) else f"{text} (the {cfg.preset} preset's value)"
 
 
-def bad(args, key: str, value, problem: str, fix: str = "") -> BadInput:
-    shown = None if value is None or value == "" else _shown(args, key, value)
+def bad(cfg, key: str, value, problem: str, fix: str = "") -> BadInput:
+    """The BadInput of config field ``key`` (``cfg``: the run's config, experiments/config.py)."""
+    shown = None if value is None or value == "" else _shown(cfg, key, value)
     return BadInput(flag(key), shown, problem, fix)

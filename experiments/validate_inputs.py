@@ -21,46 +21,48 @@ from experiments.validate_base import BadInput, bad, flag, given
 
 
 # --------------------------------------------------------------------------- 1. flags
-def check_flags(args, hp: dict, kind: str) -> None:
-    """Stage 1, after validate.check_flags' own checks (so types and signs are already good)."""
-    if hp.get("rank_pattern_from") is not None and args.method == "lora":
-        _check_rank_pattern_flags(args, hp)
+def check_flags(cfg, kind: str) -> None:
+    """Stage 1, after validate.check_flags' own checks (so types and signs are already good).
+    ``cfg``: the run's config (experiments/config.py)."""
+    if cfg.rank_pattern_from is not None and cfg.method == "lora":
+        _check_rank_pattern_flags(cfg)
     if kind == "summarization":
-        _check_generation_room(args, hp, ["the decoder start token"], "generation")
-        if hp.get("length_penalty") is not None and hp.get("num_beams") == 1:
+        _check_generation_room(cfg, ["the decoder start token"], "generation")
+        if cfg.length_penalty is not None and cfg.num_beams == 1:
             raise bad(
-                args,
+                cfg,
                 "length_penalty",
-                hp["length_penalty"],
+                cfg.length_penalty,
                 f"has no effect with {flag('num_beams')} 1 (greedy search): it only scores "
                 "beam hypotheses",
                 f"pass {flag('num_beams')} 2 or more, or leave --length-penalty out",
             )
 
 
-def _check_rank_pattern_flags(args, hp: dict) -> None:
+def _check_rank_pattern_flags(cfg) -> None:
     from experiments.methods import read_rank_pattern
 
-    read_rank_pattern(hp["rank_pattern_from"], hp.get("model"))
-    if given(args, "target_modules"):
-        raise BadInput(
-            "--target-modules",
-            args.target_modules,
+    read_rank_pattern(cfg.rank_pattern_from, cfg.model)
+    if given(cfg, "target_modules"):
+        raise bad(
+            cfg,
+            "target_modules",
+            cfg.target_modules,
             "unused with --rank-pattern-from: the rank pattern names the adapted modules",
             "drop --target-modules (or --rank-pattern-from)",
         )
 
 
-def _gen_key(hp: dict) -> str:
+def _gen_key(cfg) -> str:
     """The flag that sets the generation max length (--max-target-length when it is unset)."""
-    return "gen_max_length" if hp.get("gen_max_length") else "max_target_length"
+    return "gen_max_length" if cfg.gen_max_length else "max_target_length"
 
 
-def _check_generation_room(args, hp: dict, fixed: list[str], by: str) -> None:
+def _check_generation_room(cfg, fixed: list[str], by: str) -> None:
     """The generation max length holds the ``fixed`` tokens (the decoder start token, forced
     first / last tokens) and at least one summary token."""
-    key = _gen_key(hp)
-    length, need = hp.get(key), len(fixed) + 1
+    key = _gen_key(cfg)
+    length, need = getattr(cfg, key), len(fixed) + 1
     if length is None or length >= need:
         return
     also = (
@@ -69,7 +71,7 @@ def _check_generation_room(args, hp: dict, fixed: list[str], by: str) -> None:
         else "is the generation max length (--gen-max-length is unset) and "
     )
     raise bad(
-        args,
+        cfg,
         key,
         length,
         f"{also}leaves no room for a summary token: {by} fixes {len(fixed)} of its tokens "
@@ -79,7 +81,7 @@ def _check_generation_room(args, hp: dict, fixed: list[str], by: str) -> None:
 
 
 # --------------------------------------------------------------------------- 2. model
-def check_generation(args, hp: dict, model, tokenizer) -> None:
+def check_generation(cfg, model, tokenizer) -> None:
     """Stage 2 for a seq2seq model: --max-target-length leaves room for a summary token beside
     the tokenizer's special tokens (below their number the tokenizer does not truncate at all);
     the generation max length holds the decoder start token, the tokens the model's generation
@@ -87,14 +89,14 @@ def check_generation(args, hp: dict, model, tokenizer) -> None:
     # the tokens every summary gets (encoded as the labels are: as a target text)
     specials = tokenizer.convert_ids_to_tokens(tokenizer(text_target="")["input_ids"])
     n = len(specials)
-    if hp["max_target_length"] < n + 1:
+    if cfg.max_target_length < n + 1:
         raise bad(
-            args,
+            cfg,
             "max_target_length",
-            hp["max_target_length"],
+            cfg.max_target_length,
             f"leaves the training summaries no room for a token: the tokenizer adds {n} "
             f"special tokens to each ({' '.join(specials)})"
-            + (" and does not truncate below that" if hp["max_target_length"] < n else ""),
+            + (" and does not truncate below that" if cfg.max_target_length < n else ""),
             f"pass --max-target-length {n + 1} or more",
         )
     gc = model.generation_config
@@ -103,14 +105,14 @@ def check_generation(args, hp: dict, model, tokenizer) -> None:
         fixed.append("the forced first token")
     if gc.forced_eos_token_id is not None:
         fixed.append("the forced end token")
-    _check_generation_room(args, hp, fixed, f"{type(model).__name__}'s generation config")
-    key = _gen_key(hp)
+    _check_generation_room(cfg, fixed, f"{type(model).__name__}'s generation config")
+    key = _gen_key(cfg)
     least = max(gc.min_length or 0, 1 + gc.min_new_tokens if gc.min_new_tokens else 0)
-    if hp[key] < least:
+    if getattr(cfg, key) < least:
         raise bad(
-            args,
+            cfg,
             key,
-            hp[key],
+            getattr(cfg, key),
             f"below the {least} tokens the model's generation config asks for at least "
             "(min_length / min_new_tokens): generation would be cut before it may end",
             f"pass {flag(key)} {least} or more",
@@ -118,28 +120,28 @@ def check_generation(args, hp: dict, model, tokenizer) -> None:
 
 
 # --------------------------------------------------------------------------- 3. data
-def check_split_sizes(args, hp: dict, split, dataset: str) -> None:
+def check_split_sizes(cfg, split, dataset: str) -> None:
     """Stage 3: ``split`` (summ_data.Split) against --max-*-samples and the batch (module
     doc). The batch is what one optimizer step takes: batch size x accumulation x processes."""
     world = int(os.environ.get("WORLD_SIZE", 1))
-    per_step = hp["batch_size"] * hp.get("grad_accum", 1) * world
-    batch = f"{flag('batch_size')} {hp['batch_size']}"
-    if hp.get("grad_accum", 1) > 1:
-        batch += f" x {flag('grad_accum')} {hp['grad_accum']}"
+    per_step = cfg.batch_size * cfg.grad_accum * world
+    batch = f"{flag('batch_size')} {cfg.batch_size}"
+    if cfg.grad_accum > 1:
+        batch += f" x {flag('grad_accum')} {cfg.grad_accum}"
     if world > 1:
         batch += f" x {world} processes"
-    if per_step != hp["batch_size"]:
+    if per_step != cfg.batch_size:
         batch += f" = {per_step} examples a step"
     short = f"fewer than one batch ({batch})"
     n_tr, n_ev, n = len(split.train), len(split.eval), split.shared
     tr, ev = f"{dataset}/{split.train_split}", f"{dataset}/{split.eval_split}"
-    asked_tr, asked_ev = hp.get("max_train_samples"), hp.get("max_eval_samples")
-    tr_given, ev_given = given(args, "max_train_samples"), given(args, "max_eval_samples")
+    asked_tr, asked_ev = cfg.max_train_samples, cfg.max_eval_samples
+    tr_given, ev_given = given(cfg, "max_train_samples"), given(cfg, "max_eval_samples")
     if n_ev < 1:
-        raise _data_error(args, f"{ev} has no examples", "point --data-dir at a complete copy")
+        raise _data_error(cfg, f"{ev} has no examples", "point --data-dir at a complete copy")
     if tr_given and asked_tr < per_step:
         raise bad(
-            args,
+            cfg,
             "max_train_samples",
             asked_tr,
             f"{short} to train on",
@@ -147,11 +149,11 @@ def check_split_sizes(args, hp: dict, split, dataset: str) -> None:
         )
     if n is None and ev_given and n_ev < asked_ev:
         fix = f"pass --max-eval-samples {n_ev} or less, or leave it out"
-        raise bad(args, "max_eval_samples", asked_ev, f"{ev} holds only {n_ev} examples", fix)
+        raise bad(cfg, "max_eval_samples", asked_ev, f"{ev} holds only {n_ev} examples", fix)
     if n is not None and ev_given and asked_ev > n - per_step:
         # evaluation takes the last examples of the split, training one batch or more before
         raise bad(
-            args,
+            cfg,
             "max_eval_samples",
             asked_ev,
             f"{ev} holds {n} examples and training needs one batch ({batch}) of them "
@@ -168,16 +170,16 @@ def check_split_sizes(args, hp: dict, split, dataset: str) -> None:
     )
     if tr_given and n_tr < asked_tr:
         fix = f"pass --max-train-samples {n_tr} or less, or leave it out"
-        raise bad(args, "max_train_samples", asked_tr, remain, fix)
+        raise bad(cfg, "max_train_samples", asked_tr, remain, fix)
     if n_tr >= per_step:
         return
     fix = "pass a smaller --batch-size" + (" or --max-eval-samples" if n is not None else "")
-    if given(args, "batch_size"):
-        raise bad(args, "batch_size", hp["batch_size"], f"{remain}, {short}", fix)
-    raise _data_error(args, f"{remain}, {short}", fix + ", or use more data")
+    if given(cfg, "batch_size"):
+        raise bad(cfg, "batch_size", cfg.batch_size, f"{remain}, {short}", fix)
+    raise _data_error(cfg, f"{remain}, {short}", fix + ", or use more data")
 
 
-def _data_error(args, problem: str, fix: str) -> BadInput:
-    if args.data_dir is None:  # the line names --data-dir: say where the data came from
+def _data_error(cfg, problem: str, fix: str) -> BadInput:
+    if cfg.data_dir is None:  # the line names --data-dir: say where the data came from
         problem += f" (data from {os.environ.get('SUMM_DIR') or 'the Hub'})"
-    return BadInput("--data-dir", args.data_dir, problem, fix)
+    return BadInput("--data-dir", cfg.data_dir, problem, fix)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import math
 
-from experiments.validate_base import ADAPTERS, ALLOCATING, bad, flag, given
+from experiments.methods import ADAPTER_METHODS as ADAPTERS
+from experiments.methods import ALLOCATING_METHODS as ALLOCATING
+from experiments.validate_base import bad, flag, given
 
 
 def max_positions(config) -> int | None:
@@ -26,16 +28,17 @@ def max_positions(config) -> int | None:
     return n
 
 
-def check_model(model, args, hp: dict, seq2seq: bool = False) -> None:
+def check_model(model, cfg, seq2seq: bool = False) -> None:
     """Lengths against the model's positions; adapter ranks against the adapted matrices
-    (after methods.plan_budget filled init_r / lora_r / budget / n_modules)."""
+    (``cfg``: the run's config after methods.plan_budget filled init_r / lora_r / budget /
+    n_modules)."""
     limit = max_positions(getattr(model, "config", None))
     keys = ["max_length"] + (["max_target_length", "gen_max_length"] if seq2seq else [])
     for key in keys if limit is not None else ():
-        v = hp.get(key)
+        v = getattr(cfg, key, None)
         if v is not None and v > limit:
             raise bad(
-                args,
+                cfg,
                 key,
                 v,
                 f"longer than the model's {limit} positions "
@@ -43,80 +46,78 @@ def check_model(model, args, hp: dict, seq2seq: bool = False) -> None:
                 "position table)",
                 f"pass {flag(key)} {limit} or less",
             )
-    if args.method in ADAPTERS:
-        _check_target_entries(model, args, hp)
-        _check_adapter_ranks(model, args, hp)
+    if cfg.method in ADAPTERS:
+        _check_target_entries(model, cfg)
+        _check_adapter_ranks(model, cfg)
 
 
-def _check_target_entries(model, args, hp: dict) -> None:
+def _check_target_entries(model, cfg) -> None:
     """Every entry of a --target-modules list matches some Linear layer (PEFT only needs one
     entry to match: a misspelt entry would be dropped silently)."""
     from adalora.targets import _is_linear
 
-    tm = hp.get("target_modules")
-    if not isinstance(tm, list) or hp.get("lora_rank_pattern"):
+    tm = cfg.target_modules
+    if not isinstance(tm, (list, tuple)) or cfg.lora_rank_pattern:
         return
     linear = [n for n, m in model.named_modules() if n and _is_linear(m)]
     for k in tm:
         if not any(n == k or n.endswith("." + k) for n in linear):
             suffixes = sorted({n.rsplit(".", 1)[-1] for n in linear})
             raise bad(
-                args,
+                cfg,
                 "target_modules",
-                args.target_modules if given(args, "target_modules") else ",".join(tm),
+                tm,
                 f"{k!r} matches no Linear layer of {type(model).__name__}",
                 f"pass suffixes of its Linear layers ({', '.join(suffixes)}), a regex or "
                 "all-linear",
             )
 
 
-def _smallest_matrix(model, hp: dict) -> tuple[str, tuple[int, int]]:
+def _smallest_matrix(model, cfg) -> tuple[str, tuple[int, int]]:
     from adalora import find_targets
     from adalora.targets import head_modules
 
-    names = hp.get("lora_rank_pattern") or find_targets(
-        model, hp.get("target_modules"), head_modules(model)
-    )
+    names = cfg.lora_rank_pattern or find_targets(model, cfg.target_modules, head_modules(model))
     shapes = {n: tuple(model.get_submodule(n).weight.shape) for n in names}
     name = min(shapes, key=lambda n: min(shapes[n]))
     return name, shapes[name]
 
 
-def _check_adapter_ranks(model, args, hp: dict) -> None:
-    name, shape = _smallest_matrix(model, hp)
-    side, n = min(shape), hp["n_modules"]
-    budget_given = given(args, "budget") or hp.get("budget_level") is not None
+def _check_adapter_ranks(model, cfg) -> None:
+    name, shape = _smallest_matrix(model, cfg)
+    side, n = min(shape), cfg.n_modules
+    budget_given = given(cfg, "budget") or getattr(cfg, "budget_level", None) is not None
     rank_key = "budget" if budget_given else "target_r"
-    if args.method in ALLOCATING:
-        r, what = hp["init_r"], "init_r"
-        key = "init_r" if given(args, "init_r") else rank_key
-        if hp["target_r"] > r:  # --budget over n matrices above an explicit --init-r
+    if cfg.method in ALLOCATING:
+        r, what = cfg.init_r, "init_r"
+        key = "init_r" if given(cfg, "init_r") else rank_key
+        if cfg.target_r > r:  # --budget over n matrices above an explicit --init-r
             raise bad(
-                args,
+                cfg,
                 rank_key,
-                hp[rank_key] if rank_key == "budget" else hp["target_r"],
-                f"final average rank {hp['target_r']:g} (b(T) {hp['budget']} over {n} adapted "
+                cfg.budget if rank_key == "budget" else cfg.target_r,
+                f"final average rank {cfg.target_r:g} (b(T) {cfg.budget} over {n} adapted "
                 f"matrices) > init_r {r}: AdaLoRA only prunes",
                 f"pass --budget {r * n} or less, or raise --init-r",
             )
-    elif args.method == "lora":
-        r, what = hp["lora_r"], "lora_r"
-        key = "lora_r" if given(args, "lora_r") else rank_key
+    elif cfg.method == "lora":
+        r, what = cfg.lora_r, "lora_r"
+        key = "lora_r" if given(cfg, "lora_r") else rank_key
     else:  # svd_lora: the final rank from the start
-        r, what = max(1, int(round(hp["target_r"]))), "rank"
+        r, what = max(1, int(round(cfg.target_r))), "rank"
         key = rank_key
     if r <= side:
         return
     # the largest value of the blamed flag that keeps the rank within the smaller side
-    top_r = math.floor(side / 1.5) if args.method in ALLOCATING else side  # init_r = 1.5 x
+    top_r = math.floor(side / 1.5) if cfg.method in ALLOCATING else side  # init_r = 1.5 x
     if key == "budget":
-        fix, value = f"pass --budget {top_r * n} or less", hp.get("budget")
+        fix, value = f"pass --budget {top_r * n} or less", cfg.budget
     elif key == "target_r":
-        fix, value = f"pass --target-r {top_r} or less", hp["target_r"]
+        fix, value = f"pass --target-r {top_r} or less", cfg.target_r
     else:
         fix, value = f"pass {flag(key)} {side} or less", r
     raise bad(
-        args,
+        cfg,
         key,
         value,
         f"{what} {r} exceeds {side}, the smaller side of the adapted matrix {name} "

@@ -3,10 +3,10 @@
 length-grouped batches, and the cost of one evaluation pass (a benchmark).
 
 Everything runs in one process. The model, tokenizer, data, budget plan and adapters come from
-the GLUE runner (experiments.glue make_task and quick_preset, experiments.methods plan_budget,
-schedule_steps and wrap_model). Each configuration trains its own copy of the same weights
-with the same adapter initialisation. The training batches are built the way the Trainer
-builds them: DataCollatorWithPadding over
+the GLUE runner (experiments.config resolve with the quick preset, experiments.glue make_task,
+experiments.methods plan_budget and wrap_model). Each configuration trains its own copy of the
+same weights with the same adapter initialisation. The training batches are built the way the
+Trainer builds them: DataCollatorWithPadding over
 
     random    RandomSampler                                    (--group-by-length no)
     grouped   transformers.trainer_pt_utils.LengthGroupedSampler (--group-by-length yes)
@@ -208,7 +208,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
     t_start = time.perf_counter()
-    task, tok, base, hp, data = setup(args)
+    task, tok, base, cfg, data = setup(args)
+    hp = cfg.hyperparameters()
     collator = DataCollatorWithPadding(tok)
     bs, K, R = hp["batch_size"], args.steps_per_round, args.rounds
     n_needed = args.warmup_steps + R * K
@@ -229,7 +230,7 @@ def main(argv=None):
         timed[s] = spread(batches, n_needed)
 
     cfgs = {
-        f"{p}+{s}": Config(f"{p}+{s}", p, s, base, args.method, hp, args.seed + 1)
+        f"{p}+{s}": Config(f"{p}+{s}", p, s, base, cfg, args.seed + 1)
         for s in SAMPLERS
         for p in PRECISIONS
     }
@@ -269,7 +270,7 @@ def main(argv=None):
     eval_res = eval_ratios = eval_settings = None
     if args.eval_repeats > 0:
         evals_file = file_order_eval(args, tok, hp, data)
-        net, _ = adapted_copy(base, args.method, hp, args.seed + 1)
+        net, _ = adapted_copy(base, cfg, args.seed + 1)
         eval_res, eval_ratios = time_evals(args, net, data.evals, evals_file, collator)
         eval_settings = {
             "splits": list(data.evals),

@@ -5,34 +5,38 @@ from __future__ import annotations
 
 import math
 import time
-from argparse import Namespace
 
 import torch
 
 
 def setup(args):
-    """(task, tokenizer, base model, hp, Data) from the GLUE runner's own pieces."""
-    from experiments.glue import make_task, quick_preset
-    from experiments.methods import plan_budget, schedule_steps
+    """(task, tokenizer, base model, config, Data) from the GLUE runner's own pieces: the quick
+    preset with this benchmark's ranks and sizes (experiments/config.py GlueConfig)."""
+    from dataclasses import replace
 
-    hp = quick_preset(args.task, args.method)
-    hp.update(model=args.model, init_r=args.init_r, target_r=args.target_r)
+    from experiments.config import GlueConfig, build_parser, resolve
+    from experiments.glue import PRESETS, make_task
+    from experiments.methods import plan_budget
+
+    argv = ["--task", args.task, "--method", args.method, "--model", args.model]
+    argv += ["--init-r", str(args.init_r), "--target-r", str(args.target_r)]
     if args.method == "lora":
-        hp["lora_r"] = args.lora_r
+        argv += ["--lora-r", str(args.lora_r)]
     for k in ("batch_size", "max_length", "max_train_samples", "max_eval_samples"):
         if getattr(args, k) is not None:
-            hp[k] = getattr(args, k)
-    task = make_task(Namespace(task=args.task))
-    tok = task.load_tokenizer(hp["model"])
-    model = task.load_model(hp["model"], hp)
-    hp = plan_budget(model, args.method, hp)
-    data = task.load_data(tok, hp, args.data_dir)
-    hp = schedule_steps({**hp, **data.hp}, data.n_train)
+            argv += ["--" + k.replace("_", "-"), str(getattr(args, k))]
+    cfg = resolve(GlueConfig, PRESETS, vars(build_parser(GlueConfig, "").parse_args(argv)))
+    task = make_task(cfg)
+    tok = task.load_tokenizer(cfg.model)
+    model = task.load_model(cfg.model, cfg)
+    cfg = plan_budget(model, cfg)
+    data = task.load_data(tok, cfg, args.data_dir)
+    cfg = replace(cfg, **data.hp).with_schedule(data.n_train)
     # the run must not reach the end of AdaLoRA's schedule before the benchmark does
     n_steps = args.warmup_steps + args.rounds * args.steps_per_round
-    hp["total_step"] = max(hp["total_step"], n_steps + 1)
-    hp["tfinal"] = min(hp["tfinal"], max(0, hp["total_step"] - hp["tinit"] - 1))
-    return task, tok, model, hp, data
+    T = max(cfg.total_step, n_steps + 1)
+    cfg = replace(cfg, total_step=T, tfinal=min(cfg.tfinal, max(0, T - cfg.tinit - 1)))
+    return task, tok, model, cfg, data
 
 
 def file_order_eval(args, tok, hp, data) -> dict:

@@ -18,14 +18,14 @@ REFERENCE = "fp32+random"
 EVAL_REFERENCE = "file+b32+fp32"
 
 
-def adapted_copy(base, method: str, hp: dict, seed: int):
+def adapted_copy(base, cfg, seed: int):
     """(model, allocates): a copy of ``base`` wrapped as the GLUE runner wraps it, adapters
     initialised from ``seed`` (the same for every configuration); allocates when it is AdaLoRA
     with a rank allocator."""
     from experiments.methods import wrap_model
 
     torch.manual_seed(seed)
-    plain, ada = wrap_model(copy.deepcopy(base), method, hp)
+    plain, ada = wrap_model(copy.deepcopy(base), cfg)
     net = ada if ada is not None else plain
     return net, ada is not None and ada.rankallocator is not None
 
@@ -47,13 +47,13 @@ def decay_groups(model, weight_decay: float) -> list[dict]:
 class Config:
     """One training configuration: its own model copy, optimizer and step counter."""
 
-    def __init__(self, name, precision, sampler, base, method, hp, seed):
+    def __init__(self, name, precision, sampler, base, cfg, seed):
         self.name, self.precision, self.sampler = name, precision, sampler
-        self.net, self.allocate = adapted_copy(base, method, hp, seed)
+        self.net, self.allocate = adapted_copy(base, cfg, seed)
         self.net.train()
         self.params = [p for p in self.net.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(
-            decay_groups(self.net, hp["weight_decay"]), lr=hp["lr"], fused=True
+            decay_groups(self.net, cfg.weight_decay), lr=cfg.lr, fused=True
         )
         self.t = 0
         self.step_s, self.alloc_s, self.real, self.padded, self.losses = [], [], [], [], []

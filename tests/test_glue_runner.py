@@ -614,7 +614,7 @@ def test_readme_main_run_then_tables(monkeypatch):
     """The README's commands in order, tiny: the main run (GLUE_DIR, default output dir) writes
     its result under results/runs/, and the committed tables (scripts/make_tables.py --check,
     which reads results/evidence/) are still current. The test removes the file it wrote."""
-    from experiments.cli import DEFAULT_OUTPUT_DIR
+    from experiments.config import DEFAULT_OUTPUT_DIR
 
     assert DEFAULT_OUTPUT_DIR == ROOT / "results" / "runs"
     monkeypatch.setenv("GLUE_DIR", str(REAL_GLUE))

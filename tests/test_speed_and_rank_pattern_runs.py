@@ -8,14 +8,15 @@ import json
 import pytest
 
 from experiments import glue, trainer
+from experiments.config import GlueConfig
 from tests.test_glue_runner import adapter_flags, flags
 
 
 def test_bf16_and_grouping_reach_the_trainer(monkeypatch):
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
-    hp = {"batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "total_step": 4, "warmup_steps": 0,
-          "evals": 1, "precision": "bf16", "group_by_length": True}  # fmt: skip
-    args = trainer.training_arguments(hp, "r", 1, [], 1, False, {})
+    cfg = GlueConfig(batch_size=4, lr=1e-3, weight_decay=0.0, total_step=4, warmup_steps=0,
+                     evals=1, precision="bf16", group_by_length=True, seed=1)  # fmt: skip
+    args = trainer.training_arguments(cfg, "r", [], 1, False, {})
     assert args.bf16 and not args.fp16
     grouped = getattr(args, "train_sampling_strategy", None) == "group_by_length" or getattr(
         args, "group_by_length", False
@@ -27,9 +28,9 @@ def test_bf16_and_grouping_reach_the_trainer(monkeypatch):
 def test_evals_gives_n_evaluations_the_last_at_T(total, n):
     """--evals N: the scheduled evaluations plus the final one at T are N in all, none a few
     steps before T (floor(T / N) gave N + 1 on SST-2's 6315 steps: at 6312 and 6315)."""
-    hp = {"batch_size": 4, "lr": 1e-3, "weight_decay": 0.0, "total_step": total,
-          "warmup_steps": 0, "evals": n}  # fmt: skip
-    every = trainer.training_arguments(hp, "r", 1, [], 1, False, {}).eval_steps
+    cfg = GlueConfig(batch_size=4, lr=1e-3, weight_decay=0.0, total_step=total, warmup_steps=0,
+                     evals=n, seed=1)  # fmt: skip
+    every = trainer.training_arguments(cfg, "r", [], 1, False, {}).eval_steps
     scheduled = list(range(every, total + 1, every))
     steps = scheduled + ([total] if not scheduled or scheduled[-1] != total else [])
     assert len(steps) == n and steps[-1] == total

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import cli, summ_data, summ_models
+from experiments import config, summ_data, summ_models
 from experiments import summarization as S
 from experiments.metrics import rouge_scores
 
@@ -347,7 +347,7 @@ def test_split_examples(data_dir):
 
 
 def test_glue_parser_unchanged():
-    p = cli.build_parser("glue", ["rte", "cola"], ["quick", "paper"])
+    p = config.build_parser(config.GlueConfig, "glue")
     args = p.parse_args(["--task", "cola"])
     assert args.task == "cola" and not hasattr(args, "num_beams")
     with pytest.raises(SystemExit):

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from experiments import glue, summarization
-from experiments.cli import _split_target_modules
+from experiments.config import split_target_modules
 from experiments.glue_data import load_glue, task_dir
 from experiments.summ_data import load_summarization, summ_jsonl_path
 from tests.helpers import save_tiny_model, write_glue_dir
@@ -389,9 +389,9 @@ def test_summarization_data_dir_parent_or_dataset_folder(tmp_path, capsys):
 
 # --------------------------------------------------------------------------- all-linear
 def test_all_linear_passes_through(env, tmp_path, capsys):
-    assert _split_target_modules("all-linear") == "all-linear"
-    assert _split_target_modules("ALL-LINEAR") == "ALL-LINEAR"
-    assert _split_target_modules("query") == ["query"]
+    assert split_target_modules("all-linear") == "all-linear"
+    assert split_target_modules("ALL-LINEAR") == "ALL-LINEAR"
+    assert split_target_modules("query") == ("query",)
     glue.main(glue_argv(env, tmp_path, "--target-modules", "all-linear", "--dry-run"))
     out = capsys.readouterr().out
     view = json.loads(out[out.index("{") :])

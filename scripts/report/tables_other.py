@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from adalora.config import SCHEDULES
+from experiments.methods import ADAPTER_METHODS
 from scripts import paper_numbers as P
 from scripts.report.fmt import (
     fmt_cell,
@@ -27,7 +29,7 @@ from scripts.report.records import (
 )
 from scripts.report.stats import Stats, best_lr_stats, group, lr_stats, stats_of
 
-ABLATION_METHODS = ("adalora", "lora", "svd_lora", "prune_lora")
+ABLATION_METHODS = ADAPTER_METHODS  # adalora, lora, svd_lora, prune_lora
 ABLATION_COLUMNS = (  # (method, variant, column title)
     ("adalora", "", "AdaLoRA"),
     ("prune_lora", "", "Prune LoRA"),
@@ -37,7 +39,6 @@ ABLATION_COLUMNS = (  # (method, variant, column title)
     ("adalora", "gamma=0", "AdaLoRA gamma=0"),
     ("lora", "", "LoRA"),
 )
-SCHEDULES = ("cubic", "linear", "constant")
 
 
 def _row_key(model, task, level) -> tuple:
