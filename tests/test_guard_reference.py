@@ -87,27 +87,12 @@ def test_glue_paper_budgets(i, capsys, tmp_path):
     LoRA at the matched rank (Table 1: LoRA r=2 beside AdaLoRA's b(T) = 144, r=8 beside 576)."""
     ref = REF["glue_budgets"]
     bT, avg = ref["final_total_rank"][i], ref["average_final_rank"][i]
-    ada = dry_run(
-        glue.main, capsys, tmp_path, "--preset", "paper", "--task", "rte", "--budget", str(bT)
-    )
-    assert (ada["budget"], ada["n_modules"]) == (bT, ref["n_modules"])
-    assert ada["target_r"] == pytest.approx(avg)
-    lora = dry_run(
-        glue.main,
-        capsys,
-        tmp_path,
-        "--preset",
-        "paper",
-        "--task",
-        "rte",
-        "--method",
-        "lora",
-        "--budget",
-        str(bT),
-    )
-    assert lora["budget"] == bT and lora["lora_r"] == avg
-    if str(bT) in ref["lora_rank_at_matched_budget"]:
-        assert lora["lora_r"] == ref["lora_rank_at_matched_budget"][str(bT)]
+    argv = ["--preset", "paper", "--task", "rte", "--budget", str(bT)]
+    ada = dry_run(glue.main, capsys, tmp_path, *argv)
+    assert (ada["budget"], ada["n_modules"], ada["target_r"]) == (bT, ref["n_modules"], avg)
+    lora = dry_run(glue.main, capsys, tmp_path, *argv, "--method", "lora")
+    assert (lora["budget"], lora["lora_r"]) == (bT, avg)
+    assert lora["lora_r"] == ref["lora_rank_at_matched_budget"].get(str(bT), avg)
 
 
 @pytest.mark.parametrize("avg", [2, 8])
@@ -133,11 +118,31 @@ def test_summarization_paper_preset_is_the_authors_script(dataset, method, capsy
     assert {k: cfg[k] for k in expected} == expected
     assert cfg["target_modules"] is None  # q/k/v/out_proj, fc1, fc2 of every layer
     assert cfg["evals"] == expected["epochs"]  # one evaluation per epoch
-    if "budget" not in cfg["unresolved"]:
-        r = expected["target_r"]
-        assert (cfg["n_modules"], cfg["budget"]) == (SUMM["n_modules"], r * SUMM["n_modules"])
-        if method == "lora":
-            assert cfg["lora_r"] == r
+    r, n = expected["target_r"], SUMM["n_modules"]
+    assert (cfg["n_modules"], cfg["budget"]) == (n, r * n)
+    if method == "lora":
+        assert cfg["lora_r"] == r
+
+
+@pytest.mark.parametrize("level", REF["summarization_budget_levels"]["percent"])
+def test_summarization_budget_level_is_that_share_of_bart_large(level, capsys, tmp_path):
+    """--budget-level L (Table 3's share of parameters): b(T) is the whole total rank whose
+    AdaLoRA adapters, r (in + out + 1) per adapted matrix, come nearest to L % of BART-large's
+    parameters; both counted here on BART-large built from its config (no weights)."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, BartConfig
+
+    with torch.device("meta"):
+        bart = AutoModelForSeq2SeqLM.from_config(BartConfig())  # its defaults: bart-large
+    n_params = sum(p.numel() for p in bart.parameters())
+    targets = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+    layers = [m for n, m in bart.named_modules() if n.split(".")[-1] in targets]
+    assert len(layers) == SUMM["n_modules"]
+    per_rank = sum(m.in_features + m.out_features + 1 for m in layers) / len(layers)
+    cfg = dry_run(
+        summ.main, capsys, tmp_path, "--preset", "paper", "--budget-level", f"{level:.2f}"
+    )
+    assert abs(cfg["budget"] - level / 100 * n_params / per_rank) <= 0.5
 
 
 # --------------------------------------------------------------------------- the spec's copy
