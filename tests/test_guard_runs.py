@@ -135,10 +135,10 @@ def _recorded(stage: str, name: str) -> list[str] | None:
 
 
 def _comparable(argv: list[str]) -> list[str]:
-    """The planner prints --sweep-json's JSON unquoted ({"delta_t":1} shows as {delta_t:1}); the
-    first runs wrote into another folder named converged/<stage> (compared from there) and had
-    no --save-steps (the checkpoint interval changes nothing a run computes: test_resume.py)."""
-    argv = [a.replace('"', "").split("/converged/")[-1] for a in argv]
+    """The first runs wrote into another folder named converged/<stage> (compared from there)
+    and had no --save-steps (the checkpoint interval changes nothing a run computes:
+    test_resume.py)."""
+    argv = [a.split("/converged/")[-1] for a in argv]
     if "--save-steps" in argv:
         i = argv.index("--save-steps")
         del argv[i : i + 2]
