@@ -139,8 +139,9 @@ RATIO_PAIRS = [
 
 
 def results_of(variants: dict) -> dict:
-    """Per variant: medians, percentiles and every timed iteration (CUDA-event times too on a
-    GPU); "_budget_check" compares the ranks ours and PEFT's AdaLoRA kept."""
+    """Per variant: medians, quartiles (step, allocate, total), percentiles and every timed
+    iteration (CUDA-event times too on a GPU); "_budget_check" compares the ranks ours and
+    PEFT's AdaLoRA kept."""
     res = {}
     for v in variants.values():
         tot = [s + a for s, a in zip(v.step_ms, v.alloc_ms)]
@@ -153,9 +154,10 @@ def results_of(variants: dict) -> dict:
             "total_ms_median": med(tot),
             "total_ms_p10": pct(tot, 0.1),
             "total_ms_p90": pct(tot, 0.9),
-            "step_ms": v.step_ms,
-            "alloc_ms": v.alloc_ms,
         }
+        for key, xs in (("step", v.step_ms), ("alloc", v.alloc_ms), ("total", tot)):
+            res[v.name].update({f"{key}_ms_p25": pct(xs, 0.25), f"{key}_ms_p75": pct(xs, 0.75)})
+        res[v.name].update(step_ms=v.step_ms, alloc_ms=v.alloc_ms)
         if v.step_gpu_ms:
             res[v.name].update(
                 step_gpu_ms_median=med(v.step_gpu_ms),
@@ -256,12 +258,12 @@ def main(argv=None):
     ratios = ratios_of(res, variants, args.block)
 
     print(f"\nmedian ms / iteration ({args.iters} timed iterations per variant, wall {wall:.0f} s)")
-    print(f"  {'variant':13s} {'step':>9s} {'allocate':>9s} {'total':>9s}")
+    print(f"  {'variant':13s} {'step':>9s} {'total':>9s}   allocate [p25, p75]")
     for name, r in res.items():
         if not name.startswith("_"):
             print(
-                f"  {name:13s} {r['step_ms_median']:9.2f} {r['alloc_ms_median']:9.3f} "
-                f"{r['total_ms_median']:9.2f}"
+                f"  {name:13s} {r['step_ms_median']:9.2f} {r['total_ms_median']:9.2f}   "
+                f"{r['alloc_ms_median']:.3f} [{r['alloc_ms_p25']:.3f}, {r['alloc_ms_p75']:.3f}]"
             )
     print("ratios: ratio of medians | median of per-round ratios [p25, p75] (robust to drift)")
     for k, r in ratios.items():
