@@ -235,6 +235,8 @@ class RankAllocator(nn.Module):
         out = super()._apply(fn, *args, **kwargs)
         if valid:
             self._step_seen = self._step_key()
+        self._work = None  # on the old device or dtype: made again when next needed
+        self._flat()  # the converted buffers are separate tensors: one state again, now
         return out
 
     # ---------------------------------------------------------------- importance
