@@ -32,6 +32,11 @@ def test_results_have_medians_and_quartiles(run):
         for key in ("step", "alloc", "total"):
             lo, mid, hi = r[f"{key}_ms_p25"], r[f"{key}_ms_median"], r[f"{key}_ms_p75"]
             assert lo <= mid <= hi, (name, key)
+    for name in ("ours_adalora", "peft_adalora"):  # thread CPU time of the timed calls only
+        r = rec["results"][name]
+        assert len(r["alloc_cpu_ms"]) == 4
+        assert r["alloc_cpu_ms_p25"] <= r["alloc_cpu_ms_median"] <= r["alloc_cpu_ms_p75"]
+    assert "alloc_cpu_ms" not in rec["results"]["ours_lora"]
     assert {"ours_adalora/ours_lora:total", "peft_adalora/ours_adalora:alloc"} <= set(rec["ratios"])
     assert rec["n_adapted_matrices"] == 12 and rec["args"]["total_step"] == 2 * (2 + 4) + 1
 
