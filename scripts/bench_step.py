@@ -8,11 +8,13 @@ batches, the same AdamW. Per iteration it times
     allocate  update_and_allocate(t)     (ours: model.update_and_allocate,
                                           PEFT: peft_model.base_model.update_and_allocate)
 
-zero_grad runs after both, untimed. AdaLoRA uses deltaT=1 (a mask every step), a small tinit
-(passed during warm-up) and total_step large enough that every timed step is in the budgeting
-phase. Variants run interleaved in round-robin blocks of iterations (the order rotates each
-round) so machine noise hits all of them alike; medians are reported, plus the median of the
-per-round ratios (each round's blocks are adjacent in time).
+zero_grad runs after both, untimed. Allocation is also timed in thread CPU time
+(``alloc_cpu_ms``: the time this thread ran, so preemption by other processes on a shared
+machine does not count; on a GPU, the host's launch cost). AdaLoRA uses deltaT=1 (a mask
+every step), a small tinit (passed during warm-up) and total_step large enough that every
+timed step is in the budgeting phase. Variants run interleaved in round-robin blocks of
+iterations (the order rotates each round) so machine noise hits all of them alike; medians are
+reported, plus the median of the per-round ratios (each round's blocks are adjacent in time).
 
 On CUDA every timed section is bracketed by torch.cuda.synchronize() (wall clock) and by CUDA
 events (GPU time); --dtype bf16 runs the forward under torch.autocast (adapters stay fp32).
@@ -126,6 +128,18 @@ def hardware(device):
     return h
 
 
+def cpu_timed(allocate, times: list):
+    """``allocate`` that appends its thread CPU time (ms) to ``times`` at every call."""
+
+    def call(t):
+        c0 = time.thread_time_ns()
+        out = allocate(t)
+        times.append((time.thread_time_ns() - c0) / 1e6)
+        return out
+
+    return call
+
+
 # ------------------------------------------------------------------------------ results
 # (a, b) pairs whose time ratio a / b is reported, for the total and the step alone
 RATIO_PAIRS = [
@@ -138,9 +152,11 @@ RATIO_PAIRS = [
 ]
 
 
-def results_of(variants: dict) -> dict:
-    """Per variant: medians, percentiles and every timed iteration (CUDA-event times too on a
-    GPU); "_budget_check" compares the ranks ours and PEFT's AdaLoRA kept."""
+def results_of(variants: dict, warmup: int) -> dict:
+    """Per variant: medians, quartiles (step, allocate, total), percentiles and every timed
+    iteration (CUDA-event times too on a GPU; allocation's thread CPU time after the
+    ``warmup`` untimed calls); "_budget_check" compares the ranks ours and PEFT's AdaLoRA
+    kept."""
     res = {}
     for v in variants.values():
         tot = [s + a for s, a in zip(v.step_ms, v.alloc_ms)]
@@ -153,9 +169,18 @@ def results_of(variants: dict) -> dict:
             "total_ms_median": med(tot),
             "total_ms_p10": pct(tot, 0.1),
             "total_ms_p90": pct(tot, 0.9),
-            "step_ms": v.step_ms,
-            "alloc_ms": v.alloc_ms,
         }
+        for key, xs in (("step", v.step_ms), ("alloc", v.alloc_ms), ("total", tot)):
+            res[v.name].update({f"{key}_ms_p25": pct(xs, 0.25), f"{key}_ms_p75": pct(xs, 0.75)})
+        res[v.name].update(step_ms=v.step_ms, alloc_ms=v.alloc_ms)
+        cpu = v.alloc_cpu_ms[warmup:]
+        if cpu:
+            res[v.name].update(
+                alloc_cpu_ms_median=med(cpu),
+                alloc_cpu_ms_p25=pct(cpu, 0.25),
+                alloc_cpu_ms_p75=pct(cpu, 0.75),
+                alloc_cpu_ms=cpu,
+            )
         if v.step_gpu_ms:
             res[v.name].update(
                 step_gpu_ms_median=med(v.step_gpu_ms),
@@ -222,6 +247,10 @@ def main(argv=None):
     del base
     batches = make_batches(8, args.batch_size, args.seq_len, vocab, eos, device, args.seed + 2)
     order = list(variants.values())
+    for v in order:
+        v.alloc_cpu_ms = []
+        if v.allocate is not None:
+            v.allocate = cpu_timed(v.allocate, v.alloc_cpu_ms)
     print(
         f"{args.model}: {len(targets)} adapted matrices, batch {args.batch_size}x{args.seq_len}, "
         f"r {args.init_r}->{args.target_r}, T={args.total_step}, device {device}, "
@@ -252,16 +281,23 @@ def main(argv=None):
             )
     wall = time.perf_counter() - t_start
 
-    res = results_of(variants)
+    res = results_of(variants, args.warmup)
     ratios = ratios_of(res, variants, args.block)
 
     print(f"\nmedian ms / iteration ({args.iters} timed iterations per variant, wall {wall:.0f} s)")
-    print(f"  {'variant':13s} {'step':>9s} {'allocate':>9s} {'total':>9s}")
+    print(f"  {'variant':13s} {'step':>9s} {'total':>9s}   allocate [p25, p75]   (thread CPU)")
     for name, r in res.items():
         if not name.startswith("_"):
+            cpu = (
+                f"   ({r['alloc_cpu_ms_median']:.3f} [{r['alloc_cpu_ms_p25']:.3f}, "
+                f"{r['alloc_cpu_ms_p75']:.3f}])"
+                if "alloc_cpu_ms_median" in r
+                else ""
+            )
             print(
-                f"  {name:13s} {r['step_ms_median']:9.2f} {r['alloc_ms_median']:9.3f} "
-                f"{r['total_ms_median']:9.2f}"
+                f"  {name:13s} {r['step_ms_median']:9.2f} {r['total_ms_median']:9.2f}   "
+                f"{r['alloc_ms_median']:.3f} [{r['alloc_ms_p25']:.3f}, {r['alloc_ms_p75']:.3f}]"
+                + cpu
             )
     print("ratios: ratio of medians | median of per-round ratios [p25, p75] (robust to drift)")
     for k, r in ratios.items():

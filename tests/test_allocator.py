@@ -310,7 +310,8 @@ def test_pre_step_scores_freeze_in_final_phase():
 SYNC_OPS = {"_local_scalar_dense", "item", "nonzero", "masked_select", "is_nonzero", "equal"}
 
 
-def _count_sync_ops(fn) -> dict:
+def _count_ops(fn, keep) -> dict:
+    """{aten op name: calls} of the ops ``fn`` dispatches whose name passes ``keep``."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     seen: dict[str, int] = {}
@@ -318,13 +319,17 @@ def _count_sync_ops(fn) -> dict:
     class Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             name = func.overloadpacket.__name__
-            if name in SYNC_OPS:
+            if keep(name):
                 seen[name] = seen.get(name, 0) + 1
             return func(*args, **(kwargs or {}))
 
     with Count():
         fn()
     return seen
+
+
+def _count_sync_ops(fn) -> dict:
+    return _count_ops(fn, lambda name: name in SYNC_OPS)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(score="sensitivity"), dict(variant="authors")])
@@ -384,3 +389,168 @@ def test_step_mirror_follows_load_and_to():
     with torch.inference_mode():
         m2 = make()
     assert m2.rankallocator.last_step() == -1
+
+
+# ---------------------------------------------------------------- flat state
+def _bert_model(layers=2, **kw):
+    from adalora_helpers import BERT_TARGETS, tiny_bert
+
+    cfg = dict(init_r=4, target_r=2, tinit=1, tfinal=3, total_step=40, target_modules=BERT_TARGETS)
+    cfg.update(kw)
+    return AdaLoraModel(tiny_bert(num_hidden_layers=layers), AdaLoraConfig(**cfg))
+
+
+def _random_step(m, g, t):
+    """Random gradients, a small weight change (as an optimizer would), then allocation."""
+    for layer in m.adapter_layers().values():
+        for p in (layer.lora_A, layer.lora_B, layer.lora_E):
+            p.grad = torch.randn(p.shape, generator=g)
+            with torch.no_grad():
+                p.add_(torch.randn(p.shape, generator=g), alpha=0.01)
+    return m.update_and_allocate(t)
+
+
+def test_state_keys_are_unchanged_and_share_one_buffer(tmp_path):
+    """Ibar and Ubar of every adapter live in one (2, N) tensor; the registered buffers are its
+    views under the names and shapes checkpoints have always had, and state_dict() gives
+    separate copies (safetensors refuses tensors that share memory)."""
+    from safetensors.torch import load_file, save_file
+
+    m = _bert_model()
+    g = torch.Generator().manual_seed(0)
+    for t in range(1, 4):
+        _random_step(m, g, t)
+    alloc = m.rankallocator
+    sd = alloc.state_dict()
+    # tiny BERT (hidden 32, ffn 64, 2 layers): lora_A is 4 x 32 (query, key, value, attention
+    # output, intermediate) or 4 x 64 (output); lora_B 32 x 4 or 64 x 4 (intermediate)
+    shapes = {
+        "lora_A0": (10, 4, 32),
+        "lora_A1": (2, 4, 64),
+        "lora_B0": (10, 32, 4),
+        "lora_B1": (2, 64, 4),
+        "E": (12, 4, 1),
+    }
+    expected = [f"{k}_{n}" for n in shapes for k in ("ipt", "unc")] + ["mask", "step"]
+    assert list(sd) == expected
+    assert all(tuple(sd[f"ipt_{n}"].shape) == s for n, s in shapes.items())
+    storage = {getattr(alloc, k).untyped_storage().data_ptr() for k in expected[:-2]}
+    assert len(storage) == 1
+    assert len({v.untyped_storage().data_ptr() for v in sd.values()}) == len(sd)
+    save_file(sd, tmp_path / "state.safetensors")
+    back = load_file(tmp_path / "state.safetensors")
+    assert all(torch.equal(back[k], sd[k]) for k in sd) and sd["ipt_E"].abs().sum() > 0
+    alloc.ipt_E.add_(1.0)  # a write through a buffer reaches the state the scores read
+    assert torch.equal(alloc._flat()[0, -alloc.ipt_E.numel() :], alloc.ipt_E.view(-1))
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "assign", "to"])
+def test_state_rebuilt_after_buffers_are_replaced(how):
+    """.to(), load_state_dict(assign=True) and deepcopy replace the buffers by separate
+    tensors: the allocator joins them into one state again (at once after .to(), at the next
+    use otherwise) and continues exactly as the original does."""
+    import copy
+
+    m = _bert_model()
+    g = torch.Generator().manual_seed(1)
+    for t in range(1, 6):
+        _random_step(m, g, t)
+    m2 = copy.deepcopy(m)
+    if how == "assign":
+        fresh = {k: v.clone() for k, v in m2.rankallocator.state_dict().items()}
+        m2.rankallocator.load_state_dict(fresh, assign=True)
+    elif how == "to":
+        m2.to(torch.float64).to(torch.float32)
+    a, b = m.rankallocator, m2.rankallocator
+    joined = all(getattr(b, k)._base is b._state for k in b._state_names)
+    assert joined == (how == "to")  # .to() joins them at once, the others at the next use
+    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    for t in range(6, 16):  # budgeting: a mask at every step
+        assert _random_step(m, g1, t)[0] == _random_step(m2, g2, t)[0]
+        assert torch.equal(a.mask, b.mask), t
+    assert all(getattr(b, k)._base is b._state for k in b._state_names)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_allocation_cost_does_not_grow_with_the_number_of_adapters():
+    """The same aten calls per update_and_allocate for 12 and 36 adapted matrices (one stack
+    per shape group, then whole-state kernels; on CUDA each foreach call is one kernel)."""
+    views = {"view", "unsqueeze", "slice", "select", "unbind", "alias", "detach", "as_strided"}
+    counts = []
+    for layers in (2, 6):
+        m = _bert_model(layers)
+        g = torch.Generator().manual_seed(0)
+        for t in (1, 2):
+            _random_step(m, g, t)  # t = 2 masks; work tensors exist from here on
+        seen = _count_ops(lambda m=m, g=g: _random_step(m, g, 3), lambda name: name not in views)
+        assert m.config_.rank_pattern is not None and m.rankallocator.last_step() == 3
+        counts.append(seen)
+    # the random gradients and weight changes of _random_step: 3 ops per parameter
+    for layers, seen in zip((2, 6), counts):
+        n = 6 * layers * 3
+        assert seen.pop("randn") == 2 * n and seen.pop("add_") >= n
+    assert counts[0] == counts[1]
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_long_run_matches_peft_rank_allocator():
+    """300 steps of random gradients and weight changes through PEFT 0.21's RankAllocator and
+    ours (a mask at every budgeting step, then the final phase): the same budgets and rank
+    patterns at every step, the same zeroed lambdas, and bit-identical EMAs."""
+    peft = pytest.importorskip("peft")
+    import copy
+
+    from adalora_helpers import BERT_TARGETS, tiny_bert
+
+    kw = dict(
+        init_r=4,
+        target_r=2,
+        tinit=10,
+        tfinal=60,
+        deltaT=1,
+        total_step=300,
+        beta1=0.85,
+        beta2=0.85,
+        target_modules=BERT_TARGETS,
+    )
+    base = tiny_bert()
+    pm = peft.get_peft_model(copy.deepcopy(base), peft.AdaLoraConfig(task_type="SEQ_CLS", **kw))
+    om = AdaLoraModel(copy.deepcopy(base), AdaLoraConfig(task_type="SEQ_CLS", **kw))
+    pairs = []  # (our parameter, PEFT's)
+    for name, layer in om.adapter_layers().items():
+        theirs = pm.base_model.model.get_submodule(name)
+        for attr in ("lora_A", "lora_B", "lora_E"):
+            p, q = getattr(layer, attr), getattr(theirs, attr)["default"]
+            with torch.no_grad():
+                p.copy_(q)
+            pairs.append((p, q))
+    g = torch.Generator().manual_seed(0)
+    for t in range(0, 301):
+        for p, q in pairs:
+            grad = torch.randn(p.shape, generator=g) * (1 + 3 * torch.rand(1, generator=g))
+            step = torch.randn(p.shape, generator=g) * 0.01
+            p.grad, q.grad = grad.clone(), grad.clone()
+            with torch.no_grad():
+                p.add_(step), q.add_(step)
+        pm.base_model.update_and_allocate(t)
+        budget, _ = om.update_and_allocate(t)
+        assert budget == pm.base_model.rankallocator.budget_schedule(t)[0], t
+        theirs = pm.peft_config["default"].rank_pattern
+        ours = om.config_.rank_pattern
+        assert (theirs is None) == (ours is None), t
+        if ours is not None:
+            assert {k.replace(".default", ""): list(v) for k, v in theirs.items()} == {
+                k: list(v) for k, v in ours.items()
+            }, t
+        for p, q in pairs[2::3]:  # lambda
+            assert torch.equal(p == 0, q == 0), t
+        if t == 239:  # the last budgeting step: the EMAs, before the final phase resets them
+            alloc, ra = om.rankallocator, pm.base_model.rankallocator
+            names = list(om.adapter_layers())
+            for grp in alloc._groups:
+                ipt, unc = getattr(alloc, f"ipt_{grp.name}"), getattr(alloc, f"unc_{grp.name}")
+                for j, i in enumerate(grp.index):
+                    key = f"{names[i]}.{grp.attr}.default"
+                    assert torch.equal(ipt[j], ra.exp_avg_ipt[key]), key
+                    assert torch.equal(unc[j], ra.exp_avg_unc[key]), key
