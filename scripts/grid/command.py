@@ -126,14 +126,13 @@ def check_glue_argv(argv: Sequence[str]) -> None:
     repository root: its parser, then every flag and resolved preset value
     (experiments.validate.check_flags). Raises GlueRefused with glue.py's own flag, value,
     problem and fix; loads and writes nothing."""
-    from experiments import cli, glue, validate
+    from experiments import glue, validate
+    from experiments.config import GlueConfig, resolve
 
     args = _parse(glue.build_parser(), argv)
     try:
         with _cwd(ROOT):
-            preset = glue.PRESETS[args.preset](args.task, args.method)
-            hp = cli.resolve_hp(args, preset)
-            hp["model"] = args.model or preset["model"]
-            validate.check_flags(args, hp, "glue")
+            cfg = resolve(GlueConfig, glue.PRESETS, vars(args))
+            validate.check_flags(cfg, "glue")
     except BadInput as e:
         raise GlueRefused(e.flag, e.value, e.problem, e.fix) from None
