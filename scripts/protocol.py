@@ -193,6 +193,16 @@ HEADLINE = (
     ("adalora_12to8", "lora_rp8"),
     ("adalora_2to1", "lora_r1"),
 )
+# The arms side by side across budgets (the budget table's columns, the budget figure's lines):
+# (title, {budget r: arm})
+BUDGET_ROLES = (
+    ("AdaLoRA", {1: "adalora_2to1", 2: "adalora", 8: "adalora_12to8"}),
+    ("LoRA r = r", {1: "lora_r1", 2: "lora_r2", 8: "lora_r8"}),
+    ("LoRA (AdaLoRA's ranks)", {2: "lora_rp", 8: "lora_rp8"}),
+    ("SVD-LoRA r", {8: "svd_lora_r8"}),
+    ("AdaLoRA 4→2", {2: "adalora_4to2"}),
+    ("LoRA r=3", {2: "lora_r3"}),
+)
 
 # Version 1's schedule ablations and components (done; planned so that they count as done)
 ABLATION_TASK = "stsb"

@@ -29,10 +29,8 @@ the paper's epochs; paper_tables.md says so beside the numbers.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
-import os
 import shlex
 import sys
 import time
@@ -41,7 +39,13 @@ from pathlib import Path
 from scripts import plan_converged
 from scripts.checks import BadInput, ScriptParser, parse, positive, writable
 from scripts.grid import launch, options
-from scripts.grid.command import GlueRefused, check_glue_argv, glue_argv, glue_command
+from scripts.grid.command import (
+    GlueRefused,
+    check_glue_argv,
+    glue_argv,
+    glue_command,
+    working_dir,
+)
 from scripts.grid.pool import Run, drive, print_outcome
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,7 +335,7 @@ def main(argv=None) -> int:
                         "task and method); a run that would not fit is passed over for a later, "
                         "shorter one: a time-limited session or job cuts no run off")  # fmt: skip
     options.add_flags(p, workers=WORKERS)
-    with _at(ROOT):  # relative paths are relative to the repository root, as the runs' are
+    with working_dir(ROOT):  # relative paths are relative to the repository root, as the runs' are
         a = parse(p, argv, check_args)
         root = Path(output_dir(a))
         if a.protocol == "converged":
@@ -359,16 +363,6 @@ def main(argv=None) -> int:
     if failed:
         print("failed:", *failed, sep="\n  ")
     return 1 if failed else 0
-
-
-@contextlib.contextmanager
-def _at(path: Path):
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ def _parse(parser, argv: Sequence[str]):
 
 
 @contextlib.contextmanager
-def _cwd(path: Path):
+def working_dir(path: Path):
+    """Run the block with ``path`` as the working directory (contextlib.chdir from 3.11)."""
     old = os.getcwd()
     os.chdir(path)
     try:
@@ -131,7 +132,7 @@ def check_glue_argv(argv: Sequence[str]) -> None:
 
     args = _parse(glue.build_parser(), argv)
     try:
-        with _cwd(ROOT):
+        with working_dir(ROOT):
             cfg = resolve(GlueConfig, glue.PRESETS, vars(args))
             validate.check_flags(cfg, "glue")
     except BadInput as e:

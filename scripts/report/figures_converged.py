@@ -21,6 +21,7 @@ from pathlib import Path
 from scipy import stats as sps
 
 from experiments.plots import rank_grid
+from scripts.protocol import BUDGET_ROLES
 from scripts.report.converged import arm_key, arm_name, arm_of, seed_cells, selections
 from scripts.report.figures import Figure, figure_links, model_slug
 from scripts.report.fmt import task_name
@@ -102,15 +103,6 @@ def _draw_knobs(plt, by_knob: dict):
     return fig, None
 
 
-BUDGET_FAMILIES = (  # (legend, {budget: arm}) drawn as one line each
-    ("AdaLoRA", {1: "adalora_2to1", 2: "adalora", 8: "adalora_12to8"}),
-    ("LoRA r = r", {1: "lora_r1", 2: "lora_r2", 8: "lora_r8"}),
-    ("LoRA (AdaLoRA's ranks)", {2: "lora_rp", 8: "lora_rp8"}),
-    ("SVD-LoRA", {8: "svd_lora_r8"}),
-    ("AdaLoRA 4→2", {2: "adalora_4to2"}),
-)
-
-
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple:
     """(mean, half-width of its t interval); half-width 0 for a single value."""
     n = len(values)
@@ -124,7 +116,7 @@ def budget_points(cells: dict, mt: tuple) -> dict:
     """{legend: [(adapter params, mean, half-width, n, r)]} of ``mt``'s report-seed cells, and
     "Full FT": [(None, mean, half-width, n, None)]."""
     out: dict = {}
-    for legend, by_budget in BUDGET_FAMILIES:
+    for legend, by_budget in BUDGET_ROLES:
         for r, arm in sorted(by_budget.items()):
             cell = cells.get((*mt, arm))
             vals = cell.stats.values if cell is not None else []

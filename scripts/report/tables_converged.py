@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from scripts.protocol import (
     ARM,
+    BUDGET_ROLES,
     COMPARISONS,
     EPOCH_RULE,
     FAMILY_ALPHA,
@@ -575,16 +576,6 @@ def headline(cells: dict, v1_cells: dict | None = None) -> list:
     return lines
 
 
-ROLES = (  # the budget table's columns: (title, arm of each budget)
-    ("AdaLoRA", {1: "adalora_2to1", 2: "adalora", 8: "adalora_12to8"}),
-    ("LoRA r = r", {1: "lora_r1", 2: "lora_r2", 8: "lora_r8"}),
-    ("LoRA (AdaLoRA's ranks)", {2: "lora_rp", 8: "lora_rp8"}),
-    ("SVD-LoRA r", {8: "svd_lora_r8"}),
-    ("AdaLoRA 4→2", {2: "adalora_4to2"}),
-    ("LoRA r=3", {2: "lora_r3"}),
-)
-
-
 def _params(cell: Cell | None) -> str:
     p = sorted(r.final_adapter for r in (cell.runs if cell else []) if r.final_adapter)
     if not p:
@@ -611,7 +602,7 @@ def budget_table(cells: dict) -> list:
     rows = []
     for mt in mts:
         for r in (1, 2, 8):
-            arms = [(title, by.get(r)) for title, by in ROLES]
+            arms = [(title, by.get(r)) for title, by in BUDGET_ROLES]
             if not any(a and (cells.get((*mt, a)) or Cell()).runs for _, a in arms):
                 continue
             row = [mt[0], task_name(mt[1]), str(r)]
@@ -622,8 +613,8 @@ def budget_table(cells: dict) -> list:
         full = cells.get((*mt, "full"))
         if full is not None and full.runs:
             rows.append([mt[0], task_name(mt[1]), "full FT", _cell_text(full) + _params(full)]
-                        + ["-"] * (len(ROLES) - 1))  # fmt: skip
-    return lines + md_table(["model", "task", "r"] + [t for t, _ in ROLES], rows)
+                        + ["-"] * (len(BUDGET_ROLES) - 1))  # fmt: skip
+    return lines + md_table(["model", "task", "r"] + [t for t, _ in BUDGET_ROLES], rows)
 
 
 def converged_section(
