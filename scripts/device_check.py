@@ -110,24 +110,45 @@ def check_args(a) -> None:
     if a._probe:
         return  # the probe subprocess: its parent checked the flags
     writable(a.out, "--out")
+    if (Path(a.out) / "device_check.json").exists():
+        raise BadInput(
+            "--out",
+            a.out,
+            "holds an earlier check's device_check.json, which this check would overwrite",
+            "pass a new folder, or delete that one first",
+        )
     if a.work_dir is not None:
         writable(a.work_dir, "--work-dir")
-    if a.model is not None and a.model != "minilm" and not Path(a.model).is_dir():
+    work = Path(a.work_dir if a.work_dir is not None else Path(a.out) / "work")
+    if work.is_dir() and any(work.iterdir()):
         raise BadInput(
-            "--model",
-            a.model,
-            "no such folder",
-            "pass a model folder (python scripts/minilm_fp16.py --out "
-            ".cache/minilm-fp16 makes one) or minilm",
+            "--work-dir" if a.work_dir is not None else "--out",
+            a.work_dir if a.work_dir is not None else a.out,
+            f"{work} holds an earlier check's scratch files (its GLUE runs would find their "
+            "results already there)",
+            "pass a new folder, or delete that one first",
         )
-    if a.data_dir is not None and not (Path(a.data_dir) / "STS-B" / "train.tsv").is_file():
-        raise BadInput(
-            "--data-dir",
-            a.data_dir,
-            "no STS-B/train.tsv there",
-            "pass the GLUE folder that holds STS-B/ (cp -r $GLUE_DIR/STS-B "
-            ".cache/glue/), or leave it out for a synthetic STS-B",
-        )
+    if a.model is not None and a.model != "minilm":
+        if not (Path(a.model) / "config.json").is_file():
+            raise BadInput(
+                "--model",
+                a.model,
+                "no config.json there (not a model folder)"
+                if Path(a.model).is_dir()
+                else "no such folder",
+                "pass a model folder (python scripts/minilm_fp16.py --out "
+                ".cache/minilm-fp16 makes one) or minilm",
+            )
+    if a.data_dir is not None:
+        for name in ("train.tsv", "dev.tsv"):
+            if not (Path(a.data_dir) / "STS-B" / name).is_file():
+                raise BadInput(
+                    "--data-dir",
+                    a.data_dir,
+                    f"no STS-B/{name} there",
+                    "pass the GLUE folder that holds STS-B/ (cp -r $GLUE_DIR/STS-B "
+                    ".cache/glue/), or leave it out for a synthetic STS-B",
+                )
     at_least(a, "parallel", 1)
     at_least(a, "glue_steps", 1)
     positive(a, "time_budget", "a number of seconds", "pass e.g. --time-budget 450")
