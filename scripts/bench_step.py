@@ -29,6 +29,10 @@ or the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm
         --json-out results/bench/cpu_minilm_b16x128.json
     python scripts/bench_step.py --model deberta-v3-base --device cuda --dtype bf16 \
         --batch-size 32 --seq-len 128 --variants ours_lora,ours_adalora,peft_adalora,peft_lora,full
+
+Every flag is checked before anything is built or written (one line, exit status 2:
+scripts/checks.py); --init-r against the adapted matrices right after the model is built.
+--json-out must be a new file: a benchmark is never overwritten.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
     PYTHONPATH=. python scripts/device_check.py --out DIR [--device auto|cpu|cuda] [--quick]
         [--model MODEL_DIR] [--data-dir GLUE_DIR] [--parallel N] [--time-budget S]
 
-Every flag is checked before anything runs or is written (one line, exit status 2).
+Every flag is checked before anything runs or is written (one line, exit status 2); --out
+and --work-dir must not hold an earlier check.
 
 Parts, each in its own subprocess (a crash, a CUDA error or a timeout in one is recorded and
 the next one still runs):
