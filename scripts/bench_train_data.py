@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 
 
 def setup(args):
     """(task, tokenizer, base model, config, Data) from the GLUE runner's own pieces: the quick
-    preset with this benchmark's ranks and sizes (experiments/config.py GlueConfig)."""
+    preset with this benchmark's ranks and sizes (experiments/config.py GlueConfig), checked
+    as glue.py checks them (experiments/validate.py: the flags before anything loads, the model
+    and the data right after loading; BadInput naming the flag)."""
     from dataclasses import replace
 
+    from experiments import validate
     from experiments.config import GlueConfig, build_parser, resolve
     from experiments.glue import PRESETS, make_task
     from experiments.methods import plan_budget
@@ -25,12 +29,19 @@ def setup(args):
     for k in ("batch_size", "max_length", "max_train_samples", "max_eval_samples"):
         if getattr(args, k) is not None:
             argv += ["--" + k.replace("_", "-"), str(getattr(args, k))]
+    argv += ["--data-dir", args.data_dir, "--output-dir", str(Path(args.out).parent)]
     cfg = resolve(GlueConfig, PRESETS, vars(build_parser(GlueConfig, "").parse_args(argv)))
+    validate.check_flags(cfg, "glue")
     task = make_task(cfg)
-    tok = task.load_tokenizer(cfg.model)
-    model = task.load_model(cfg.model, cfg)
-    cfg = plan_budget(model, cfg)
-    data = task.load_data(tok, cfg, args.data_dir)
+    with validate.held_logs():
+        with validate.blame(cfg, "model"):
+            tok = task.load_tokenizer(cfg.model)
+            model = task.load_model(cfg.model, cfg)
+        with validate.blame(cfg, "library"):
+            cfg = plan_budget(model, cfg)
+            validate.check_model(model, cfg)
+        with validate.blame(cfg, "data"):
+            data = task.load_data(tok, cfg, args.data_dir)
     cfg = replace(cfg, **data.hp).with_schedule(data.n_train)
     # the run must not reach the end of AdaLoRA's schedule before the benchmark does
     n_steps = args.warmup_steps + args.rounds * args.steps_per_round

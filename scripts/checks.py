@@ -4,8 +4,9 @@ before anything runs or is written, and a problem is one line on stderr,
     <script>: error: <flag> <value>: <problem>; <fix>
 
 with exit status 2. A check raises ``BadInput`` (experiments/validate_base.py, the runners' own
-one-line error); ``parse`` prints it. Used by reproduce.py, ablate.py, bench_train.py and
-device_check.py.
+one-line error); ``parse`` prints it, and ``stop`` prints one raised after loading (values
+only a loaded model or data set can tell). Used by reproduce.py, ablate.py, bench_step.py,
+bench_train.py, device_check.py and minilm_fp16.py.
 """
 
 from __future__ import annotations
@@ -13,13 +14,25 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from experiments.validate_base import BadInput, flag
 
-__all__ = ["BadInput", "ScriptParser", "parse", "at_least", "positive", "folder", "writable"]
+__all__ = [
+    "BadInput",
+    "ScriptParser",
+    "parse",
+    "stop",
+    "at_least",
+    "positive",
+    "non_negative",
+    "folder",
+    "writable",
+    "new_file",
+]
 
 
 class ScriptParser(argparse.ArgumentParser):
@@ -43,6 +56,12 @@ def parse(
     return args
 
 
+def stop(prog: str, e: BadInput):
+    """End the script with ``e``'s one line and exit status 2 (a check after loading)."""
+    print(f"{prog}: error: {e.line()}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
 def _shown(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -62,6 +81,13 @@ def positive(args, key: str, what: str, fix: str) -> None:
     v = getattr(args, key)
     if v is not None and not (math.isfinite(v) and v > 0):
         raise BadInput(flag(key), _shown(v), f"must be {what}, finite and > 0", fix)
+
+
+def non_negative(args, key: str, what: str, fix: str) -> None:
+    """``args.<key>``, when given, is a finite number >= 0 (NaN and infinity refused)."""
+    v = getattr(args, key)
+    if v is not None and not (math.isfinite(v) and v >= 0):
+        raise BadInput(flag(key), _shown(v), f"must be {what}, finite and >= 0", fix)
 
 
 def folder(args, key: str, fix: str) -> None:
@@ -91,3 +117,24 @@ def writable(path: str | os.PathLike, shown_flag: str) -> None:
         raise BadInput(
             shown_flag, str(path), f"not writable ({e.strerror})", "pass a folder you can write to"
         ) from None
+
+
+def new_file(path: str | os.PathLike, shown_flag: str, shown: str | None = None) -> None:
+    """``path`` is a file the script may create: not there yet (results are never overwritten
+    silently), not a folder, in a folder that exists or can be created and is writable.
+    ``shown``: the value the message names (default: ``path``)."""
+    p, shown = Path(path), shown or str(path)
+    if p.is_dir():
+        raise BadInput(shown_flag, shown, "is a folder", f"pass a file path, e.g. {p / 'out.json'}")
+    if p.exists() or p.is_symlink():
+        raise BadInput(
+            shown_flag,
+            shown,
+            "already exists and results are never overwritten",
+            f"pass another {shown_flag}, or delete the file to measure again",
+        )
+    try:
+        writable(p.parent, shown_flag)
+    except BadInput as e:
+        fix = "pass a path inside a folder" if e.fix == "pass a folder path" else e.fix
+        raise BadInput(shown_flag, shown, e.problem, fix) from None

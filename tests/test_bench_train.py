@@ -2,11 +2,16 @@
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from scripts import bench_train
 from tests.helpers import save_tiny_model, write_glue_dir
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +156,104 @@ def test_bad_input_is_one_line(case, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == f"bench_train.py: error: {line.replace('OUT', str(tmp_path))}\n"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny BERT (128 positions, 32 x 32 / 32 x 64 matrices) and STS-B rows."""
+    tmp = tmp_path_factory.mktemp("bench_train_bad")
+    model = save_tiny_model(tmp / "tiny-bert")
+    return model, write_glue_dir(tmp / "glue", tasks=["stsb"], n_train=16, n_eval=8)
+
+
+# What bench_train.py refuses about its output, its data and (right after loading, through
+# glue.py's own checks) the model: argv -> the line. "DATA": the tiny fixture's GLUE folder;
+# "OUT": the test's folder, which holds old.json.
+BAD_AFTER = {
+    "out-exists": (
+        ["--out", "OUT/old.json"],
+        "--out OUT/old.json: already exists and results are never overwritten; "
+        "pass another --out, or delete the file to measure again",
+    ),
+    "out-is-a-folder": (
+        ["--out", "OUT"],
+        "--out OUT: is a folder; pass a file path, e.g. OUT/out.json",
+    ),
+    "task-not-in-data": (
+        ["--task", "rte"],
+        "--data-dir DATA: GLUE file not found: DATA/RTE/train.tsv; pass --data-dir DIR or set "
+        "GLUE_DIR=DIR to a folder in the official GLUE layout (DIR/RTE/train.tsv) or to the "
+        "task's own folder (DIR/train.tsv)",
+    ),
+    "max-length-past-positions": (
+        ["--max-length", "200"],
+        "--max-length 200: longer than the model's 128 positions (bert: longer inputs index "
+        "past its position table); pass --max-length 128 or less",
+    ),
+    "init-r-past-matrices": (
+        ["--init-r", "40"],
+        "--init-r 40: init_r 40 exceeds 32, the smaller side of the adapted matrix "
+        "bert.encoder.layer.0.attention.self.query (32 x 32): a rank above min(in, out) "
+        "cannot be used; pass --init-r 32 or less",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD_AFTER)
+def test_bad_output_data_or_model_is_one_line(case, tiny, tmp_path, capsys):
+    model, glue = tiny
+    argv, line = BAD_AFTER[case]
+    (tmp_path / "old.json").write_text("{}")
+    before = sorted(tmp_path.rglob("*"))
+    if "--out" not in argv:
+        argv = [*argv, "--out", "OUT/new/bench.json"]
+    argv = ["--model", str(model), "--data-dir", str(glue), "--rounds", "1", *argv]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        bench_train.main([a.replace("OUT", str(tmp_path)) for a in argv])
+    assert e.value.code == 2 and sorted(tmp_path.rglob("*")) == before
+    err = capsys.readouterr().err.splitlines()[-1]  # after the model's load report, if any
+    want = line.replace("OUT", str(tmp_path)).replace("DATA", str(glue))
+    assert err == f"bench_train.py: error: {want}"
+
+
+def test_default_out_is_never_overwritten(tmp_path, capsys, monkeypatch):
+    old = tmp_path / "results" / "bench" / "train_cpu_stsb_adalora.json"
+    old.parent.mkdir(parents=True)
+    old.write_text("{}")
+    monkeypatch.setattr(bench_train, "ROOT", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        bench_train.main([])
+    assert e.value.code == 2 and old.read_text() == "{}"
+    assert capsys.readouterr().err == (
+        "bench_train.py: error: --out results/bench/train_cpu_stsb_adalora.json (the default): "
+        "already exists and results are never overwritten; pass another --out, or delete the "
+        "file to measure again\n"
+    )
+
+
+def test_no_data_folder_anywhere(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GLUE_DIR", raising=False)
+    monkeypatch.setattr(bench_train, "SHARED_GLUE", tmp_path / "shared" / "data" / "glue")
+    with pytest.raises(SystemExit) as e:
+        bench_train.main(["--out", str(tmp_path / "o" / "b.json")])
+    assert e.value.code == 2 and not (tmp_path / "o").exists()
+    assert capsys.readouterr().err == (
+        f"bench_train.py: error: --data-dir: not given, $GLUE_DIR is unset and "
+        f"{tmp_path / 'shared' / 'data' / 'glue'} is not there; "
+        "pass the GLUE folder (the one holding STS-B/, RTE/, ...)\n"
+    )
+
+
+def test_bad_input_from_the_command(tmp_path):
+    """The command itself: stderr is the line and nothing else, exit status 2."""
+    out = tmp_path / "b.json"
+    r = subprocess.run(
+        [sys.executable, "scripts/bench_train.py", "--rounds", "0", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 2 and not out.exists()
+    assert r.stderr == (
+        "bench_train.py: error: --rounds 0: must be a positive integer; pass --rounds 1 or more\n"
+    )

@@ -167,3 +167,56 @@ def test_bad_input_subprocess(tmp_path):
         "device_check.py: error: --parallel 0: must be a positive integer; "
         "pass --parallel 1 or more\n"
     )
+
+
+# A folder an earlier check used, a model folder without config.json, STS-B without dev.tsv:
+# case -> (files made under the test's folder "OUT", argv, the line). Nothing is written.
+USED = {
+    "out-holds-a-check": (
+        ["dc/device_check.json"],
+        [],
+        "--out OUT/dc: holds an earlier check's device_check.json, which this check would "
+        "overwrite; pass a new folder, or delete that one first",
+    ),
+    "out-holds-scratch": (
+        ["dc/work/runs/dc-single.json"],
+        [],
+        "--out OUT/dc: OUT/dc/work holds an earlier check's scratch files (its GLUE runs would "
+        "find their results already there); pass a new folder, or delete that one first",
+    ),
+    "work-dir-holds-scratch": (
+        ["w/bench_tiny-deberta-v3-base_fp32.json"],
+        ["--work-dir", "OUT/w"],
+        "--work-dir OUT/w: OUT/w holds an earlier check's scratch files (its GLUE runs would "
+        "find their results already there); pass a new folder, or delete that one first",
+    ),
+    "model-without-config": (
+        ["m/model.safetensors"],
+        ["--model", "OUT/m"],
+        "--model OUT/m: no config.json there (not a model folder); pass a model folder (python "
+        "scripts/minilm_fp16.py --out .cache/minilm-fp16 makes one) or minilm",
+    ),
+    "data-without-dev": (
+        ["g/STS-B/train.tsv"],
+        ["--data-dir", "OUT/g"],
+        "--data-dir OUT/g: no STS-B/dev.tsv there; pass the GLUE folder that holds STS-B/ "
+        "(cp -r $GLUE_DIR/STS-B .cache/glue/), or leave it out for a synthetic STS-B",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", USED)
+def test_used_folders_and_incomplete_inputs_are_one_line(case, tmp_path, capsys):
+    from scripts import device_check
+
+    files, argv, line = USED[case]
+    for f in files:
+        (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f).write_text("{}")
+    before = sorted(tmp_path.rglob("*"))
+    argv = [a.replace("OUT", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        device_check.main(["--out", str(tmp_path / "dc"), *argv])
+    assert e.value.code == 2 and sorted(tmp_path.rglob("*")) == before
+    err = capsys.readouterr().err
+    assert err == f"device_check.py: error: {line.replace('OUT', str(tmp_path))}\n"

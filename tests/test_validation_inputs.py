@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from experiments import summarization
-from experiments.methods import rank_pattern_from, read_rank_pattern
+from experiments.methods import rank_pattern_from, read_rank_pattern, run_failure
 from experiments.summ_data import load_summarization
 from tests.helpers import save_tiny_model, write_glue_dir
 from tests.test_validation import assert_one_line, glue_argv, run_bad, summ_argv
@@ -81,6 +81,26 @@ def env(tmp_path_factory):
         "head": {**ada, "rank_pattern": {**BERT_RANKS, "classifier": 1}},
         "all-zero": {**ada, "rank_pattern": dict.fromkeys(BERT_RANKS, 0)},
         "lora-run": {**ada, "method": "lora"},
+        # failed runs, as the runner records them (experiments/record.py)
+        "nan-loss": {
+            **ada,
+            "status": "diverged",
+            "train_log": [{"loss": 0.7, "step": 50}, {"loss": float("nan"), "step": 100}],
+        },
+        "diverged": {**ada, "status": "diverged", "train_log": [{"loss": 0.7, "step": 50}]},
+        "constant": {
+            **ada,
+            "status": "constant",
+            "train_log": [{"loss": 0.7, "step": 50}],
+            "metrics": {"main": "pearson", "main_final": float("nan")},
+        },
+        "diverged-bart": {**ada, "model": "tiny-bart", "status": "diverged"},
+        "weak-but-ok": {
+            **ada,
+            "status": "ok",
+            "train_log": [{"loss": 0.7, "step": 50}],
+            "metrics": {"main": "accuracy", "main_final": 0.5},
+        },
         "other-model": {**ada, "model": "minilm"},
         "array": [ada],
     }
@@ -133,6 +153,8 @@ NO_ROOM = "leaves no room for a summary token"
 EDITED = "pass an unedited result JSON of an adalora run"
 OF_THIS = "pass an AdaLoRA result of this model (BertForSequenceClassification)"
 INT_RULE = "(a rank is an integer >= 0; 0 = the module stays unadapted)"
+BROKEN = ("the ranks it ended with are those of a broken model; pass an adalora run whose status "
+          "is 'ok' (rerun this one, e.g. at a smaller --lr)")  # fmt: skip
 CASES = [
     # generation and summary lengths: before loading (stage 1), then against the model (2)
     ("gen-max-length-1", S, lambda e, o: summ(e, o, "--gen-max-length", "1"),
@@ -256,6 +278,19 @@ CASES = [
      lambda e: f"--rank-pattern-from {rp(e, 'all-zero')}: every module of its rank_pattern has "
                "rank 0 (12 modules): nothing to adapt; pass an adalora run that kept some "
                "ranks"),
+    ("rp-nan-loss", G, lambda e, o: rp_glue(e, o, "nan-loss"),
+     lambda e: f"--rank-pattern-from {rp(e, 'nan-loss')}: the run diverged (its training loss "
+               f"became nan at step 100): {BROKEN}"),
+    ("rp-diverged", G, lambda e, o: rp_glue(e, o, "diverged"),
+     lambda e: f"--rank-pattern-from {rp(e, 'diverged')}: the run diverged (status 'diverged': "
+               f"its training loss became nan / inf): {BROKEN}"),
+    ("rp-constant", G, lambda e, o: rp_glue(e, o, "constant"),
+     lambda e: f"--rank-pattern-from {rp(e, 'constant')}: the run collapsed (its final pearson "
+               f"is nan: one prediction for every example; status 'constant'): {BROKEN}"),
+    ("rp-summarization-diverged", S, lambda e, o: summ(
+        e, o, "--method", "lora", "--rank-pattern-from", rp(e, "diverged-bart")),
+     lambda e: f"--rank-pattern-from {rp(e, 'diverged-bart')}: the run diverged (status "
+               f"'diverged': its training loss became nan / inf): {BROKEN}"),
     ("rp-with-target-modules", G, lambda e, o: rp_glue(e, o, "good", "--target-modules", "query"),
      lambda e: "--target-modules query: unused with --rank-pattern-from: the rank pattern names "
                "the adapted modules; drop --target-modules (or --rank-pattern-from)"),
@@ -357,6 +392,32 @@ def test_read_rank_pattern_keeps_zero_ranks_and_the_run_drops_them(env):
     zero = str(Path(path).with_name("zero.json"))
     assert read_rank_pattern(zero, str(env["bert"])) == pattern
     assert rank_pattern_from(zero) == {k: r for k, r in sorted(pattern.items()) if r > 0}
+
+
+def test_a_weak_but_finished_run_is_accepted(env):
+    """Chance-level accuracy is no failure (no threshold tells a weak run from a broken one)."""
+    path = rp(env, "weak-but-ok")
+    assert read_rank_pattern(path, str(env["bert"])) == BERT_RANKS
+
+
+def test_every_committed_adalora_result_is_a_usable_rank_pattern():
+    """The converged grid's rank-pattern LoRA runs read these files (scripts/plan_converged.py):
+    none may be refused as a failed run."""
+    paths = sorted((ROOT / "results" / "evidence").rglob("*.json"))
+    used = 0
+    for path in paths:
+        try:
+            rec = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(rec, dict) and rec.get("method") == "adalora" and rec.get("rank_pattern"):
+            assert run_failure(rec) is None, path
+            read_rank_pattern(str(path), rec.get("model"))
+            used += 1
+    if not used:
+        pytest.skip("no committed AdaLoRA results in this checkout")
+    converged = [p for p in paths if "converged" in p.parts and "-adalora" in p.name]
+    assert used >= len(converged) > 0
 
 
 def test_rank_pattern_run_on_tiny_bart(env, tmp_path):
