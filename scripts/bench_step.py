@@ -20,8 +20,8 @@ On CUDA every timed section is bracketed by torch.cuda.synchronize() (wall clock
 events (GPU time); --dtype bf16 runs the forward under torch.autocast (adapters stay fp32).
 
 Variants: ours_lora, ours_adalora, ours_adalora_fused (the importance update compiled into one
-CPU kernel), peft_adalora, peft_lora, full (full fine-tuning, no adapters). Models: minilm (the packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large,
-bert-base (random weights built from the configs below, on the target device: no Hub, no
+CPU kernel), peft_adalora, peft_lora, full (full fine-tuning, no adapters). Models: minilm (the
+packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large, bert-base (random weights built from the configs below, on the target device: no Hub, no
 tokenizer, random input ids), their tiny-* versions (2 layers, hidden 64: smoke runs on CPU),
 or the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm_fp16.py).
 
