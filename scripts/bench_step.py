@@ -21,9 +21,10 @@ events (GPU time); --dtype bf16 runs the forward under torch.autocast (adapters 
 
 Variants: ours_lora, ours_adalora, ours_adalora_fused (the importance update compiled into one
 CPU kernel), peft_adalora, peft_lora, full (full fine-tuning, no adapters). Models: minilm (the
-packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large, bert-base (random weights built from the configs below, on the target device: no Hub, no
-tokenizer, random input ids), their tiny-* versions (2 layers, hidden 64: smoke runs on CPU),
-or the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm_fp16.py).
+packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large, bert-base (random weights built from
+the configs below, on the target device: no Hub, no tokenizer, random input ids), their tiny-*
+versions (2 layers, hidden 64: smoke runs on CPU), or the path of a local model folder (e.g. the
+fp16 MiniLM copy of scripts/minilm_fp16.py).
 
     python scripts/bench_step.py --model minilm --batch-size 16 --seq-len 128 --threads 1 \
         --json-out results/bench/cpu_minilm_b16x128.json
