@@ -280,6 +280,10 @@ class RankAllocator(nn.Module):
             )
         self._fused = torch.compile(_ema_step, dynamic=False, fullgraph=True)
 
+    def unfuse_importance(self) -> None:
+        """Back to the eager importance update (the default)."""
+        self._fused, self._s_key = None, None
+
     def _gather(self, g: _Group, w_out: torch.Tensor, g_out: torch.Tensor) -> None:
         """Stack group ``g``'s weights into ``w_out`` and their gradients into ``g_out``."""
         ws = [self._params[i][g.attr] for i in g.index]
@@ -309,6 +313,11 @@ class RankAllocator(nn.Module):
                 self._gather(g, w_view, g_view)
         cur, tmp = w.a[:n], w.b[:n]
         ipt, unc = state[0, :n], state[1, :n]
+        if self._fused is not None and state.device.type != "cpu":
+            raise ValueError(
+                f"fuse_importance() was called for the CPU, the adapters are now on "
+                f"{state.device}; call allocator.unfuse_importance() after moving them."
+            )
         if self._fused is not None and n == state.shape[1] and cur.dtype == state.dtype:
             # w.a: weights in, s out (s needs no other copy: the weights are read first)
             self._fused(cur, tmp, ipt, unc, cur, c.beta1, c.beta2)

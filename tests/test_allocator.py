@@ -569,6 +569,16 @@ def test_fused_importance_is_cpu_and_triplet_only():
     m.to("meta")
     with pytest.raises(ValueError, match="on the CPU, these are on meta"):
         m.rankallocator.fuse_importance()
+    m = _bert_model()
+    m.rankallocator.fuse_importance()
+    m.to("meta")  # moved after fusing: refused at the next step, not recompiled for it
+    for p in m.parameters():
+        if p.requires_grad:
+            p.grad = torch.zeros_like(p)
+    with pytest.raises(ValueError, match="for the CPU, the adapters are now on meta"):
+        m.update_and_allocate(1)
+    m.rankallocator.unfuse_importance()
+    m.update_and_allocate(1)
 
 
 def test_fused_scores_are_not_reused_after_the_state_changes():
