@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from experiments.methods import METHODS
 from scripts import paper_numbers as P
-from scripts.report.records import METHOD_NAMES, NO_BUDGET
+from scripts.report.records import NO_BUDGET
 from scripts.report.stats import Stats
 
 
@@ -24,7 +25,8 @@ def task_name(task: str | None) -> str:
 
 
 def method_name(method: str | None) -> str:
-    return METHOD_NAMES.get(method, str(method))
+    """The method's label in the registry (experiments/methods.py METHODS); else its name."""
+    return METHODS[method].label if method in METHODS else str(method)
 
 
 def fmt_sweep(point: dict) -> str:
