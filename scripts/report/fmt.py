@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from experiments.glue_tasks import TASKS as GLUE_TASKS
 from experiments.methods import METHODS
 from scripts import paper_numbers as P
 from scripts.report.records import NO_BUDGET
@@ -21,7 +22,11 @@ def lr_text(lr: float | None) -> str:
 
 
 def task_name(task: str | None) -> str:
-    return P.GLUE_TASK_NAMES.get(task) or P.SUMMARIZATION_TASK_NAMES.get(task) or task
+    """GLUE's label of a GLUE task (experiments/glue_tasks.py TASKS), the paper's of a
+    summarisation data set; else the name itself."""
+    if task in GLUE_TASKS:
+        return GLUE_TASKS[task].label
+    return P.SUMMARIZATION_TASK_NAMES.get(task) or task
 
 
 def method_name(method: str | None) -> str:
