@@ -38,6 +38,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import InitVar, dataclass
 
+from adalora.schedule import SHAPES
+
 _VARIANT_DEFAULTS = {
     "peft": {"orth_reg_form": "norm_mean", "score_weights": "post_step", "final_phase": "fixed"},
     "paper": {"orth_reg_form": "squared_sum", "score_weights": "pre_step", "final_phase": "fixed"},
@@ -50,7 +52,7 @@ _VARIANT_DEFAULTS = {
 # The values of AdaLoraConfig's ``score``, ``schedule`` and ``variant``: the runners' flags offer
 # exactly these (experiments/cli.py, scripts/ablate.py).
 SCORES = ("triplet", "sensitivity", "magnitude")
-SCHEDULES = ("cubic", "linear", "constant")
+SCHEDULES = tuple(SHAPES)  # ("cubic", "linear", "constant")
 VARIANTS = tuple(_VARIANT_DEFAULTS)  # ("peft", "paper", "authors")
 _CHOICES = {
     "orth_reg_form": ("norm_mean", "squared_sum"),

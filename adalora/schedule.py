@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-SHAPES = ("cubic", "linear", "constant")
+# The shapes of the budgeting phase (``shape``): name -> the power p of the decay; None: b = bT
+# at once. AdaLoraConfig's ``schedule`` and the runners' --schedule offer exactly these.
+SHAPES: dict[str, int | None] = {"cubic": 3, "linear": 1, "constant": None}
 
 
 class Budget(NamedTuple):
@@ -37,10 +39,10 @@ def budget_at(
         return Budget(b0, False, "warmup")
     if t > total_step - tfinal:
         return Budget(bT, True, "final")
-    if shape == "constant":
+    power = SHAPES[shape]
+    if power is None:
         b = bT
     else:
-        power = {"cubic": 3, "linear": 1}[shape]
         frac = 1 - (t - tinit) / (total_step - tfinal - tinit)
         # same expression order as PEFT and the authors' code, so int() truncates identically
         b = int((b0 - bT) * (frac**power) + bT)

@@ -22,6 +22,11 @@ A field is one of three kinds (metadata "kind"):
 
 Beyond "the flag wins" (``resolve``):
 
+- ``--target-r`` or ``--budget`` without ``--init-r``: the preset's init_r (which goes with the
+  preset's own target) gives way, for the methods that read it (AdaLoRA, Prune LoRA), to the
+  paper's rule init_r = ceil(1.5 x target_r) (its text's b(0) = 1.5 b(T); ``with_budget``).
+- a preset value ``presets.NoValue`` (one its source does not give, e.g. the paper preset's LR of
+  full fine-tuning) stops the run unless its flag is given.
 - ``--tinit-frac F`` (``--tfinal-frac``) replaces the preset's tinit (tfinal) whether the preset
   gives it in steps or as a fraction: tinit = round(F x T) once T is known. Giving --tinit and
   --tinit-frac together is an error, as are --max-steps with --epochs and --budget with
@@ -43,6 +48,7 @@ from pathlib import Path
 from adalora.config import SCHEDULES, SCORES, VARIANTS
 from experiments.glue_tasks import TASKS as GLUE_TASKS
 from experiments.methods import ADAPTER_METHODS, METHODS
+from experiments.presets import NoValue
 from experiments.summ_data import DATASETS, SPLITS
 from experiments.summ_models import BUDGET_LEVELS
 
@@ -78,7 +84,8 @@ def split_target_modules(tm):
 # --------------------------------------------------------------------------- field kinds
 def run(default, help: str, **meta):
     """A run setting: a flag with ``default``. ``meta``: flags (option strings), choices,
-    action ("store_true"), type."""
+    action ("store_true"), type; from_preset=True: a preset may set it (the flag, else the
+    preset's value, else ``default``)."""
     return field(default=default, metadata={"kind": "run", "help": help, **meta})
 
 
@@ -107,7 +114,12 @@ class RunConfig:
         "(default for --preset quick)"
     )
     data_dir: str | None = run(None, "local data folder (else env var, else the Hub)")
-    seed: int = run(42, "random seed (model init, data order, dropout)")
+    seed: int = run(
+        42,
+        "random seed (model init, data order, dropout); unset: the preset's where it has one "
+        "(glue.py --preset paper: 6, the authors' scripts'), else 42",
+        from_preset=True,
+    )
     preset: str = run(
         "quick",
         "quick: small, CPU-friendly; paper: the authors' per-task settings",
@@ -420,7 +432,7 @@ def build_parser(cls: type[RunConfig], description: str) -> ArgumentParser:
             *option_strings(f),
             dest=f.name,
             type=_flag_type(f, hints[f.name]),
-            default=f.default,
+            default=None if m.get("from_preset") else f.default,
             choices=m.get("choices"),
             help=m["help"],
         )
@@ -437,27 +449,36 @@ def resolve(
     overriding them, and the rules of the module doc. Raises validate_base.BadInput for a bad
     combination it sees (the runners print it as one line); TypeError when a preset sets a key
     that is no hyperparameter of ``cls`` or leaves one out."""
-    from experiments.validate_base import BadInput
+    from experiments.validate_base import BadInput, flag
 
     hps = {f.name: f for f in fields(cls) if f.metadata.get("kind") == "hp"}
+    from_preset = {f.name: f for f in fields(cls) if f.metadata.get("from_preset")}
     preset = presets[flags["preset"]](flags["task"], flags["method"])
-    unknown = sorted(set(preset) - set(hps))
+    unknown = sorted(set(preset) - set(hps) - set(from_preset))
     missing = sorted(
         k for k, f in hps.items() if f.metadata["record"] == "always" and k not in preset
     )
     if unknown or missing:
         raise TypeError(
             f"the {flags['preset']} preset of {cls.__name__}: sets {unknown}, lacks {missing} "
-            "(its keys are the config's hyperparameter fields)"
+            "(its keys are the config's hyperparameter fields and the run settings it may set)"
         )
     given = frozenset(k for k, v in flags.items() if v is not None and v is not False)
     values = dict(preset)
     for k, v in flags.items():
-        if k not in hps or v is not None:  # run settings always; a hyperparameter when given
+        if v is not None or (k not in hps and k not in from_preset):  # a run setting always
             values[k] = v
+    for k, f in from_preset.items():
+        values.setdefault(k, f.default)
     for k in ("tinit", "tfinal"):  # a given fraction replaces the preset's step count
         if k + "_frac" in given and k not in given:
             values[k] = None
+    reads_init_r = "init_r" in METHODS[flags["method"]].reads
+    if reads_init_r and given & {"target_r", "budget"} and "init_r" not in given:
+        values["init_r"] = None  # the preset's goes with its own target: ceil(1.5 x target_r)
+    for k, v in values.items():
+        if isinstance(v, NoValue):
+            raise BadInput(flag(k), None, v.why, f"pass {flag(k)}")
     if values.get("target_modules") is not None:
         values["target_modules"] = split_target_modules(values["target_modules"])
         if values["target_modules"] == ():

@@ -22,7 +22,7 @@ from experiments.glue_data import TASKS, load_glue
 from experiments.hub import load_pretrained
 from experiments.methods import METHODS
 from experiments.metrics import glue_metrics
-from experiments.presets import BASE
+from experiments.presets import BASE, NoValue
 from experiments.train import Data, Task
 
 TASK_CHOICES = GlueConfig.__dataclass_fields__["task"].metadata["choices"]  # sst2 first
@@ -31,19 +31,29 @@ TASK_CHOICES = GlueConfig.__dataclass_fields__["task"].metadata["choices"]  # ss
 # ---------------------------------------------------------------- presets
 # Per task: the rows of TASKS (experiments/glue_tasks.py); per method: the quick LR (METHODS).
 COMMON = {**BASE, "batch_size": 32, "precision": "fp32"}
+PAPER_SEED = 6  # the authors' run_debertav3_<task>.sh (--seed 6)
 
 
 def paper_preset(task: str, method: str) -> dict:
-    """The authors' per-task settings for DeBERTaV3-base (glue_tasks.PaperRow)."""
+    """The authors' per-task settings for DeBERTaV3-base (glue_tasks.PaperRow), with their
+    scripts' seed. Their learning rate is AdaLoRA's, for every adapter method; neither the paper
+    nor the scripts give one for full fine-tuning or BitFit, so those need --lr."""
     row = TASKS[task].paper
-    return {
+    preset = {
         **COMMON,
         "model": "microsoft/deberta-v3-base",
         **asdict(row),
         "evals": int(row.epochs),
         "eval_batch_size": 64,
         "precision": "bf16",
+        "seed": PAPER_SEED,
     }
+    if not METHODS[method].adapters:
+        preset["lr"] = NoValue(
+            f"the paper preset has no learning rate for --method {method}: the paper and the "
+            "authors' scripts give one for the adapter methods only"
+        )
+    return preset
 
 
 def quick_preset(task: str, method: str) -> dict:

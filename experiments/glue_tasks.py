@@ -17,7 +17,8 @@ class GlueTask:
 
     Attributes:
         name: task name as used on the command line and as the HF config ("rte", ...).
-        dir_name: folder of the task in the official GLUE layout ("RTE", "STS-B", ...).
+        dir_name: folder of the task in the official GLUE layout ("RTE", "STS-B", ...), its
+            official name: the label the result tables print (``label``).
         text_keys: HF field names that become ``sentence1`` and ``sentence2``
             (``sentence2`` is None for single-sentence tasks). They also say what the two
             texts mean, e.g. ("premise", "hypothesis") or ("question", "sentence").
@@ -50,6 +51,11 @@ class GlueTask:
     tsv_files: tuple[tuple[str, str], ...] = (("train", "train.tsv"), ("validation", "dev.tsv"))
     paper: PaperRow | None = None
     quick: QuickRow | None = None
+
+    @property
+    def label(self) -> str:
+        """The task's name in the result tables: GLUE's own ("SST-2", "STS-B", ...)."""
+        return self.dir_name
 
     @property
     def splits(self) -> tuple[str, ...]:

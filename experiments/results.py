@@ -6,7 +6,7 @@ Schema ``adalora.result/1`` (every runner writes exactly these top-level keys):
     run_name          unique name; the file is <output_dir>/<run_name>.json
     kind              "glue" | "summarization"
     task              glue task ("rte", "cola", ...) or dataset ("xsum", "cnn_dailymail")
-    method            "adalora" | "lora" | "full" | "bitfit" | "svd_lora" | "prune_lora"
+    method            a name of experiments/methods.py METHODS ("adalora", "lora", "full", ...)
     variant           "" for the default method, else "+"-joined ablation tags, e.g.
                       "score=sensitivity", "score=magnitude", "gamma=0", "schedule=linear"
     model             model name or path as given; model_type ("bert", "deberta-v2", ...)

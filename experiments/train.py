@@ -296,6 +296,7 @@ def dry_run(task: Task, cfg: RunConfig, world: int = 1) -> dict:
     elif cfg.method in ADAPTER_METHODS:
         with validate.blame(cfg, "library", task.kind):  # a bad target or rank file: one line
             cfg = plan_budget(model, cfg, n_modules=None if model is not None else n_known)
+        validate.check_planned_ranks(cfg)
     if tokenizer is not None:
         try:
             data = task.load_data(tokenizer, cfg, cfg.data_dir)

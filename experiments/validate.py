@@ -49,6 +49,7 @@ from experiments.validate_base import (
     one_line,
 )
 from experiments.validate_model import check_model as check_model  # the runners' validate.*
+from experiments.validate_model import check_planned_ranks as check_planned_ranks
 from experiments.validate_model import held_logs as held_logs
 
 # --------------------------------------------------------------------------- 1. flags

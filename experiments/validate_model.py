@@ -83,23 +83,34 @@ def _smallest_matrix(model, cfg) -> tuple[str, tuple[int, int]]:
     return name, shapes[name]
 
 
+def _rank_key(cfg) -> str:
+    budget_given = given(cfg, "budget") or getattr(cfg, "budget_level", None) is not None
+    return "budget" if budget_given else "target_r"
+
+
+def check_planned_ranks(cfg) -> None:
+    """Once the budget is planned over cfg.n_modules matrices (also in a dry run, without the
+    model): an allocating method's final average rank is at most its init_r."""
+    if cfg.method in ALLOCATING and cfg.target_r > cfg.init_r:
+        rank_key, r, n = _rank_key(cfg), cfg.init_r, cfg.n_modules
+        raise bad(
+            cfg,
+            rank_key,
+            cfg.budget if rank_key == "budget" else cfg.target_r,
+            f"final average rank {cfg.target_r:g} (b(T) {cfg.budget} over {n} adapted "
+            f"matrices) > init_r {r}: AdaLoRA only prunes",
+            f"pass --budget {r * n} or less, or raise --init-r",
+        )
+
+
 def _check_adapter_ranks(model, cfg) -> None:
     name, shape = _smallest_matrix(model, cfg)
     side, n = min(shape), cfg.n_modules
-    budget_given = given(cfg, "budget") or getattr(cfg, "budget_level", None) is not None
-    rank_key = "budget" if budget_given else "target_r"
+    rank_key = _rank_key(cfg)
     if cfg.method in ALLOCATING:
         r, what = cfg.init_r, "init_r"
         key = "init_r" if given(cfg, "init_r") else rank_key
-        if cfg.target_r > r:  # --budget over n matrices above an explicit --init-r
-            raise bad(
-                cfg,
-                rank_key,
-                cfg.budget if rank_key == "budget" else cfg.target_r,
-                f"final average rank {cfg.target_r:g} (b(T) {cfg.budget} over {n} adapted "
-                f"matrices) > init_r {r}: AdaLoRA only prunes",
-                f"pass --budget {r * n} or less, or raise --init-r",
-            )
+        check_planned_ranks(cfg)  # --budget over n matrices above an explicit --init-r
     elif cfg.method == "lora":
         r, what = cfg.lora_r, "lora_r"
         key = "lora_r" if given(cfg, "lora_r") else rank_key

@@ -11,18 +11,9 @@ from __future__ import annotations
 GLUE_MODEL = "DeBERTaV3-base"
 SUMMARIZATION_MODEL = "BART-large"
 
-# GLUE tasks in the paper's column order, with the metric(s) the paper reports.
+# GLUE tasks in the paper's column order, with the metric(s) the paper reports (their labels:
+# experiments/glue_tasks.py TASKS).
 GLUE_TASKS = ("mnli", "sst2", "cola", "qqp", "qnli", "rte", "mrpc", "stsb")
-GLUE_TASK_NAMES = {
-    "mnli": "MNLI",
-    "sst2": "SST-2",
-    "cola": "CoLA",
-    "qqp": "QQP",
-    "qnli": "QNLI",
-    "rte": "RTE",
-    "mrpc": "MRPC",
-    "stsb": "STS-B",
-}
 GLUE_PAPER_METRIC = {
     "mnli": "m/mm acc",
     "sst2": "acc",

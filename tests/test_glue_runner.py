@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import shlex
 import shutil
 import subprocess
@@ -26,7 +25,6 @@ from tests.helpers import glue_examples, save_tiny_model, write_glue_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "adalora.md"
 REAL_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 TIMING_KEYS = ("runtime", "samples_per_second", "steps_per_second")
 
@@ -390,115 +388,21 @@ def parse_dry_run(out: str) -> dict:
 
 
 def test_paper_dry_run_rte_offline(tmp_path, capsys, monkeypatch):
-    """The paper's RTE configuration (the authors' script), printed although DeBERTaV3-base
-    cannot be downloaded: the budget uses its known 72 matrices; T needs the data and is listed
-    as unresolved, together with the reason the model could not be loaded."""
+    """The paper preset's dry run works although DeBERTaV3-base cannot be downloaded: the budget
+    uses its known 72 matrices, a warm-up in steps resolves, T needs the data and is listed as
+    unresolved together with the reason the model could not be loaded; nothing is written. (The
+    preset's values against the authors' scripts: tests/test_guard_reference.py.)"""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("GLUE_DIR", raising=False)
-    assert (
-        glue.main(
-            [
-                "--preset",
-                "paper",
-                "--task",
-                "rte",
-                "--method",
-                "adalora",
-                "--model",
-                "microsoft/deberta-v3-base",
-                "--dry-run",
-                "--output-dir",
-                str(tmp_path),
-            ]
-        )
-        is None
-    )
+    argv = ["--preset", "paper", "--task", "rte", "--method", "adalora"]
+    assert glue.main([*argv, "--dry-run", "--output-dir", str(tmp_path)]) is None
     cfg = parse_dry_run(capsys.readouterr().out)
-    expected = {
-        "init_r": 2,
-        "target_r": 1,
-        "lora_alpha": 32,
-        "lr": 1.2e-3,
-        "epochs": 50,
-        "max_length": 320,
-        "orth_reg_weight": 0.3,
-        "tinit": 600,
-        "delta_t": 1,
-        "tfinal": 1800,
-        "warmup": 200,
-        "warmup_steps": 200,
-        "cls_dropout": 0.2,
-        "weight_decay": 0.01,
-        "batch_size": 32,
-        "beta1": 0.85,
-        "beta2": 0.85,
-        "schedule": "cubic",
-        "score": "triplet",
-        "target_modules": None,
-        "model": "microsoft/deberta-v3-base",
-        "task": "rte",
-        "method": "adalora",
-        "preset": "paper",
-        "n_modules": 72,
-        "budget": 72,
-    }
-    assert {k: cfg.get(k) for k in expected} == expected
+    assert (cfg["task"], cfg["method"], cfg["preset"]) == ("rte", "adalora", "paper")
+    assert (cfg["n_modules"], cfg["budget"]) == (72, 72 * cfg["target_r"])
+    assert cfg["warmup_steps"] == cfg["warmup"] >= 1
     assert "microsoft/deberta-v3-base" in cfg["unresolved"]["model"]
-    assert "total_step" in cfg["unresolved"]
+    assert "total_step" in cfg["unresolved"] and cfg.get("total_step") is None
     assert not list(tmp_path.iterdir())  # a dry run writes nothing
-
-
-def _spec_table() -> dict:
-    """The GLUE table of the shared spec (the authors' settings, a reference file outside the
-    repository): task -> {column: first number of the cell}."""
-    rows = {}
-    names = {
-        "MNLI": "mnli",
-        "RTE": "rte",
-        "QNLI": "qnli",
-        "MRPC": "mrpc",
-        "QQP": "qqp",
-        "SST-2": "sst2",
-        "CoLA": "cola",
-        "STS-B": "stsb",
-    }
-    section = SPEC.read_text().split("## 5.")[1].split("## 6.")[0]
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells and cells[0] in names:
-            nums = [re.findall(r"\d+(?:\.\d+)?(?:e-?\d+)?", c) for c in cells[1:]]
-            r0, rT = nums[0][:2]
-            (alpha, lr, ep, ml, gamma, tinit, dt, tfinal, warm, cls, wd) = (
-                float(n[0]) for n in nums[1:]
-            )
-            rows[names[cells[0]]] = dict(
-                init_r=int(r0),
-                target_r=int(rT),
-                lora_alpha=alpha,
-                lr=lr,
-                epochs=ep,
-                max_length=ml,
-                orth_reg_weight=gamma,
-                tinit=tinit,
-                delta_t=dt,
-                tfinal=tfinal,
-                warmup=warm,
-                cls_dropout=cls,
-                weight_decay=wd,
-            )
-    return rows
-
-
-@pytest.mark.skipif(not SPEC.is_file(), reason=f"spec not found at {SPEC}")
-@pytest.mark.parametrize("task", list(TASKS))
-def test_paper_dry_run_matches_spec_table(task, tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    table = _spec_table()
-    assert set(table) == set(TASKS)
-    glue.main(["--preset", "paper", "--task", task, "--dry-run", "--output-dir", str(tmp_path)])
-    cfg = parse_dry_run(capsys.readouterr().out)
-    assert cfg["model"] == "microsoft/deberta-v3-base" and cfg["batch_size"] == 32
-    assert {k: cfg[k] for k in table[task]} == pytest.approx(table[task])
 
 
 def test_dry_run_with_local_model_resolves_everything(bert_dir, glue_dir, tmp_path, capsys):

@@ -56,9 +56,13 @@ def _offline(monkeypatch):
 def test_glue_paper_preset_is_the_authors_script(task, capsys, tmp_path):
     """Every value of the authors' run_debertav3_<task>.sh, as --preset paper resolves it."""
     cfg = dry_run(glue.main, capsys, tmp_path, "--preset", "paper", "--task", task)
-    expected = {**glue_row(task), **{k: v for k, v in GLUE["common"].items() if k != "seed"}}
+    expected = {**glue_row(task), **GLUE["common"]}  # the seed too: the scripts' --seed 6
     assert {k: cfg[k] for k in expected} == expected
     assert cfg["target_modules"] is None  # all six matrices of every layer
+    # the paper's triplet score (spec section 3) and cubic schedule (section 4)
+    assert (cfg["score"], cfg["schedule"]) == ("triplet", "cubic")
+    if expected["warmup"] >= 1:  # in steps (MRPC's ratio needs T, hence the data)
+        assert cfg["warmup_steps"] == expected["warmup"]
     n = REF["glue_budgets"]["n_modules"]
     assert (cfg["n_modules"], cfg["budget"]) == (n, expected["target_r"] * n)
 
@@ -90,9 +94,39 @@ def test_glue_paper_budgets(i, capsys, tmp_path):
     argv = ["--preset", "paper", "--task", "rte", "--budget", str(bT)]
     ada = dry_run(glue.main, capsys, tmp_path, *argv)
     assert (ada["budget"], ada["n_modules"], ada["target_r"]) == (bT, ref["n_modules"], avg)
+    # b(0) = 1.5 b(T), not the script's init_r (which goes with its own b(T) = 72)
+    init_r = math.ceil(ref["init_over_final"] * avg)
+    assert ada["init_r"] == init_r
+    for how in (["--budget", str(bT), "--method", "prune_lora"], ["--target-r", str(avg)]):
+        cfg = dry_run(glue.main, capsys, tmp_path, "--preset", "paper", "--task", "rte", *how)
+        assert (cfg["init_r"], cfg["budget"]) == (init_r, bT), how
     lora = dry_run(glue.main, capsys, tmp_path, *argv, "--method", "lora")
     assert (lora["budget"], lora["lora_r"]) == (bT, avg)
     assert lora["lora_r"] == ref["lora_rank_at_matched_budget"].get(str(bT), avg)
+
+
+def test_glue_paper_preset_explicit_initial_rank_below_the_budget_stops(capsys, tmp_path):
+    """--budget 576 (r = 8) with --init-r 2: one line, in a dry run too (AdaLoRA only prunes)."""
+    argv = ["--preset", "paper", "--task", "rte", "--budget", "576", "--init-r", "2"]
+    with pytest.raises(SystemExit) as e:
+        glue.main([*argv, "--dry-run", "--output-dir", str(tmp_path)])
+    assert e.value.code == 2
+    assert "--budget 576: final average rank 8 " in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("method", ["full", "bitfit"])
+def test_glue_paper_preset_has_no_learning_rate_for_full_or_bitfit(method, capsys, tmp_path):
+    """The scripts (the reference's rows) are AdaLoRA's: their LR is no setting of full
+    fine-tuning or BitFit, which the paper and the spec give none for. Without --lr: one line;
+    with it: that LR, the script's other values."""
+    argv = ["--preset", "paper", "--task", "cola", "--method", method]
+    with pytest.raises(SystemExit) as e:
+        glue.main([*argv, "--dry-run", "--output-dir", str(tmp_path)])
+    assert e.value.code == 2
+    assert "--lr: the paper preset has no learning rate" in capsys.readouterr().err
+    cfg = dry_run(glue.main, capsys, tmp_path, *argv, "--lr", "2e-5")
+    assert (cfg["lr"], cfg["epochs"]) == (2e-5, glue_row("cola")["epochs"])
 
 
 @pytest.mark.parametrize("avg", [2, 8])

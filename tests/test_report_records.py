@@ -141,3 +141,23 @@ def _outcome(diverged: bool):
     from types import SimpleNamespace
 
     return SimpleNamespace(diverged=diverged)
+
+
+def test_report_labels_and_orders_come_from_the_registries():
+    """Every method of experiments/methods.py METHODS has its registry label and a place in the
+    paper's method order (paper-only methods first where Table 1 has them); every GLUE task of
+    experiments/glue_tasks.py TASKS is a column of the paper's table, labelled by GLUE's name."""
+    from experiments.glue_tasks import TASKS
+    from experiments.methods import METHODS
+    from scripts import paper_numbers as P
+    from scripts.report.fmt import method_name, task_name
+    from scripts.report.records import METHOD_ORDER, method_key
+
+    for name, m in METHODS.items():
+        assert method_name(name) == m.label
+        assert name in METHOD_ORDER
+    assert method_name("hadapter") == "hadapter"  # not run here: the paper's rows carry labels
+    assert sorted(METHODS, key=method_key)[:4] == ["full", "bitfit", "lora", "adalora"]
+    assert method_key("hadapter") < method_key("lora")
+    assert set(P.GLUE_TASKS) == set(TASKS)
+    assert [task_name(t) for t in ("sst2", "stsb", "xsum")] == ["SST-2", "STS-B", "XSum"]

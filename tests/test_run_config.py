@@ -64,6 +64,50 @@ def test_every_given_flag_wins_over_the_preset(cls, preset):
         assert f.name in cfg.given
 
 
+def test_a_given_seed_wins_over_the_presets():
+    """The paper preset's seed (the authors' scripts') unless --seed is given, 42 elsewhere."""
+    assert cfg_of(GlueConfig, "--preset", "paper").seed == glue.PAPER_SEED == 6
+    assert cfg_of(GlueConfig, "--preset", "paper", "--seed", "42").seed == 42
+    assert cfg_of(GlueConfig, "--preset", "quick").seed == 42
+    assert cfg_of(SummConfig, "--preset", "paper").seed == 42
+    assert "seed" in cfg_of(GlueConfig, "--seed", "42").given
+    assert "seed" not in cfg_of(GlueConfig).given
+
+
+@pytest.mark.parametrize("cls", [GlueConfig, SummConfig])
+@pytest.mark.parametrize("rank_flag", [("--target-r", "4"), ("--budget", "288")])
+def test_a_given_final_rank_replaces_the_presets_initial_rank(cls, rank_flag):
+    """The paper presets pair init_r with their own target_r (GLUE 2-3 -> 1, XSum 12 -> 8): a
+    given --target-r / --budget leaves init_r to the 1.5 x rule (with_budget), unless --init-r is
+    given too; methods that do not read init_r keep the preset's (unused) value."""
+    task = ("--task", "xsum" if cls is SummConfig else "rte")
+    preset_init_r = cfg_of(cls, "--preset", "paper", *task).init_r
+    for method in ("adalora", "prune_lora"):
+        cfg = cfg_of(cls, "--preset", "paper", *task, "--method", method, *rank_flag)
+        assert cfg.init_r is None and cfg.with_budget(72).init_r == 6, method
+        cfg = cfg_of(
+            cls, "--preset", "paper", *task, "--method", method, *rank_flag, "--init-r", "9"
+        )
+        assert cfg.with_budget(72).init_r == 9
+    assert cfg_of(cls, "--preset", "paper", *task, "--method", "lora", *rank_flag).init_r == (
+        preset_init_r
+    )
+
+
+def test_a_preset_value_its_source_lacks_needs_the_flag():
+    """The paper preset has no LR for full fine-tuning or BitFit: --lr decides, else one line."""
+    for method in ("full", "bitfit"):
+        with pytest.raises(BadInput, match="no learning rate") as e:
+            cfg_of(GlueConfig, "--preset", "paper", "--method", method)
+        assert e.value.flag == "--lr" and "pass --lr" in e.value.line()
+        assert (
+            cfg_of(GlueConfig, "--preset", "paper", "--method", method, "--lr", "2e-5").lr == 2e-5
+        )
+    assert (
+        cfg_of(GlueConfig, "--preset", "quick", "--method", "full").lr == METHODS["full"].quick_lr
+    )
+
+
 @pytest.mark.parametrize("preset", config.PRESET_NAMES)
 def test_a_given_fraction_replaces_the_presets_step_count(preset):
     cfg = cfg_of(GlueConfig, "--preset", preset, "--task", "rte", "--tinit-frac", "0.1")
@@ -169,10 +213,12 @@ def test_every_flag_has_help_and_every_preset_key_a_field(cls):
     for f in config.flag_fields(cls):
         assert f.metadata["help"].strip(), f.name
     hps = {f.name for f in dataclasses.fields(cls) if f.metadata.get("kind") == "hp"}
+    settable = hps | {f.name for f in dataclasses.fields(cls) if f.metadata.get("from_preset")}
+    assert settable - hps == {"seed"}  # the one run setting a preset may set
     for name, preset in RUNNERS[cls].items():
         for task in cls.__dataclass_fields__["task"].metadata["choices"]:
             for method in METHODS:
-                assert set(preset(task, method)) <= hps, (name, task, method)
+                assert set(preset(task, method)) <= settable, (name, task, method)
 
 
 # --------------------------------------------------------------------------- registries

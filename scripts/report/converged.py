@@ -29,7 +29,8 @@ from scripts.protocol import (
     V1_SEEDS,
     sweep_size,
 )
-from scripts.report.records import METHOD_NAMES, Run, value_key
+from scripts.report.fmt import method_name
+from scripts.report.records import Run, value_key
 from scripts.report.stats import Stats
 
 ARM_NAMES = {a.id: a.label for a in ARMS}
@@ -90,7 +91,7 @@ def arm_name(arm: str) -> str:
     elif base.startswith("lora_r"):
         name = "LoRA r=" + base.removeprefix("lora_r")
     else:
-        name = METHOD_NAMES.get(base, base)
+        name = method_name(base)
     return f"{name} {variant}" if variant else name
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from experiments.glue_tasks import TASKS as GLUE_TASKS
+from experiments.methods import METHODS
 from scripts import paper_numbers as P
-from scripts.report.records import METHOD_NAMES, NO_BUDGET
+from scripts.report.records import NO_BUDGET
 from scripts.report.stats import Stats
 
 
@@ -20,11 +22,16 @@ def lr_text(lr: float | None) -> str:
 
 
 def task_name(task: str | None) -> str:
-    return P.GLUE_TASK_NAMES.get(task) or P.SUMMARIZATION_TASK_NAMES.get(task) or task
+    """GLUE's label of a GLUE task (experiments/glue_tasks.py TASKS), the paper's of a
+    summarisation data set; else the name itself."""
+    if task in GLUE_TASKS:
+        return GLUE_TASKS[task].label
+    return P.SUMMARIZATION_TASK_NAMES.get(task) or task
 
 
 def method_name(method: str | None) -> str:
-    return METHOD_NAMES.get(method, str(method))
+    """The method's label in the registry (experiments/methods.py METHODS); else its name."""
+    return METHODS[method].label if method in METHODS else str(method)
 
 
 def fmt_sweep(point: dict) -> str:

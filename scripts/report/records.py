@@ -16,30 +16,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from experiments.methods import METHODS
 from experiments.validate_base import BadInput
 from scripts import paper_numbers as P
 from scripts.report.evidence import read_records
 
-METHOD_ORDER = (
-    "full",
-    "bitfit",
-    "hadapter",
-    "padapter",
-    "lora",
-    "adalora",
-    "svd_lora",
-    "prune_lora",
-)
-METHOD_NAMES = {
-    "full": "Full FT",
-    "bitfit": "BitFit",
-    "hadapter": "HAdapter",
-    "padapter": "PAdapter",
-    "lora": "LoRA",
-    "adalora": "AdaLoRA",
-    "svd_lora": "SVD-LoRA",
-    "prune_lora": "Prune LoRA",
-}
+# The paper's method order (Table 1's rows, its HAdapter and PAdapter included), then the methods
+# only this suite runs, in the registry's order (experiments/methods.py METHODS).
+METHOD_ORDER = tuple(dict.fromkeys([p["method"] for p in P.TABLE1] + list(METHODS)))
 # Sweep keys that the main tables can absorb because grouping already separates them
 # (lr: grouped by LR; score/schedule: carried in ``variant``; target_r/lora_r/budget: the level).
 MAIN_SWEEP_KEYS = frozenset({"lr", "score", "schedule", "target_r", "lora_r", "budget"})

@@ -9,6 +9,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 
+from adalora.config import SCHEDULES
 from scripts.protocol import (
     ARM,
     BUDGET_ROLES,
@@ -56,7 +57,6 @@ KNOBS = (
     ("delta_t", "deltaT (steps between rank allocations)"),
     ("schedule", "budget schedule shape"),
 )
-SCHEDULE_ORDER = ("cubic", "linear", "constant")
 
 
 def not_run(stage: str) -> list:
@@ -332,8 +332,8 @@ def calibration_table(runs: Sequence[Run]) -> list:
 
 
 def knob_value_key(knob: str, v) -> tuple:
-    if knob == "schedule" and v in SCHEDULE_ORDER:
-        return (0, SCHEDULE_ORDER.index(v), "")
+    if knob == "schedule" and v in SCHEDULES:
+        return (0, SCHEDULES.index(v), "")
     return (1, *value_key(v))
 
 

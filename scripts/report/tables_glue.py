@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from experiments.methods import METHODS
 from scripts import paper_numbers as P
 from scripts.report.fmt import (
     avg_cell,
@@ -18,6 +19,7 @@ from scripts.report.fmt import (
     task_name,
 )
 from scripts.report.records import (
+    METHOD_ORDER,
     NO_BUDGET,
     Run,
     level_key,
@@ -29,7 +31,11 @@ from scripts.report.records import (
 )
 from scripts.report.stats import best_lr_stats, group, lr_stats, shared_lr, stats_of
 
-TABLE1_METHODS = ("full", "bitfit", "lora", "adalora")
+# The methods of the paper's Table 1 that this suite runs (experiments/methods.py METHODS), in
+# its order: full, bitfit, lora, adalora
+TABLE1_METHODS = tuple(
+    m for m in METHOD_ORDER if m in METHODS and any(p["method"] == m for p in P.TABLE1)
+)
 DEFAULT_LEVELS = (8, 4, 2)  # the paper's GLUE budgets (avg final rank)
 
 

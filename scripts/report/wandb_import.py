@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 
+from experiments.methods import ADAPTER_METHODS
 from experiments.results import SCHEMA
 from experiments.validate_base import BadInput
 from scripts import paper_numbers as P
@@ -41,7 +42,7 @@ def _budget(method, hp: dict) -> dict | None:
     b, n_mod = hp.get("budget"), hp.get("n_modules")
     if isinstance(b, dict):
         return b
-    if method not in ("full", "bitfit") and b is not None and n_mod:
+    if method in ADAPTER_METHODS and b is not None and n_mod:
         return {
             "n_modules": n_mod,
             "final_total_rank": b,
