@@ -18,7 +18,7 @@ import numpy as np
 from experiments import cli
 from experiments.config import GlueConfig
 from experiments.config import build_parser as config_parser
-from experiments.glue_data import TASKS, load_glue
+from experiments.data.glue import TASKS, load_glue
 from experiments.hub import load_pretrained
 from experiments.methods import METHODS
 from experiments.metrics import glue_metrics
@@ -29,12 +29,12 @@ TASK_CHOICES = GlueConfig.__dataclass_fields__["task"].metadata["choices"]  # ss
 
 
 # ---------------------------------------------------------------- presets
-# Per task: the rows of TASKS (experiments/glue_tasks.py); per method: the quick LR (METHODS).
+# Per task: the rows of TASKS (experiments/tasks.py); per method: the quick LR (METHODS).
 COMMON = {**BASE, "batch_size": 32, "precision": "fp32"}
 
 
 def paper_preset(task: str, method: str) -> dict:
-    """The authors' per-task settings for DeBERTaV3-base (glue_tasks.PaperRow)."""
+    """The authors' per-task settings for DeBERTaV3-base (tasks.PaperRow)."""
     row = TASKS[task].paper
     return {
         **COMMON,
@@ -47,7 +47,7 @@ def paper_preset(task: str, method: str) -> dict:
 
 
 def quick_preset(task: str, method: str) -> dict:
-    """MiniLM on CPU (glue_tasks.QuickRow); schedule fractions follow the paper's (tinit ~ 0.15 T,
+    """MiniLM on CPU (tasks.QuickRow); schedule fractions follow the paper's (tinit ~ 0.15 T,
     tfinal ~ 0.45 T)."""
     return {
         **COMMON,

@@ -45,8 +45,8 @@ import torch
 
 from experiments import provenance
 from experiments.results import write_json_atomic
-from scripts.bench_models import ALIASES, MODELS, VARIANTS, build_base, make_batches, make_variants
-from scripts.timing import med, pct, round_ratio, run_iter
+from scripts.bench.models import ALIASES, MODELS, VARIANTS, build_base, make_batches, make_variants
+from scripts.bench.timing import med, pct, round_ratio, run_iter
 
 
 def parse_args(argv=None):

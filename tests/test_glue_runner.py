@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from experiments import glue
-from experiments.glue_data import TASKS, load_glue
+from experiments.data.glue import TASKS, load_glue
 from experiments.results import REQUIRED_KEYS, SCHEMA
 from tests.helpers import glue_examples, save_tiny_model, write_glue_dir
 

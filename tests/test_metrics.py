@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from experiments.glue_data import TASKS
+from experiments.data.glue import TASKS
 from experiments.metrics import glue_metrics, rouge_scores, split_sentences
 
 # ---------------------------------------------------------------------------- GLUE

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from experiments.validate_base import BadInput, bad, flag, given
+from experiments.validation.base import BadInput, bad, flag, given
 
 
 # --------------------------------------------------------------------------- 1. flags

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from experiments.validate_base import BadInput
+from experiments.validation.base import BadInput
 from scripts import paper_numbers as P
 from scripts.report.evidence import read_records
 
