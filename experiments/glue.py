@@ -18,11 +18,12 @@ import numpy as np
 from experiments import cli
 from experiments.config import GlueConfig
 from experiments.config import build_parser as config_parser
-from experiments.data.glue import TASKS, load_glue
+from experiments.data.glue import load_glue
 from experiments.hub import load_pretrained
 from experiments.methods import METHODS
 from experiments.metrics import glue_metrics
 from experiments.presets import BASE
+from experiments.tasks import TASKS
 from experiments.train import Data, Task
 
 TASK_CHOICES = GlueConfig.__dataclass_fields__["task"].metadata["choices"]  # sst2 first

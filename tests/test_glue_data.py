@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.data.glue import TASKS, load_glue, read_glue_tsv, write_glue_tsv
+from experiments.data.glue import load_glue, read_glue_tsv, write_glue_tsv
 from experiments.data.summarization import load_summarization
+from experiments.tasks import TASKS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GLUE_REAL = SHARED_DATA / "glue"

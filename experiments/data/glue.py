@@ -1,4 +1,5 @@
-"""GLUE data: task metadata and loading from local TSVs (official layout) or the HF Hub.
+"""GLUE data: a task's splits from local TSVs (official layout) or the HF Hub; the task table
+itself (``TASKS``: columns, labels, metrics) is experiments/tasks.py.
 
 Every loader returns a list of examples, each a dict::
 
@@ -39,11 +40,7 @@ from pathlib import Path
 from experiments.data.files import DataError, DataFileNotFound
 from experiments.data.glue_tsv import read_tsv, write_tsv
 from experiments.hub import load_hub_split
-from experiments.tasks import TASKS, Example, GlueTask, get_task
-
-# the task table lives in experiments/tasks.py; importers of this module find it here too
-__all__ = ["TASKS", "GlueTask", "Example", "get_task", "DataError", "DataFileNotFound",
-           "glue_tsv_path", "task_dir", "read_glue_tsv", "write_glue_tsv", "load_glue"]  # fmt: skip
+from experiments.tasks import Example, GlueTask, get_task
 
 logger = logging.getLogger(__name__)
 

@@ -42,7 +42,8 @@ def setup(args):
 def file_order_eval(args, tok, hp, data) -> dict:
     """The dev sets in file order (what the Trainer evaluated before load_data sorted them),
     encoded as make_task's encode does; checked against the runner's sorted sets."""
-    from experiments.data.glue import TASKS, load_glue
+    from experiments.data.glue import load_glue
+    from experiments.tasks import TASKS
 
     meta, out = TASKS[args.task], {}
     for split, sorted_set in data.evals.items():
