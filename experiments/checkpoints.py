@@ -94,8 +94,8 @@ class Checkpointing:
 
 def plan(cfg, run_name: str) -> Checkpointing:
     """Where the run's checkpoints go and the one to resume from (None: start afresh). Raises
-    validate.BadInput when the checkpoints were made with other settings. Writes nothing."""
-    from experiments.validate_base import BadInput
+    validation.base.BadInput when the checkpoints were made with other settings. Writes nothing."""
+    from experiments.validation.base import BadInput
 
     root = checkpoint_root(cfg.output_dir, run_name)
     last = latest_checkpoint(root)

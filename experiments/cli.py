@@ -23,7 +23,8 @@ def main(
     value}), check it, build the task
     (``make_task(cfg) -> train.Task``) and run it. Every bad flag, value or file: one line on
     stderr, exit status 2, nothing written."""
-    from experiments import train, validate
+    from experiments import train
+    from experiments.validation import checks
 
     explicit_argv = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -39,10 +40,10 @@ def main(
     try:
         cfg = resolve(config_cls, presets, flags)
         task = make_task(cfg)
-        validate.check_flags(cfg, task.kind)
-        unused = validate.unused_flags(cfg)
+        checks.check_flags(cfg, task.kind)
+        unused = checks.unused_flags(cfg)
         if unused:
             print(f"note: --method {cfg.method} does not use {', '.join(unused)}", file=sys.stderr)
         return train.run(task, cfg, [prog] + argv)
-    except validate.BadInput as e:
+    except checks.BadInput as e:
         parser.exit(2, f"{parser.prog}: error: {e.line()}\n")

@@ -30,7 +30,7 @@ Beyond "the flag wins" (``resolve``):
 - ``--tinit-frac F`` (``--tfinal-frac``) replaces the preset's tinit (tfinal) whether the preset
   gives it in steps or as a fraction: tinit = round(F x T) once T is known. Giving --tinit and
   --tinit-frac together is an error, as are --max-steps with --epochs and --budget with
-  --target-r (one of the two would be dropped; experiments/validate.py).
+  --target-r (one of the two would be dropped; experiments/validation/checks.py).
 - prune_lora without --orth-reg-weight: 0 (LoRA has no orthogonality to regularise).
 - --target-modules 'a,b' -> ('a', 'b'); 'all-linear' and a regex stay one string.
 - a runner's own step (``own_step``; SummConfig: --budget-level -> target_r).
@@ -46,11 +46,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from adalora.config import SCHEDULES, SCORES, VARIANTS
-from experiments.glue_tasks import TASKS as GLUE_TASKS
+from experiments.data.summarization import DATASETS, SPLITS
 from experiments.methods import ADAPTER_METHODS, METHODS
 from experiments.presets import NoValue
-from experiments.summ_data import DATASETS, SPLITS
 from experiments.summ_models import BUDGET_LEVELS
+from experiments.tasks import TASKS as GLUE_TASKS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT_DIR = ROOT / "results" / "runs"  # git-ignored; committed runs: results/evidence
@@ -353,7 +353,7 @@ class SummConfig(RunConfig):
         if self.budget_level is None:
             return self
         from experiments.summ_models import derive_level_rank
-        from experiments.validate_base import BadInput
+        from experiments.validation.base import BadInput
 
         if "target_r" in self.given or "budget" in self.given:
             raise BadInput(
@@ -390,7 +390,7 @@ class SummConfig(RunConfig):
 # --------------------------------------------------------------------------- parse and resolve
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with its errors on one line (``<prog>: error: <message>``, exit status 2), like
-    the runners' own checks (experiments/validate.py)."""
+    the runners' own checks (experiments/validation/checks.py)."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
@@ -446,10 +446,10 @@ def resolve(
 ) -> RunConfig:
     """The config of parsed ``flags`` (``vars`` of build_parser(cls)'s namespace): the preset's
     hyperparameters (``presets[name](task, method) -> {field: value}``), every flag given
-    overriding them, and the rules of the module doc. Raises validate_base.BadInput for a bad
+    overriding them, and the rules of the module doc. Raises validation.base.BadInput for a bad
     combination it sees (the runners print it as one line); TypeError when a preset sets a key
     that is no hyperparameter of ``cls`` or leaves one out."""
-    from experiments.validate_base import BadInput, flag
+    from experiments.validation.base import BadInput, flag
 
     hps = {f.name: f for f in fields(cls) if f.metadata.get("kind") == "hp"}
     from_preset = {f.name: f for f in fields(cls) if f.metadata.get("from_preset")}

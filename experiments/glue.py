@@ -18,24 +18,25 @@ import numpy as np
 from experiments import cli
 from experiments.config import GlueConfig
 from experiments.config import build_parser as config_parser
-from experiments.glue_data import TASKS, load_glue
+from experiments.data.glue import load_glue
 from experiments.hub import load_pretrained
 from experiments.methods import METHODS
 from experiments.metrics import glue_metrics
 from experiments.presets import BASE, NoValue
+from experiments.tasks import TASKS
 from experiments.train import Data, Task
 
 TASK_CHOICES = GlueConfig.__dataclass_fields__["task"].metadata["choices"]  # sst2 first
 
 
 # ---------------------------------------------------------------- presets
-# Per task: the rows of TASKS (experiments/glue_tasks.py); per method: the quick LR (METHODS).
+# Per task: the rows of TASKS (experiments/tasks.py); per method: the quick LR (METHODS).
 COMMON = {**BASE, "batch_size": 32, "precision": "fp32"}
 PAPER_SEED = 6  # the authors' run_debertav3_<task>.sh (--seed 6)
 
 
 def paper_preset(task: str, method: str) -> dict:
-    """The authors' per-task settings for DeBERTaV3-base (glue_tasks.PaperRow), with their
+    """The authors' per-task settings for DeBERTaV3-base (tasks.PaperRow), with their
     scripts' seed. Their learning rate is AdaLoRA's, for every adapter method; neither the paper
     nor the scripts give one for full fine-tuning or BitFit, so those need --lr."""
     row = TASKS[task].paper
@@ -57,7 +58,7 @@ def paper_preset(task: str, method: str) -> dict:
 
 
 def quick_preset(task: str, method: str) -> dict:
-    """MiniLM on CPU (glue_tasks.QuickRow); schedule fractions follow the paper's (tinit ~ 0.15 T,
+    """MiniLM on CPU (tasks.QuickRow); schedule fractions follow the paper's (tinit ~ 0.15 T,
     tfinal ~ 0.45 T)."""
     return {
         **COMMON,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from experiments.validate_base import BadInput
+from experiments.validation.base import BadInput
 
 # Hyperparameters of the adapter methods (matched budget, adapter shape and targets)
 _ADAPTER_HP = frozenset({"target_r", "budget", "lora_alpha", "lora_dropout", "target_modules"})

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from experiments.glue_tasks import TASKS
+from experiments.tasks import TASKS
 
 # ---------------------------------------------------------------------------- GLUE
 
@@ -19,7 +19,7 @@ from experiments.glue_tasks import TASKS
 def glue_metrics(task: str, predictions: Sequence, references: Sequence) -> dict[str, float]:
     """Compute the GLUE metrics of ``task``.
 
-    The metrics are the task's ``metrics`` in experiments/glue_tasks.py TASKS.
+    The metrics are the task's ``metrics`` in experiments/tasks.py TASKS.
 
     Args:
         task: GLUE task name ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte").

@@ -38,7 +38,7 @@ Budget levels (--budget-level, Table 3's share of trainable parameters 2.20 / 1.
   Without a level the preset's ranks apply (XSum 12 -> 8 = 1.07%, CNN/DM 4 -> 2 = 0.27%).
 
 Data: --data-dir (or SUMM_DIR) holding <dataset>/<split>.jsonl, else the Hub
-(experiments/summ_data.py).
+(experiments/data/summarization.py).
   --train-split / --eval-split pick the splits (paper: train / validation, as the authors' script;
   quick: train if present, else the evaluation split; evaluation on validation if present, else
   test). When both are the same split (the shared offline copy has no train split: XSum has
@@ -49,7 +49,7 @@ Data: --data-dir (or SUMM_DIR) holding <dataset>/<split>.jsonl, else the Hub
   --max-train-samples / --max-eval-samples above what the data holds, or fewer training
   examples than one batch, is an error; a preset's cap above a split's size is not (the data
   note records the counts). Summary and generation lengths are checked against the tokenizer
-  and the model's generation config (experiments/validate_inputs.py).
+  and the model's generation config (experiments/validation/inputs.py).
 
 Metrics: ROUGE-1/2/L/Lsum F1 (rouge-score, Porter stemming; Lsum on regex-split sentences:
 experiments.metrics.rouge_scores) of beam-search generations against the untruncated reference
@@ -67,21 +67,22 @@ from pathlib import Path
 
 import numpy as np
 
-from experiments import cli, validate_inputs
+from experiments import cli
 from experiments.config import RunConfig, SummConfig
 from experiments.config import build_parser as config_parser
+from experiments.data.summarization import load_split
 from experiments.hub import load_pretrained
 from experiments.methods import METHODS
 from experiments.metrics import rouge_scores
 from experiments.presets import BASE
 from experiments.results import write_text_atomic
-from experiments.summ_data import load_split
 from experiments.summ_models import (
     BUDGET_LEVELS,  # noqa: F401 - the runner's levels (tests, scripts)
     minilm_tokenizer,
     tiny_bart_config,
 )
 from experiments.train import Data, Task
+from experiments.validation.inputs import check_generation, check_split_sizes
 
 MAIN_METRIC = "rougeL"
 # this runner's own hyperparameters (their flags: experiments/config.py SummConfig)
@@ -253,7 +254,7 @@ def make_task(cfg: SummConfig) -> Task:
         if cfg.source_prefix is None:
             t5 = model.config.model_type in ("t5", "mt5", "umt5")
             out["source_prefix"] = "summarize: " if t5 else ""
-        validate_inputs.check_generation(cfg, model, state["tokenizer"])
+        check_generation(cfg, model, state["tokenizer"])
         gc = model.generation_config
         out["generation"] = {
             "num_beams": cfg.num_beams,
@@ -291,7 +292,7 @@ def make_task(cfg: SummConfig) -> Task:
 
     def load_data(tok, cfg: SummConfig, data_dir):
         split = load_split(dataset, cfg.hyperparameters(), data_dir)
-        validate_inputs.check_split_sizes(cfg, split, dataset)
+        check_split_sizes(cfg, split, dataset)
         print(f"[{dataset}] data: {split.note}")
         state["eval_rows"] = {split.eval_split: split.eval}
         return Data(

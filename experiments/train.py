@@ -12,7 +12,7 @@ method, trains, evaluates and records:
     trainer.py    the transformers Trainer with per-split evaluation, and its callbacks
     record.py     the result record (schema and atomic writes in results.py; provenance.py:
                   versions, hardware, command)
-    validate.py   every flag, value and data file checked before anything runs (one-line errors)
+    validation/   every flag, value and data file checked before anything runs (one-line errors)
     checkpoints.py  --save-steps / --resume: checkpoints of a run, and resuming a killed one
     wandb_log.py  W&B logging
     hub.py        models and data sets from a local path or the Hugging Face Hub
@@ -100,8 +100,9 @@ def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
     train, evaluate and write the result file. Returns the record (None for --dry-run)."""
     from transformers import set_seed
 
-    from experiments import checkpoints, validate, wandb_log
+    from experiments import checkpoints, wandb_log
     from experiments.trainer import resolve_precision, train_log
+    from experiments.validation import checks
 
     t0 = time.time()
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -117,21 +118,21 @@ def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
         dry_run(task, cfg, world)
         return None
 
-    # build: model, method, data, schedule. A bad flag, value or file stops the run here, as
-    # one line naming its flag, before anything is trained or written (experiments/validate.py)
-    with validate.held_logs():  # the model's load report only once every check passed
-        with validate.blame(cfg, "model", task.kind):
+    # build: model, method, data, schedule. A bad flag, value or file stops the run here, as one
+    # line naming its flag, before anything is trained or written (experiments/validation/)
+    with checks.held_logs():  # the model's load report only once every check passed
+        with checks.blame(cfg, "model", task.kind):
             tokenizer = task.load_tokenizer(cfg.model)
             model = task.load_model(cfg.model, cfg)
-        with validate.blame(cfg, "library", task.kind):
+        with checks.blame(cfg, "library", task.kind):
             cfg = replace(cfg, **task.model_hp(model, cfg))
             cfg = plan_budget(model, cfg)
-            validate.check_model(model, cfg, task.seq2seq)
-        with validate.blame(cfg, "data", task.kind):
+            checks.check_model(model, cfg, task.seq2seq)
+        with checks.blame(cfg, "data", task.kind):
             data = task.load_data(tokenizer, cfg, cfg.data_dir)
         cfg = replace(cfg, **data.hp).with_schedule(data.n_train, world)
-        validate.check_schedule(cfg)
-        with validate.blame(cfg, "library", task.kind):
+        checks.check_schedule(cfg)
+        with checks.blame(cfg, "library", task.kind):
             cfg = replace(cfg, precision_used=resolve_precision(cfg.precision or "fp32"))
             base, ada = wrap_model(model, cfg)
     # checkpoints (--save-steps): a run with the same --run-name continues from the latest one
@@ -276,17 +277,15 @@ def dry_run(task: Task, cfg: RunConfig, world: int = 1) -> dict:
     (the number of adapted matrices, hence the budget), the tokenizer or the data (n_train, hence
     T) is resolved when they load, else listed under "unresolved" (known models' module counts
     come from KNOWN_N_MODULES)."""
-    from experiments import validate
-    from experiments.validate import DataError
+    from experiments.data.files import DataError
+    from experiments.validation import checks
 
     unresolved, tokenizer, model, n_train, n_eval = {}, None, None, None, None
     try:
         tokenizer = task.load_tokenizer(cfg.model)
         model = task.load_model(cfg.model, cfg)
         cfg = replace(cfg, **task.model_hp(model, cfg))
-    except (
-        validate.BadInput
-    ):  # the loaded model refuses a value (e.g. a summary length): not offline
+    except checks.BadInput:  # the loaded model refuses a value (e.g. a summary length): not offline
         raise
     except (OSError, RuntimeError, ValueError) as e:
         unresolved["model"] = str(e).splitlines()[0]
@@ -294,9 +293,9 @@ def dry_run(task: Task, cfg: RunConfig, world: int = 1) -> dict:
     if cfg.method in ADAPTER_METHODS and model is None and n_known is None:
         unresolved["budget"] = "the number of adapted matrices needs the model"
     elif cfg.method in ADAPTER_METHODS:
-        with validate.blame(cfg, "library", task.kind):  # a bad target or rank file: one line
+        with checks.blame(cfg, "library", task.kind):  # a bad target or rank file: one line
             cfg = plan_budget(model, cfg, n_modules=None if model is not None else n_known)
-        validate.check_planned_ranks(cfg)
+        checks.check_planned_ranks(cfg)
     if tokenizer is not None:
         try:
             data = task.load_data(tokenizer, cfg, cfg.data_dir)

@@ -54,7 +54,8 @@ import torch
 from adalora.targets import find_targets
 from experiments import provenance
 from experiments.results import write_json_atomic
-from scripts.bench_models import ALIASES, MODELS, VARIANTS, build_base, make_batches, make_variants
+from scripts.bench.models import ALIASES, MODELS, VARIANTS, build_base, make_batches, make_variants
+from scripts.bench.timing import med, pct, round_ratio, run_iter
 from scripts.checks import (
     BadInput,
     ScriptParser,
@@ -65,7 +66,6 @@ from scripts.checks import (
     positive,
     stop,
 )
-from scripts.timing import med, pct, round_ratio, run_iter
 
 PROG = "bench_step.py"
 

@@ -49,8 +49,8 @@ import torch
 
 from experiments import provenance
 from experiments.results import write_json_atomic
-from scripts.bench_train_data import epoch_batches, file_order_eval, setup, spread, token_totals
-from scripts.bench_train_timing import (
+from scripts.bench.train_data import epoch_batches, file_order_eval, setup, spread, token_totals
+from scripts.bench.train_timing import (
     EVAL_REFERENCE,
     PRECISIONS,
     REFERENCE,

@@ -1,9 +1,9 @@
-"""The scripts' flag checks, in glue.py's style (experiments/validate.py): every flag is checked
+"""The scripts' flag checks, in glue.py's style (experiments/validation/): every flag is checked
 before anything runs or is written, and a problem is one line on stderr,
 
     <script>: error: <flag> <value>: <problem>; <fix>
 
-with exit status 2. A check raises ``BadInput`` (experiments/validate_base.py, the runners' own
+with exit status 2. A check raises ``BadInput`` (experiments/validation/base.py, the runners' own
 one-line error); ``parse`` prints it, and ``stop`` prints one raised after loading (values
 only a loaded model or data set can tell). Used by reproduce.py, ablate.py, bench_step.py,
 bench_train.py, device_check.py and minilm_fp16.py.
@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from experiments.validate_base import BadInput, flag
+from experiments.validation.base import BadInput, flag
 
 __all__ = [
     "BadInput",

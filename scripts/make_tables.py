@@ -39,7 +39,7 @@ import re
 import sys
 from pathlib import Path
 
-from experiments.validate_base import BadInput
+from experiments.validation.base import BadInput
 from scripts.report.document import REGEN_COMMAND, generate, read_discussion
 from scripts.report.evidence import record_files
 from scripts.report.figures import render_figures

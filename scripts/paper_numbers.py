@@ -12,7 +12,7 @@ GLUE_MODEL = "DeBERTaV3-base"
 SUMMARIZATION_MODEL = "BART-large"
 
 # GLUE tasks in the paper's column order, with the metric(s) the paper reports (their labels:
-# experiments/glue_tasks.py TASKS).
+# experiments/tasks.py TASKS).
 GLUE_TASKS = ("mnli", "sst2", "cola", "qqp", "qnli", "rte", "mrpc", "stsb")
 GLUE_PAPER_METRIC = {
     "mnli": "m/mm acc",

@@ -64,7 +64,7 @@ def _sentence(rng: random.Random, n: int = 6) -> str:
 
 def glue_examples(task: str, n: int, seed: int | str = 0) -> list[dict]:
     """``n`` random examples for ``task`` in load_glue's format (labels cycle through classes)."""
-    from experiments.glue_data import TASKS
+    from experiments.tasks import TASKS
 
     t = TASKS[task]
     rng = random.Random(f"{task}-{seed}")
@@ -86,7 +86,8 @@ def write_glue_dir(root: str | Path, tasks=None, n_train: int = 16, n_eval: int 
 
     The first example of every split starts with a double quote (as MRPC, QNLI, STS-B and RTE
     have); MRPC's files get their byte-order mark from write_glue_tsv."""
-    from experiments.glue_data import TASKS, write_glue_tsv
+    from experiments.data.glue import write_glue_tsv
+    from experiments.tasks import TASKS
 
     root = Path(root)
     for task in tasks or TASKS:

@@ -15,7 +15,7 @@ import torch
 from adalora_helpers import TINY_ADALORA, batches, randomize_adapters, tiny_bert, trainable
 
 from adalora import AdaLoraConfig, AdaLoraModel, LoraConfig
-from scripts.timing import sync_sites
+from scripts.bench.timing import sync_sites
 
 PRECISIONS = ["fp32", "bf16"]
 CFG = dict(TINY_ADALORA, orth_reg_weight=0.1)

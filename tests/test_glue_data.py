@@ -1,4 +1,4 @@
-"""Tests for experiments/glue_data.py and experiments/summ_data.py (offline, small, fast)."""
+"""Tests for experiments/data/: the GLUE and summarisation readers (offline, small, fast)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.glue_data import TASKS, load_glue, read_glue_tsv, write_glue_tsv
-from experiments.summ_data import load_summarization
+from experiments.data.glue import load_glue, read_glue_tsv, write_glue_tsv
+from experiments.data.summarization import load_summarization
+from experiments.tasks import TASKS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 GLUE_REAL = SHARED_DATA / "glue"

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from experiments import glue
-from experiments.glue_data import TASKS, load_glue
+from experiments.data.glue import load_glue
 from experiments.results import REQUIRED_KEYS, SCHEMA
+from experiments.tasks import TASKS
 from tests.helpers import glue_examples, save_tiny_model, write_glue_dir
 
 ROOT = Path(__file__).resolve().parents[1]

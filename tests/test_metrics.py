@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from experiments.glue_data import TASKS
 from experiments.metrics import glue_metrics, rouge_scores, split_sentences
+from experiments.tasks import TASKS
 
 # ---------------------------------------------------------------------------- GLUE
 

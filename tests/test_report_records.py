@@ -146,9 +146,9 @@ def _outcome(diverged: bool):
 def test_report_labels_and_orders_come_from_the_registries():
     """Every method of experiments/methods.py METHODS has its registry label and a place in the
     paper's method order (paper-only methods first where Table 1 has them); every GLUE task of
-    experiments/glue_tasks.py TASKS is a column of the paper's table, labelled by GLUE's name."""
-    from experiments.glue_tasks import TASKS
+    experiments/tasks.py TASKS is a column of the paper's table, labelled by GLUE's name."""
     from experiments.methods import METHODS
+    from experiments.tasks import TASKS
     from scripts import paper_numbers as P
     from scripts.report.fmt import method_name, task_name
     from scripts.report.records import METHOD_ORDER, method_key

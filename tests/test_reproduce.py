@@ -1,5 +1,5 @@
-"""scripts/reproduce.py: the grid's expansion (names, flags, priority order, de-duplication),
-resuming from existing result files, and a bad --order."""
+"""scripts/reproduce.py: the planned runs' commands and checkpoints, resuming from existing result
+files and from a half-finished run, --hours, and every bad input as one line."""
 
 from __future__ import annotations
 
@@ -11,105 +11,29 @@ from pathlib import Path
 import pytest
 
 from scripts import plan_converged, reproduce
-from scripts.checks import BadInput
 from scripts.grid import pool
 from scripts.grid.pool import Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _flags(cmd: list, name: str) -> str:
-    return cmd[cmd.index(name) + 1]
+def _jobs(*names: str) -> list:
+    return [plan_converged.Job("sweep", n, ("--task", "rte", "--seed", "1"), 0) for n in names]
 
 
-def test_phase_a_cells_and_flags():
-    jobs = reproduce.plan("out", "A:rte")
-    names = [n for n, _ in jobs]
-    # 3 seeds x 2 budgets x (adalora, lora), seed-major so a cut grid keeps whole seeds
-    assert len(names) == 12 and names[0] == "repro-rte-adalora-r2-lr1e-3-s1"
-    assert names[3] == "repro-rte-lora-r8-lr1e-3-s1" and names[-1].endswith("-s3")
-    cmd = dict(jobs)["repro-rte-lora-r8-lr1e-3-s1"]
-    assert _flags(cmd, "--method") == "lora" and _flags(cmd, "--target-r") == "8"
-    assert _flags(cmd, "--lr") == "1e-3" and _flags(cmd, "--max-steps") == "150"
-    assert _flags(cmd, "--batch-size") == "16" and _flags(cmd, "--output-dir") == "out"
-
-
-def test_narrowed_b_item_and_dedup():
-    jobs = reproduce.plan("out", "B:stsb:2e-4:2,B:stsb")
-    names = [n for n, _ in jobs]
-    assert names[:6] == [
-        f"repro-stsb-{m}-r2-lr2e-4-s{s}" for s in (1, 2, 3) for m in ("adalora", "lora")
-    ]
-    # the full B item repeats the 2e-4 r=2 runs: each run is planned once, first position kept
-    assert len(names) == len(set(names)) == 6 + 3 * 3 * 2 * 2 - 6
-    assert not any("lr1e-3" in n for n in names)  # the shared LR belongs to phase A
-
-
-def test_ablations_and_baselines():
-    c = dict(reproduce.plan("out", "C:sst2"))
-    assert len(c) == 3 * len(reproduce.ABLATIONS)
-    cmd = c["repro-sst2-abl-sensitivity-r2-lr1e-3-s2"]
-    assert _flags(cmd, "--score") == "sensitivity" and _flags(cmd, "--method") == "adalora"
-    assert _flags(c["repro-sst2-abl-gamma0-r2-lr1e-3-s1"], "--orth-reg-weight") == "0"
-    assert _flags(c["repro-sst2-abl-svd_lora-r2-lr1e-3-s3"], "--method") == "svd_lora"
-    d = dict(reproduce.plan("out", "D:cola"))
-    assert sorted(d) == sorted(
-        f"repro-cola-{m}-lr{lr}-s{s}" for m, lr in reproduce.BASELINE_LR.items() for s in (1, 2, 3)
-    )
-
-
-def test_default_order_is_valid_and_covers_every_task():
-    jobs = reproduce.plan("out", reproduce.ORDER)
-    tasks = {n.split("-")[1] for n, _ in jobs}
-    assert tasks == set(reproduce.STEPS)
-    for t in reproduce.STEPS:  # every task has LoRA vs AdaLoRA at both budgets and both baselines
-        for cell in [
-            f"{m}-r{b}-lr{reproduce.SHARED_LR}" for m in ("adalora", "lora") for b in (2, 8)
-        ] + [f"{m}-lr{lr}" for m, lr in reproduce.BASELINE_LR.items()]:
-            assert f"repro-{t}-{cell}-s3" in dict(jobs), (t, cell)
-
-
-def test_lora_diagnostics_are_sweeps():
-    """E: LoRA at scale 1 (alpha = r) and LoRA with 3x the steps, 3 seeds each; tagged as
-    sweeps so the tables keep them out of Table 1."""
-    e = dict(reproduce.plan("out", "E:stsb"))
-    assert (
-        list(e)[:3] == [f"repro-stsb-lora-r2-alpha2-lr1e-3-s{s}" for s in (1, 2, 3)] and len(e) == 6
-    )
-    cmd = e["repro-stsb-lora-r2-alpha2-lr1e-3-s2"]
-    assert _flags(cmd, "--lora-alpha") == "2" and _flags(cmd, "--max-steps") == "200"
-    assert json.loads(_flags(cmd, "--sweep-json")) == {"lora_alpha": 2}
-    cmd = e["repro-stsb-lora-r2-T3x-lr1e-3-s3"]
-    assert _flags(cmd, "--max-steps") == "600" and "--lora-alpha" not in cmd
-    assert json.loads(_flags(cmd, "--sweep-json")) == {"max_steps": 600}
-
-
-def test_bad_order_rejected():
-    with pytest.raises(BadInput, match="unknown phase 'F'"):
-        reproduce.plan("out", "F:sst2")
-
-
-def test_dry_run_skips_finished_runs(tmp_path, capsys):
-    (tmp_path / "repro-rte-adalora-r2-lr1e-3-s1.json").write_text(json.dumps({"status": "ok"}))
-    assert (
-        reproduce.main(
-            ["--protocol", "short", "--output-dir", str(tmp_path), "--order", "A:rte", "--dry-run"]
-        )
-        == 0
-    )
+def test_dry_run_skips_finished_runs(tmp_path, monkeypatch, capsys):
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "done.json").write_text(json.dumps({"status": "ok"}))
+    monkeypatch.setattr(plan_converged, "plan", lambda r: _jobs("done", "todo"))
+    assert reproduce.main(["--output-dir", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "12 runs in the grid, 1 done, 11 to run" in out
-    assert "repro-rte-adalora-r2-lr1e-3-s1 " not in out + " "
-    assert "--run-name repro-rte-lora-r2-lr1e-3-s1 " in out
+    assert out.startswith("2 runs planned so far, 1 done, 1 to run\n")
+    assert "--run-name done " not in out and "--run-name todo " in out
 
 
 def test_every_run_saves_checkpoints(tmp_path):
-    """Every planned command passes --save-steps (short grid: about 10% of T; converged grid:
-    SAVE_STEPS), so a killed grid run continues from its last checkpoint when the grid re-runs
-    its command."""
-    for name, cmd in reproduce.plan("out", reproduce.ORDER):
-        steps = int(_flags(cmd, "--max-steps"))
-        assert int(_flags(cmd, "--save-steps")) == max(1, steps // 10), name
+    """Every planned command passes --save-steps SAVE_STEPS, so a killed grid run continues from
+    its last checkpoint when the grid re-runs its command."""
     for j in plan_converged.plan(tmp_path):
         argv = reproduce.converged_run(j, tmp_path).argv
         assert argv[-2:] == ("--save-steps", str(reproduce.SAVE_STEPS))
@@ -119,7 +43,6 @@ def test_half_finished_run_resumes(tmp_path, monkeypatch, capsys):
     """A run killed half-way (checkpoints, no result file) is resumed by the grid, not restarted:
     its log says so, its result file appears and its checkpoints are gone."""
     import shutil
-    import sys
 
     from experiments import glue
     from experiments.checkpoints import checkpoint_root
@@ -127,22 +50,24 @@ def test_half_finished_run_resumes(tmp_path, monkeypatch, capsys):
 
     model = save_tiny_model(tmp_path / "tiny")
     data = write_glue_dir(tmp_path / "glue", tasks=["rte"], n_train=16, n_eval=8)
-    out, name = tmp_path / "grid", "repro-half"
+    root, name = tmp_path / "grid", "repro-half"
+    out = root / "sweep"  # the job's stage folder
     flags = ["--task", "rte", "--model", str(model), "--data-dir", str(data), "--max-steps", "12"]
     flags += ["--batch-size", "4", "--max-length", "32", "--wandb", "disabled"]
-    flags += ["--output-dir", str(out), "--run-name", name, "--save-steps", "4"]
-    glue.main([*flags, "--keep-checkpoints"])  # then make it half-finished:
-    (out / f"{name}.json").unlink()
+    glue.main([*flags, "--output-dir", str(out), "--run-name", name, "--save-steps", "4",
+               "--keep-checkpoints"])  # fmt: skip
+    (out / f"{name}.json").unlink()  # then make it half-finished:
     shutil.rmtree(checkpoint_root(out, name) / "checkpoint-12")
-    job = (name, [sys.executable, "experiments/glue.py", *flags])
-    monkeypatch.setattr(reproduce, "plan", lambda out, order: [job])
-    argv = ["--protocol", "short", "--output-dir", str(out), "--workers", "1"]
-    assert reproduce.main(argv) == 0
-    log = (out / "logs" / f"{name}.log").read_text()
+    monkeypatch.setattr(reproduce, "SAVE_STEPS", 4)  # as the run was started
+    monkeypatch.setattr(
+        plan_converged, "plan", lambda r: [plan_converged.Job("sweep", name, tuple(flags), 0)]
+    )
+    assert reproduce.main(["--output-dir", str(root), "--workers", "1"]) == 0
+    log = (root / "logs" / f"{name}.log").read_text()
     assert "resuming from" in log and "checkpoint-8" in log, log[-2000:]
     assert json.loads((out / f"{name}.json").read_text())["run_name"] == name
     assert not checkpoint_root(out, name).exists()
-    assert "1 runs in the grid, 0 done, 1 to run" in capsys.readouterr().out
+    assert "1 runs planned so far, 0 done, 1 to run" in capsys.readouterr().out
 
 
 def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
@@ -209,52 +134,10 @@ BAD = {
         ["--hours", "x"],
         "argument --hours: invalid float value: 'x' (--help lists the flags)",
     ),
-    "hours-short": (
-        ["--protocol", "short", "--hours", "1"],
-        "--hours 1: only with --protocol converged; drop --hours, or use --protocol converged",
-    ),
     "hours-slurm": (
         ["--launcher", "slurm", "--dry-run", "--hours", "1"],
         "--hours 1: only with --launcher local; "
         "with SLURM, --time limits each job and a cut run resumes",
-    ),
-    "order-converged": (
-        ["--order", "A:sst2"],
-        "--order A:sst2: only with --protocol short; add --protocol short, or drop --order",
-    ),
-    "order-phase": (
-        ["--protocol", "short", "--order", "A:sst2,F:sst2"],
-        "--order 'F:sst2': unknown phase 'F'; items are PHASE:task with PHASE one of A, B, C, D, E",
-    ),
-    "order-task": (
-        ["--protocol", "short", "--order", "A:qqp"],
-        "--order 'A:qqp': unknown task 'qqp'; use one of cola, sst2, stsb, rte",
-    ),
-    "order-no-task": (
-        ["--protocol", "short", "--order", "A"],
-        "--order 'A': unknown task ''; use one of cola, sst2, stsb, rte",
-    ),
-    "order-empty-item": (
-        ["--protocol", "short", "--order", "A:sst2,"],
-        "--order '': unknown phase ''; items are PHASE:task with PHASE one of A, B, C, D, E",
-    ),
-    "order-lr": (
-        ["--protocol", "short", "--order", "B:sst2:3e-3"],
-        "--order 'B:sst2:3e-3': LR '3e-3' is not in the sweep; use one of 2e-3, 1e-3, 5e-4, 2e-4",
-    ),
-    "order-budget": (
-        ["--protocol", "short", "--order", "B:sst2:2e-3:4"],
-        "--order 'B:sst2:2e-3:4': budget '4' is not in the grid; use one of 2, 8",
-    ),
-    "order-narrow-c": (
-        ["--protocol", "short", "--order", "C:sst2:2e-3"],
-        "--order 'C:sst2:2e-3': only a B item takes :lr[:budget]; "
-        "write B:task:lr or B:task:lr:budget, or PHASE:task",
-    ),
-    "protocol": (
-        ["--protocol", "long"],
-        "argument --protocol: invalid choice: 'long' (choose from 'converged', 'short') "
-        "(--help lists the flags)",
     ),
     "both-counts": (
         ["--workers", "2", "--runs-per-gpu", "2"],

@@ -12,9 +12,10 @@ import pytest
 
 from experiments import config, glue, summarization
 from experiments.config import GlueConfig, RunConfig, SummConfig, build_parser, resolve
-from experiments.glue_tasks import TASKS
 from experiments.methods import METHOD_HP, METHODS
-from experiments.validate import BadInput, check_flags, unused_flags
+from experiments.tasks import TASKS
+from experiments.validation.base import BadInput
+from experiments.validation.checks import check_flags, unused_flags
 
 RUNNERS = {GlueConfig: glue.PRESETS, SummConfig: summarization.PRESETS}
 

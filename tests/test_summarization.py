@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments import config, summ_data, summ_models
+from experiments import config, summ_models
 from experiments import summarization as S
+from experiments.data.summarization import split_examples
 from experiments.metrics import rouge_scores
 
 SHARED_XSUM = Path(__file__).resolve().parents[2] / "shared" / "data" / "summarization" / "xsum"
@@ -327,14 +328,14 @@ def test_budget_level_flag(capsys, tmp_path):
 
 def test_split_examples(data_dir):
     hp = {"max_train_samples": None, "max_eval_samples": 3, "train_split": None, "eval_split": None}
-    tr, ev, note = summ_data.split_examples("xsum", hp, str(data_dir))
+    tr, ev, note = split_examples("xsum", hp, str(data_dir))
     assert len(tr) == N_ROWS - 3 and len(ev) == 3
     assert not {r["id"] for r in tr} & {r["id"] for r in ev}
     assert "validation" in note and "disjoint" in note
     # two different splits: first N of each, nothing shared
     shutil.copy(data_dir / "xsum" / "validation.jsonl", data_dir / "xsum" / "test.jsonl")
     try:
-        tr, ev, note = summ_data.split_examples(
+        tr, ev, note = split_examples(
             "xsum",
             {**hp, "max_train_samples": 2, "train_split": "validation", "eval_split": "test"},
             str(data_dir),
@@ -343,7 +344,7 @@ def test_split_examples(data_dir):
     finally:
         (data_dir / "xsum" / "test.jsonl").unlink()
     with pytest.raises(FileNotFoundError, match="train.jsonl"):
-        summ_data.split_examples("xsum", {**hp, "train_split": "train"}, str(data_dir))
+        split_examples("xsum", {**hp, "train_split": "train"}, str(data_dir))
 
 
 def test_glue_parser_unchanged():

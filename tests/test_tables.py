@@ -12,7 +12,7 @@ import pytest
 
 from experiments import plots
 from experiments.results import SCHEMA, write_result
-from experiments.validate_base import BadInput
+from experiments.validation.base import BadInput
 from scripts import make_tables as mt
 from scripts import paper_numbers as P
 from scripts.report import document, figures, wandb_import

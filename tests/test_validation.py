@@ -1,4 +1,4 @@
-"""Every bad input is a one-line error (experiments/validate.py): exit status 2, one
+"""Every bad input is a one-line error (experiments/validation/checks.py): exit status 2, one
 ``<prog>: error: <flag> <value>: <problem>; <fix>`` line on stderr, no traceback, nothing
 written. A table of bad flags, config values and data files, run in-process through
 ``glue.main`` / ``summarization.main`` on a tiny BERT (128 positions, 32-wide matrices) and the
@@ -16,8 +16,8 @@ import torch
 
 from experiments import glue, summarization
 from experiments.config import split_target_modules
-from experiments.glue_data import load_glue, task_dir
-from experiments.summ_data import load_summarization, summ_jsonl_path
+from experiments.data.glue import load_glue, task_dir
+from experiments.data.summarization import load_summarization, summ_jsonl_path
 from tests.helpers import save_tiny_model, write_glue_dir
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -1,6 +1,6 @@
 """summarization.py's lengths and data sizes and --rank-pattern-from (both runners) refuse bad
-input in one exact line (experiments/validate_inputs.py, methods.read_rank_pattern /
-check_rank_pattern, summ_data's whole-file read): exit status 2, nothing written to
+input in one exact line (experiments/validation/inputs.py, methods.read_rank_pattern /
+check_rank_pattern, data/summarization.py's whole-file read): exit status 2, nothing written to
 --output-dir. A table run in-process (the default tiny BART, a tiny BERT), a few cases as the
 real command, and the valid runs these checks must let through unchanged.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from experiments import summarization
+from experiments.data.summarization import load_summarization
 from experiments.methods import rank_pattern_from, read_rank_pattern, run_failure
-from experiments.summ_data import load_summarization
 from tests.helpers import save_tiny_model, write_glue_dir
 from tests.test_validation import assert_one_line, glue_argv, run_bad, summ_argv
 

@@ -72,7 +72,7 @@ def bench_variants(model: str, device, seq_len: int, names: str):
 
     import torch
 
-    from scripts.bench_models import build_base, make_variants
+    from scripts.bench.models import build_base, make_variants
 
     args = SimpleNamespace(
         init_r=12, target_r=8, lora_alpha=32, orth_reg_weight=0.1, tinit=1, total_step=1000,
@@ -89,8 +89,8 @@ def probe_ops(device: str, quick: bool) -> dict:
     update_and_allocate (a masking step), counted on ``device``."""
     import torch
 
-    from scripts.bench_models import make_batches
-    from scripts.timing import run_iter
+    from scripts.bench.models import make_batches
+    from scripts.bench.timing import run_iter
 
     dev = torch.device(device)
     model = "deberta-v3-base" if dev.type == "cuda" else "tiny-deberta-v3-base"
@@ -129,8 +129,8 @@ def probe_sync(device: str, quick: bool) -> dict:
 
     import torch
 
-    from scripts.bench_models import make_batches
-    from scripts.timing import run_iter, sync_sites
+    from scripts.bench.models import make_batches
+    from scripts.bench.timing import run_iter, sync_sites
 
     dev = torch.device(device)
     model, (bs, seq) = SYNC_MODEL, SYNC_BATCH

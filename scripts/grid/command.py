@@ -6,8 +6,9 @@ files record in their ``command``). The grids (scripts/reproduce.py, scripts/abl
 scripts/plan_converged.py) and scripts/device/glue.py build their commands here.
 
 ``check_glue_argv`` runs what glue.py checks before it loads anything (its parser, the preset
-overridden by the flags, ``experiments.validate.check_flags``) without loading a model or data
-and without writing anything, so that a grid refuses a bad command before its first run starts.
+overridden by the flags, ``experiments.validation.checks.check_flags``) without loading a model
+or data and without writing anything, so that a grid refuses a bad command before its first run
+starts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from experiments.validate_base import BadInput, one_line
+from experiments.validation.base import BadInput, one_line
 
 ROOT = Path(__file__).resolve().parents[2]
 GLUE_SCRIPT = "experiments/glue.py"  # commands run from ROOT
@@ -125,15 +126,16 @@ def working_dir(path: Path):
 def check_glue_argv(argv: Sequence[str]) -> None:
     """What glue.py checks before it loads the model or the data, for ``argv`` run from the
     repository root: its parser, then every flag and resolved preset value
-    (experiments.validate.check_flags). Raises GlueRefused with glue.py's own flag, value,
-    problem and fix; loads and writes nothing."""
-    from experiments import glue, validate
+    (experiments.validation.checks.check_flags). Raises GlueRefused with glue.py's own flag,
+    value, problem and fix; loads and writes nothing."""
+    from experiments import glue
     from experiments.config import GlueConfig, resolve
+    from experiments.validation import checks
 
     args = _parse(glue.build_parser(), argv)
     try:
         with working_dir(ROOT):
             cfg = resolve(GlueConfig, glue.PRESETS, vars(args))
-            validate.check_flags(cfg, "glue")
+            checks.check_flags(cfg, "glue")
     except BadInput as e:
         raise GlueRefused(e.flag, e.value, e.problem, e.fix) from None

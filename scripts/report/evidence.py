@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.results import REQUIRED_KEYS, SCHEMA
-from experiments.validate_base import BadInput
+from experiments.validation.base import BadInput
 
 NOT_RECORDS = ("logs", "checkpoints", "wandb", "bench")  # folders below the results folder
 FIX = (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from experiments.glue_tasks import TASKS as GLUE_TASKS
 from experiments.methods import METHODS
+from experiments.tasks import TASKS as GLUE_TASKS
 from scripts import paper_numbers as P
 from scripts.report.records import NO_BUDGET
 from scripts.report.stats import Stats
@@ -22,7 +22,7 @@ def lr_text(lr: float | None) -> str:
 
 
 def task_name(task: str | None) -> str:
-    """GLUE's label of a GLUE task (experiments/glue_tasks.py TASKS), the paper's of a
+    """GLUE's label of a GLUE task (experiments/tasks.py TASKS), the paper's of a
     summarisation data set; else the name itself."""
     if task in GLUE_TASKS:
         return GLUE_TASKS[task].label

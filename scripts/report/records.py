@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.methods import METHODS
-from experiments.validate_base import BadInput
+from experiments.validation.base import BadInput
 from scripts import paper_numbers as P
 from scripts.report.evidence import read_records
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 
 from experiments.methods import ADAPTER_METHODS
 from experiments.results import SCHEMA
-from experiments.validate_base import BadInput
+from experiments.validation.base import BadInput
 from scripts import paper_numbers as P
 from scripts.report.evidence import check_record
 from scripts.report.records import Run

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from experiments.data_files import DataError, DataFileNotFound, read_data_file
+from experiments.data.files import DataError, DataFileNotFound, read_data_file
 from experiments.hub import load_hub_split
 
 SUMM_DIR_ENV = "SUMM_DIR"

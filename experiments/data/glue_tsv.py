@@ -1,6 +1,6 @@
 """GLUE's TSV files: read the way GLUE's own loaders read them, with format checks, and
 written in the official layout (test fixtures). Columns and labels come from the task
-(experiments/glue_data.py: ``GlueTask``); the public entry points there take a task name.
+(experiments/data/glue.py: ``GlueTask``); the public entry points there take a task name.
 
 Files are read with ``csv.reader``, a tab delimiter and ``quoting=csv.QUOTE_NONE``, as GLUE
 reads them. With default quoting, fields that begin with ``"`` (present in MRPC, QNLI, STS-B
@@ -14,8 +14,8 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from experiments.data_files import DataError, read_data_file
-from experiments.glue_tasks import Example, GlueTask
+from experiments.data.files import DataError, read_data_file
+from experiments.tasks import Example, GlueTask
 
 # ---------------------------------------------------------------------------- reading
 

@@ -37,7 +37,7 @@ def sync(device):
 
 
 def run_iter(v, batch, device, autocast_dtype, timed: bool):
-    """One iteration of a bench_models.Variant: step (forward + backward + optimizer.step()),
+    """One iteration of a models.Variant: step (forward + backward + optimizer.step()),
     then allocate (update_and_allocate), then zero_grad (untimed). Timed ones are recorded."""
     cuda = device.type == "cuda"
     ev = [torch.cuda.Event(enable_timing=True) for _ in range(3)] if cuda else None

@@ -1,5 +1,5 @@
 """The runners' checks of summarisation lengths and data sizes and of --rank-pattern-from, at
-experiments/validate.py's stages (one-line ``BadInput``, exit status 2, nothing written):
+experiments/validation/checks.py's stages (one-line ``BadInput``, exit status 2, nothing written):
 
 1. ``check_flags`` (from validate.check_flags, before anything loads): the --rank-pattern-from
    file read in full (methods.read_rank_pattern) and no --target-modules beside it; the
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from experiments.validate_base import BadInput, bad, flag, given
+from experiments.validation.base import BadInput, bad, flag, given
 
 
 # --------------------------------------------------------------------------- 1. flags
@@ -121,7 +121,7 @@ def check_generation(cfg, model, tokenizer) -> None:
 
 # --------------------------------------------------------------------------- 3. data
 def check_split_sizes(cfg, split, dataset: str) -> None:
-    """Stage 3: ``split`` (summ_data.Split) against --max-*-samples and the batch (module
+    """Stage 3: ``split`` (data.summarization.Split) against --max-*-samples and the batch (module
     doc). The batch is what one optimizer step takes: batch size x accumulation x processes."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     per_step = cfg.batch_size * cfg.grad_accum * world

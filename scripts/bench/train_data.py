@@ -13,14 +13,14 @@ import torch
 def setup(args):
     """(task, tokenizer, base model, config, Data) from the GLUE runner's own pieces: the quick
     preset with this benchmark's ranks and sizes (experiments/config.py GlueConfig), checked
-    as glue.py checks them (experiments/validate.py: the flags before anything loads, the model
-    and the data right after loading; BadInput naming the flag)."""
+    as glue.py checks them (experiments/validation/checks.py: the flags before anything loads,
+    the model and the data right after loading; BadInput naming the flag)."""
     from dataclasses import replace
 
-    from experiments import validate
     from experiments.config import GlueConfig, build_parser, resolve
     from experiments.glue import PRESETS, make_task
     from experiments.methods import plan_budget
+    from experiments.validation import checks as validate
 
     argv = ["--task", args.task, "--method", args.method, "--model", args.model]
     argv += ["--init-r", str(args.init_r), "--target-r", str(args.target_r)]
@@ -53,7 +53,8 @@ def setup(args):
 def file_order_eval(args, tok, hp, data) -> dict:
     """The dev sets in file order (what the Trainer evaluated before load_data sorted them),
     encoded as make_task's encode does; checked against the runner's sorted sets."""
-    from experiments.glue_data import TASKS, load_glue
+    from experiments.data.glue import load_glue
+    from experiments.tasks import TASKS
 
     meta, out = TASKS[args.task], {}
     for split, sorted_set in data.evals.items():

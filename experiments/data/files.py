@@ -1,8 +1,8 @@
-"""Local data files that cannot be used: the errors glue_data.py, glue_tsv.py and summ_data.py
-raise, and the one read wrapper they share.
+"""Local data files that cannot be used: the errors the readers here (glue.py, glue_tsv.py,
+summarization.py) raise, and the one read wrapper they share.
 
 ``DataError`` is a ValueError whose message names the file (and row);
-experiments/validate.py's ``blame`` turns it into the one-line error naming --data-dir.
+experiments/validation/checks.py's ``blame`` turns it into the one-line error naming --data-dir.
 """
 
 from __future__ import annotations

@@ -8,18 +8,18 @@ anything is trained or written, as soon as what the check needs is there:
    --tinit-frac, --max-steps with --epochs, --budget with --target-r: one would be dropped),
    ranks against each other, the schedule when T is given, precision, paths (--data-dir,
    --output-dir, --model, --run-name, --rank-pattern-from), --save-steps / --resume.
-2. ``check_model`` (experiments/validate_model.py): right after the model loads: --max-length
+2. ``check_model`` (experiments/validation/model.py): right after the model loads: --max-length
    (and a seq2seq model's summary lengths) against the model's positions; ranks against the
    sizes of the adapted matrices.
 3. ``check_schedule``: once the data has fixed T: tinit + tfinal < T.
 
-A problem raises ``BadInput(flag, value, problem, fix)`` (experiments/validate_base.py); the
+A problem raises ``BadInput(flag, value, problem, fix)`` (experiments/validation/base.py); the
 runners' entry point (experiments/cli.py) prints it as ``<prog>: error: <flag> <value>:
-<problem>; <fix>`` on stderr and exits with status 2. ``flag`` (validate_base.py: a
+<problem>; <fix>`` on stderr and exits with status 2. ``flag`` (base.py: a
 hyperparameter's flag) and ``blame`` (an error raised while loading the model or the data, or
 by the adalora library, to the flag it is about) are the one place that maps a problem to its
-flag. Data files: glue_data.py, glue_tsv.py and summ_data.py raise ``DataError`` (a ValueError,
-experiments/data_files.py), which ``blame`` turns into the line naming --data-dir; the library
+flag. Data files: the readers in experiments/data/ raise ``DataError`` (a ValueError,
+experiments/data/files.py), which ``blame`` turns into the line naming --data-dir; the library
 keeps raising its own ValueErrors (AdaLoraConfig, AdaLoraModel, find_targets), matched to their
 flag by ``LIBRARY_ERRORS``.
 """
@@ -35,22 +35,22 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from experiments import validate_inputs
-from experiments.data_files import DataError, DataFileNotFound
+from experiments.data.files import DataError, DataFileNotFound
 from experiments.methods import ADAPTER_METHODS as ADAPTERS
 from experiments.methods import ALLOCATING_METHODS as ALLOCATING
 from experiments.methods import METHOD_HP, METHODS
 from experiments.methods import SCHEDULED_METHODS as SCHEDULED  # tinit + tfinal < T
-from experiments.validate_base import (
+from experiments.validation import inputs
+from experiments.validation.base import (
     BadInput,
     bad,
     flag,
     given,
     one_line,
 )
-from experiments.validate_model import check_model as check_model  # the runners' validate.*
-from experiments.validate_model import check_planned_ranks as check_planned_ranks
-from experiments.validate_model import held_logs as held_logs
+from experiments.validation.model import check_model as check_model  # the runners' checks.*
+from experiments.validation.model import check_planned_ranks as check_planned_ranks
+from experiments.validation.model import held_logs as held_logs
 
 # --------------------------------------------------------------------------- 1. flags
 # key -> (smallest allowed value, fix when below). Integers.
@@ -154,7 +154,7 @@ def check_flags(cfg, kind: str = "glue") -> None:
             raise BadInput(
                 "--sweep-json", cfg.sweep_json, "not a JSON object", 'pass e.g. {"lr": 1e-3}'
             )
-    validate_inputs.check_flags(cfg, kind)  # summarisation lengths, --rank-pattern-from
+    inputs.check_flags(cfg, kind)  # summarisation lengths, --rank-pattern-from
 
 
 # Two flags that set one quantity: the second would be dropped, so giving both is an error.
@@ -385,7 +385,7 @@ def data_fix(kind: str) -> str:
 
 
 # --------------------------------------------------------------------------- 2. model
-# check_model: experiments/validate_model.py
+# check_model: experiments/validation/model.py
 
 
 # --------------------------------------------------------------------------- 3. schedule

@@ -1,4 +1,4 @@
-"""Input checks that need the loaded model (stage 2 of experiments/validate.py): lengths
+"""Input checks that need the loaded model (stage 2 of experiments/validation/checks.py): lengths
 against the model's positions, --target-modules entries against its Linear layers, adapter
 ranks against the adapted matrices. ``held_logs`` keeps the model's load report back meanwhile.
 """
@@ -10,7 +10,7 @@ import math
 
 from experiments.methods import ADAPTER_METHODS as ADAPTERS
 from experiments.methods import ALLOCATING_METHODS as ALLOCATING
-from experiments.validate_base import bad, flag, given
+from experiments.validation.base import bad, flag, given
 
 
 def max_positions(config) -> int | None:

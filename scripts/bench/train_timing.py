@@ -9,8 +9,8 @@ import time
 
 import torch
 
-from scripts.bench_train_data import token_counts, token_totals
-from scripts.timing import med, summary
+from scripts.bench.timing import med, summary
+from scripts.bench.train_data import token_counts, token_totals
 
 PRECISIONS = ("fp32", "bf16")
 SAMPLERS = ("random", "grouped")

@@ -1,4 +1,4 @@
-"""What every input check shares (experiments/validate.py, experiments/validate_model.py): the
+"""What every input check shares (checks.py, inputs.py, model.py here; scripts/checks.py): the
 one-line ``BadInput`` and a hyperparameter's flag."""
 
 from __future__ import annotations

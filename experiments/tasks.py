@@ -1,7 +1,7 @@
 """The GLUE tasks as data: names, folders, label sets, metrics, evaluation splits, TSV columns
 and preset rows (one ``GlueTask`` per task in ``TASKS``: adding a task is one entry here, plus
 its paper numbers in scripts/paper_numbers.py for the tables). Reading the files is
-glue_tsv.py's job, loading them (local or Hub) glue_data.py's."""
+experiments/data/glue_tsv.py's job, loading them (local or Hub) experiments/data/glue.py's."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GLUE data: task metadata and loading from local TSVs (official layout) or the HF Hub.
+"""GLUE data: a task's splits from local TSVs (official layout) or the HF Hub; the task table
+itself (``TASKS``: columns, labels, metrics) is experiments/tasks.py.
 
 Every loader returns a list of examples, each a dict::
 
@@ -26,7 +27,7 @@ A local directory must follow the layout written by GLUE's ``download_glue_data.
     <data_dir>/RTE/{train,dev}.tsv           index, sentence1, sentence2, label
 
 Files are read exactly as GLUE's own loaders read them, with format checks
-(experiments/glue_tsv.py).
+(experiments/data/glue_tsv.py).
 """
 
 from __future__ import annotations
@@ -36,14 +37,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from experiments.data_files import DataError, DataFileNotFound
-from experiments.glue_tasks import TASKS, Example, GlueTask, get_task
-from experiments.glue_tsv import read_tsv, write_tsv
+from experiments.data.files import DataError, DataFileNotFound
+from experiments.data.glue_tsv import read_tsv, write_tsv
 from experiments.hub import load_hub_split
-
-# the task table lives in glue_tasks.py; importers of this module find it here too
-__all__ = ["TASKS", "GlueTask", "Example", "get_task", "DataError", "DataFileNotFound",
-           "glue_tsv_path", "task_dir", "read_glue_tsv", "write_glue_tsv", "load_glue"]  # fmt: skip
+from experiments.tasks import Example, GlueTask, get_task
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +69,7 @@ def task_dir(task: str, data_dir: str | os.PathLike) -> Path:
 
 def read_glue_tsv(task: str, path: str | os.PathLike) -> tuple[list[Example], int]:
     """Read one TSV file of ``task``: ``(examples, n_skipped)``, with the format checks of
-    :func:`experiments.glue_tsv.read_tsv` (DataError for a malformed file)."""
+    :func:`experiments.data.glue_tsv.read_tsv` (DataError for a malformed file)."""
     return read_tsv(get_task(task), path)
 
 
@@ -80,7 +77,7 @@ def write_glue_tsv(
     task: str, split: str, examples: Iterable[Example], data_dir: str | os.PathLike
 ) -> Path:
     """Write examples as ``<data_dir>/<TaskDir>/<file>.tsv`` in the official GLUE layout (test
-    fixtures; :func:`experiments.glue_tsv.write_tsv`). They read back through
+    fixtures; :func:`experiments.data.glue_tsv.write_tsv`). They read back through
     :func:`load_glue` to the same examples.
 
     Args:
