@@ -1,7 +1,7 @@
 """The runners' checks of summarisation lengths and data sizes and of --rank-pattern-from, at
 experiments/validation/checks.py's stages (one-line ``BadInput``, exit status 2, nothing written):
 
-1. ``check_flags`` (from validate.check_flags, before anything loads): the --rank-pattern-from
+1. ``check_flags`` (from checks.check_flags, before anything loads): the --rank-pattern-from
    file read in full (methods.read_rank_pattern) and no --target-modules beside it; the
    generation length leaves room for a summary token; --length-penalty only with beams.
 2. ``check_generation`` (summarization.py, right after the model and tokenizer load): the
@@ -22,7 +22,7 @@ from experiments.validation.base import BadInput, bad, flag, given
 
 # --------------------------------------------------------------------------- 1. flags
 def check_flags(cfg, kind: str) -> None:
-    """Stage 1, after validate.check_flags' own checks (so types and signs are already good).
+    """Stage 1, after checks.check_flags' own checks (so types and signs are already good).
     ``cfg``: the run's config (experiments/config.py)."""
     if cfg.rank_pattern_from is not None and cfg.method == "lora":
         _check_rank_pattern_flags(cfg)

@@ -20,7 +20,7 @@ def setup(args):
     from experiments.config import GlueConfig, build_parser, resolve
     from experiments.glue import PRESETS, make_task
     from experiments.methods import plan_budget
-    from experiments.validation import checks as validate
+    from experiments.validation import checks
 
     argv = ["--task", args.task, "--method", args.method, "--model", args.model]
     argv += ["--init-r", str(args.init_r), "--target-r", str(args.target_r)]
@@ -31,16 +31,16 @@ def setup(args):
             argv += ["--" + k.replace("_", "-"), str(getattr(args, k))]
     argv += ["--data-dir", args.data_dir, "--output-dir", str(Path(args.out).parent)]
     cfg = resolve(GlueConfig, PRESETS, vars(build_parser(GlueConfig, "").parse_args(argv)))
-    validate.check_flags(cfg, "glue")
+    checks.check_flags(cfg, "glue")
     task = make_task(cfg)
-    with validate.held_logs():
-        with validate.blame(cfg, "model"):
+    with checks.held_logs():
+        with checks.blame(cfg, "model"):
             tok = task.load_tokenizer(cfg.model)
             model = task.load_model(cfg.model, cfg)
-        with validate.blame(cfg, "library"):
+        with checks.blame(cfg, "library"):
             cfg = plan_budget(model, cfg)
-            validate.check_model(model, cfg)
-        with validate.blame(cfg, "data"):
+            checks.check_model(model, cfg)
+        with checks.blame(cfg, "data"):
             data = task.load_data(tok, cfg, args.data_dir)
     cfg = replace(cfg, **data.hp).with_schedule(data.n_train)
     # the run must not reach the end of AdaLoRA's schedule before the benchmark does
