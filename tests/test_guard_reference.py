@@ -158,6 +158,21 @@ def test_summarization_paper_preset_is_the_authors_script(dataset, method, capsy
         assert cfg["lora_r"] == r
 
 
+@pytest.mark.parametrize("method", ["full", "bitfit"])
+def test_summarization_paper_preset_has_no_learning_rate_for_full_or_bitfit(
+    method, capsys, tmp_path
+):
+    """The paper's summarisation LR (the reference's common row) is the adapter methods'; it
+    gives none for full fine-tuning or BitFit. Without --lr: one line; with it: that LR."""
+    argv = ["--preset", "paper", "--dataset", "xsum", "--method", method]
+    with pytest.raises(SystemExit) as e:
+        summ.main([*argv, "--dry-run", "--output-dir", str(tmp_path)])
+    assert e.value.code == 2
+    assert "--lr: the paper preset has no learning rate" in capsys.readouterr().err
+    cfg = dry_run(summ.main, capsys, tmp_path, *argv, "--lr", "3e-5")
+    assert (cfg["lr"], cfg["epochs"]) == (3e-5, SUMM["rows"]["xsum"]["epochs"])
+
+
 @pytest.mark.parametrize("level", REF["summarization_budget_levels"]["percent"])
 def test_summarization_budget_level_is_that_share_of_bart_large(level, capsys, tmp_path):
     """--budget-level L (Table 3's share of parameters): b(T) is the whole total rank whose
