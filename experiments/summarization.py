@@ -18,8 +18,8 @@ Presets
          XSum: r 12->8, batch 64, 25 epochs, tinit 6000, tfinal 25000, source 768 / target 64
          tokens, 8 beams. CNN/DM: r 4->2, batch 32, 15 epochs, tinit 5000, tfinal 85000, source
          1024 / target 160 tokens, 4 beams. (Full FT and BitFit: the paper gives no LR; pass
-         --lr, e.g. 3e-5 as in the fairseq BART recipe.) Precision bf16 on GPU, like glue.py's paper preset (the
-         authors ran fp32: pass --precision fp32).
+         --lr, e.g. 3e-5 as in the fairseq BART recipe.) Precision bf16 on GPU, like glue.py's
+         paper preset (the authors ran fp32: pass --precision fp32).
   quick  CPU-sized: --model tiny-bart by default, a 2+2-layer BART (d_model 64) built from its
          config with RANDOM weights and the packaged all-MiniLM-L6-v2 WordPiece tokenizer. No
          pretrained seq2seq model is available offline, so its ROUGE only shows that the pipeline
