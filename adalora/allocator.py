@@ -92,21 +92,6 @@ class _Work(NamedTuple):
     gates: tuple[torch.Tensor, ...]  # its n rows (r, 1), one per adapter's lambda
 
 
-def _ema_step(w, g, ipt, unc, s, beta1: float, beta2: float) -> None:
-    """The importance update and the score in one pass, for ``torch.compile`` on the CPU.
-
-    Shapes: all (N,). In place: ipt <- Ibar, unc <- Ubar; s <- Ibar * Ubar. The same float32
-    operations in the same order as ``update_importance`` + ``triplet_scores`` (inductor's C++
-    does not contract a * b + c into a fused multiply-add), so the results are bit-identical;
-    what fusing saves is memory traffic: 7 passes over N floats instead of about 25."""
-    cur = (w * g).abs()
-    new_ipt = ipt * beta1 + cur * (1 - beta1)
-    new_unc = unc * beta2 + (cur - new_ipt).abs() * (1 - beta2)
-    ipt.copy_(new_ipt)
-    unc.copy_(new_unc)
-    s.copy_(new_ipt * new_unc)
-
-
 class RankAllocator(nn.Module):
     def __init__(self, layers: dict[str, SVDLinear], config: AdaLoraConfig):
         super().__init__()
@@ -167,10 +152,6 @@ class RankAllocator(nn.Module):
         self._threshold: torch.Tensor | None = None
         self._ipt_fresh = False  # set by update_importance() in "pre_step" mode
         self._work: _Work | None = None
-        self._fused = None  # the compiled _ema_step, once fuse_importance() was called
-        # (state, w.a) and their versions when the fused step left s = Ibar * Ubar in w.a:
-        # s is reused only while neither changed since (a load or reset writes the state)
-        self._s_key: tuple | None = None
         self.last_budget: int = self.b0
 
     @property
@@ -259,31 +240,6 @@ class RankAllocator(nn.Module):
         return out
 
     # ---------------------------------------------------------------- importance
-    def fuse_importance(self) -> None:
-        """Run the importance EMAs and the scores as one compiled CPU kernel (``torch.compile``
-        of ``_ema_step``): bit-identical, about 3x less memory traffic per step. The first
-        step compiles (tens of seconds; inductor caches it on disk for later processes).
-
-        CPU only: on CUDA the eager path is already a few launches per step, and Triton code
-        may fuse multiply-adds, which would break bit parity with PEFT. Only the default score
-        (triplet, with uncertainty) has a fused form."""
-        c, device = self.config, self._device
-        if device.type != "cpu":
-            raise ValueError(
-                f"fuse_importance() is for adapters on the CPU, these are on {device}; "
-                "on a GPU leave it off (the eager path is already launch-light)."
-            )
-        if c.score != "triplet":
-            raise ValueError(
-                f"fuse_importance() needs score='triplet', got {c.score!r}; "
-                "leave it off for the score ablations."
-            )
-        self._fused = torch.compile(_ema_step, dynamic=False, fullgraph=True)
-
-    def unfuse_importance(self) -> None:
-        """Back to the eager importance update (the default)."""
-        self._fused, self._s_key = None, None
-
     def _gather(self, g: _Group, w_out: torch.Tensor, g_out: torch.Tensor) -> None:
         """Stack group ``g``'s weights into ``w_out`` and their gradients into ``g_out``."""
         ws = [self._params[i][g.attr] for i in g.index]
@@ -313,16 +269,6 @@ class RankAllocator(nn.Module):
                 self._gather(g, w_view, g_view)
         cur, tmp = w.a[:n], w.b[:n]
         ipt, unc = state[0, :n], state[1, :n]
-        if self._fused is not None and state.device.type != "cpu":
-            raise ValueError(
-                f"fuse_importance() was called for the CPU, the adapters are now on "
-                f"{state.device}; call allocator.unfuse_importance() after moving them."
-            )
-        if self._fused is not None and n == state.shape[1] and cur.dtype == state.dtype:
-            # w.a: weights in, s out (s needs no other copy: the weights are read first)
-            self._fused(cur, tmp, ipt, unc, cur, c.beta1, c.beta2)
-            self._s_key = self._scores_key(state, w.a)
-            return
         cur.mul_(tmp).abs_()  # I = |w * g|
         if c.score == "sensitivity":  # ablation: s = I, no smoothing, no uncertainty
             ipt.copy_(cur)
@@ -337,10 +283,6 @@ class RankAllocator(nn.Module):
         unc.mul_(c.beta2)
         unc.add_(dev)
 
-    @staticmethod
-    def _scores_key(state: torch.Tensor, s: torch.Tensor) -> tuple:
-        return (id(state), state._version, id(s), s._version)
-
     def reset_importance(self) -> None:
         with torch.no_grad():
             self._flat().zero_()
@@ -353,9 +295,7 @@ class RankAllocator(nn.Module):
         state = self._flat()
         w = self._work_for(state)
         s, views = w.a, w.a_views
-        if self._s_key is not None and self._s_key == self._scores_key(state, s):
-            pass  # the fused update already left s = Ibar * Ubar in w.a
-        elif s.dtype == state.dtype:
+        if s.dtype == state.dtype:
             torch.mul(state[0], state[1], out=s)  # s = Ibar * Ubar, every entry at once
         else:
             s = state[0] * state[1]

@@ -19,12 +19,11 @@ reported, plus the median of the per-round ratios (each round's blocks are adjac
 On CUDA every timed section is bracketed by torch.cuda.synchronize() (wall clock) and by CUDA
 events (GPU time); --dtype bf16 runs the forward under torch.autocast (adapters stay fp32).
 
-Variants: ours_lora, ours_adalora, ours_adalora_fused (the importance update compiled into one
-CPU kernel), peft_adalora, peft_lora, full (full fine-tuning, no adapters). Models: minilm (the
-packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large, bert-base (random weights built from
-the configs below, on the target device: no Hub, no tokenizer, random input ids), their tiny-*
-versions (2 layers, hidden 64: smoke runs on CPU), or the path of a local model folder (e.g. the
-fp16 MiniLM copy of scripts/minilm_fp16.py).
+Variants: ours_lora, ours_adalora, peft_adalora, peft_lora, full (full fine-tuning, no
+adapters). Models: minilm (the packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large,
+bert-base (random weights built from the configs below, on the target device: no Hub, no
+tokenizer, random input ids), their tiny-* versions (2 layers, hidden 64: smoke runs on CPU), or
+the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm_fp16.py).
 
     python scripts/bench_step.py --model minilm --batch-size 16 --seq-len 128 --threads 1 \
         --json-out results/bench/cpu_minilm_b16x128.json
@@ -289,8 +288,6 @@ def cpu_timed(allocate, times: list):
 # (a, b) pairs whose time ratio a / b is reported, for the total and the step alone
 RATIO_PAIRS = [
     ("ours_adalora", "ours_lora"),
-    ("ours_adalora_fused", "ours_lora"),
-    ("ours_adalora", "ours_adalora_fused"),
     ("peft_adalora", "ours_adalora"),
     ("peft_lora", "ours_lora"),
     ("peft_adalora", "peft_lora"),
@@ -336,11 +333,6 @@ def results_of(variants: dict, warmup: int) -> dict:
                 step_gpu_ms=v.step_gpu_ms,
                 alloc_gpu_ms=v.alloc_gpu_ms,
             )
-    if "ours_adalora" in res and "ours_adalora_fused" in res:
-        # same weights, batches and steps: the fused update must keep exactly the same ranks
-        a = variants["ours_adalora"].model.rankallocator.mask
-        b = variants["ours_adalora_fused"].model.rankallocator.mask
-        res["_fused_check"] = {"masks_equal": bool(torch.equal(a, b))}
     if "ours_adalora" in res and "peft_adalora" in res:
         assert variants["ours_adalora"].t == variants["peft_adalora"].t
         p_ours = variants["ours_adalora"].model.config_.rank_pattern

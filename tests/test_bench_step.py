@@ -61,7 +61,7 @@ def test_adalora_masked_like_peft(run):
 
 # bench_step.py's bad input: argv -> the one line on stderr after "bench_step.py: error: "
 # (exit status 2, no model built, nothing written). "OUT" stands for the test's folder.
-VARIANTS = "ours_lora,ours_adalora,ours_adalora_fused,peft_adalora,peft_lora,full"
+VARIANTS = "ours_lora,ours_adalora,peft_adalora,peft_lora,full"
 BAD = {
     "iters-0": (["--iters", "0"], "--iters 0: must be a positive integer; pass --iters 1 or more"),
     "threads-negative": (
