@@ -1,6 +1,6 @@
 """The runners' entry point: command line -> frozen config (experiments/config.py) -> checks ->
 training (experiments/train.py). glue.py and summarization.py call ``main`` with their config
-class, presets and task."""
+class, presets, task, file and module doc."""
 
 from __future__ import annotations
 
@@ -16,26 +16,27 @@ def main(
     config_cls: type[RunConfig],
     presets: dict[str, Callable[[str, str], dict]],
     make_task: Callable,
-    description: str,
+    runner: str,
+    doc: str,
     argv: list[str] | None = None,
 ) -> dict | None:
     """Parse the flags, resolve the config (``presets``: name -> (task, method) -> {field:
     value}), check it, build the task
-    (``make_task(cfg) -> train.Task``) and run it. Every bad flag, value or file: one line on
-    stderr, exit status 2, nothing written."""
+    (``make_task(cfg) -> train.Task``) and run it. ``runner``: the runner's file (the program
+    name in messages and in the recorded command); ``doc``: its module doc (the first line
+    describes it in --help). Every bad flag, value or file: one line on stderr, exit status 2,
+    nothing written."""
     from experiments import train
     from experiments.validation import checks
 
     explicit_argv = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
-    runner = getattr(sys.modules.get(make_task.__module__), "__file__", None)
-    parser = build_parser(config_cls, description)
-    if runner:
-        parser.prog = Path(runner).name  # glue.py: error: ... (also when called in-process)
+    parser = build_parser(config_cls, doc.splitlines()[0])
+    parser.prog = Path(runner).name  # glue.py: error: ... (also when called in-process)
     flags = vars(parser.parse_args(argv))
     prog = sys.argv[0]
     if explicit_argv:  # called in-process (glue.main([...])): record the runner, not the caller
-        prog = runner or prog
+        prog = runner
         prog = os.path.relpath(prog, ROOT) if Path(prog).resolve().is_relative_to(ROOT) else prog
     try:
         cfg = resolve(config_cls, presets, flags)

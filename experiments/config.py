@@ -4,7 +4,7 @@ field's metadata. ``build_parser`` makes the command line from the fields, ``res
 parsed flags and the preset into the config; the rest of the code reads its attributes:
 
     flags = vars(build_parser(GlueConfig, description).parse_args(argv))
-    cfg = resolve(GlueConfig, glue.PRESETS, flags)      # a frozen GlueConfig
+    cfg = resolve(GlueConfig, presets.GLUE, flags)     # a frozen GlueConfig
     cfg.lr, cfg.tinit_frac, cfg.method, ...
 
 A field is one of three kinds (metadata "kind"):
@@ -25,7 +25,7 @@ Beyond "the flag wins" (``resolve``):
 - ``--target-r`` or ``--budget`` without ``--init-r``: the preset's init_r (which goes with the
   preset's own target) gives way, for the methods that read it (AdaLoRA, Prune LoRA), to the
   paper's rule init_r = ceil(1.5 x target_r) (its text's b(0) = 1.5 b(T); ``with_budget``).
-- a preset value ``presets.NoValue`` (one its source does not give, e.g. the paper preset's LR of
+- a preset value ``NoValue`` (one its source does not give, e.g. the paper preset's LR of
   full fine-tuning) stops the run unless its flag is given.
 - ``--tinit-frac F`` (``--tfinal-frac``) replaces the preset's tinit (tfinal) whether the preset
   gives it in steps or as a fraction: tinit = round(F x T) once T is known. Giving --tinit and
@@ -48,13 +48,22 @@ from pathlib import Path
 from adalora.config import SCHEDULES, SCORES, VARIANTS
 from experiments.data.summarization import DATASETS, SPLITS
 from experiments.methods import ADAPTER_METHODS, METHODS
-from experiments.presets import NoValue
 from experiments.summ_models import BUDGET_LEVELS
 from experiments.tasks import TASKS as GLUE_TASKS
+
+
+@dataclass(frozen=True)
+class NoValue:
+    """A preset's hyperparameter that the preset's source does not give (experiments/presets.py):
+    ``resolve`` stops with ``why`` unless the flag is given."""
+
+    why: str
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT_DIR = ROOT / "results" / "runs"  # git-ignored; committed runs: results/evidence
 PRESET_NAMES = ("quick", "paper")
+GLUE_TASK_CHOICES = ("sst2", *(t for t in GLUE_TASKS if t != "sst2"))  # glue.py's default first
 PRECISIONS = ("fp32", "bf16", "fp16")
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -309,7 +318,7 @@ class RunConfig:
 class GlueConfig(RunConfig):
     """experiments/glue.py's configuration."""
 
-    task: str = run("sst2", "GLUE task", choices=("sst2", *(t for t in GLUE_TASKS if t != "sst2")))
+    task: str = run("sst2", "GLUE task", choices=GLUE_TASK_CHOICES)
 
 
 @dataclass(frozen=True, kw_only=True)

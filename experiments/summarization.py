@@ -62,19 +62,15 @@ evaluation was an earlier one). Result file: results/runs/<run-name>.json.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
-from experiments import cli
-from experiments.config import RunConfig, SummConfig
-from experiments.config import build_parser as config_parser
+from experiments import cli, presets
+from experiments.config import SummConfig
 from experiments.data.summarization import load_split
 from experiments.hub import load_pretrained
-from experiments.methods import METHODS
 from experiments.metrics import rouge_scores
-from experiments.presets import BASE, NoValue
 from experiments.results import write_text_atomic
 from experiments.summ_models import (
     BUDGET_LEVELS,  # noqa: F401 - the runner's levels (tests, scripts)
@@ -85,122 +81,6 @@ from experiments.train import Data, Task
 from experiments.validation.inputs import check_generation, check_split_sizes
 
 MAIN_METRIC = "rougeL"
-# this runner's own hyperparameters (their flags: experiments/config.py SummConfig)
-SUMM_HP = tuple(
-    f.name
-    for f in fields(SummConfig)
-    if f.metadata.get("kind") == "hp" and f.name not in RunConfig.__dataclass_fields__
-)
-
-# ---------------------------------------------------------------- presets
-COMMON = {
-    **BASE,
-    "cls_dropout": None,
-    "weight_decay": 0.0,
-    **dict.fromkeys(SUMM_HP),  # unset: see each flag's help
-}
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """One data set of the authors' run_bart_{xsum,cnndailymail}.sh (QingruZhang/AdaLoRA,
-    NLG_QA/scripts). Batch = 8 GPUs x 8 (XSum) or x 4 (CNN/DM)."""
-
-    init_r: int
-    target_r: int
-    batch_size: int
-    epochs: int
-    tinit: int
-    tfinal: int
-    max_length: int  # source tokens
-    max_target_length: int
-    num_beams: int
-
-
-# fmt: off
-PAPER = {
-    "xsum": PaperRow(init_r=12, target_r=8, batch_size=64, epochs=25, tinit=6000,
-                     tfinal=25000,  # the paper's table: 50000
-                     max_length=768, max_target_length=64, num_beams=8),
-    "cnn_dailymail": PaperRow(init_r=4, target_r=2, batch_size=32, epochs=15, tinit=5000,
-                              tfinal=85000, max_length=1024, max_target_length=160, num_beams=4),
-}
-# fmt: on
-
-
-def paper_preset(task: str, method: str) -> dict:
-    """The paper's BART-large settings (its summarisation appendix: LR 5e-4 for the adapter
-    methods); it gives no learning rate for full fine-tuning or BitFit, so those need --lr."""
-    row = PAPER[task]
-    preset = {
-        **COMMON,
-        "model": "facebook/bart-large",
-        **asdict(row),
-        "lora_alpha": 32,
-        "lr": 5e-4,
-        "eval_batch_size": row.batch_size,
-        "orth_reg_weight": 0.1,
-        "delta_t": 100,
-        "warmup": 3000,
-        "evals": row.epochs,
-        "precision": "bf16",
-        "train_split": "train",
-        "eval_split": "validation",
-    }
-    if not METHODS[method].adapters:
-        preset["lr"] = NoValue(
-            f"the paper preset has no learning rate for --method {method}: the paper gives one "
-            "(5e-4) for the adapter methods only"
-        )
-    return preset
-
-
-@dataclass(frozen=True)
-class QuickRow:
-    """One data set of the quick preset."""
-
-    max_length: int  # source tokens
-    max_target_length: int
-
-
-# quick: one pass over at most 2000 training examples, 100 evaluation examples, small beams.
-# Schedule fractions follow the XSum script (tinit ~ 0.08 T, tfinal ~ 0.3 T).
-QUICK = {
-    "xsum": QuickRow(max_length=512, max_target_length=64),
-    "cnn_dailymail": QuickRow(max_length=512, max_target_length=128),
-}
-
-
-def quick_preset(task: str, method: str) -> dict:
-    return {
-        **COMMON,
-        "model": "tiny-bart",
-        **asdict(QUICK[task]),
-        "init_r": None,
-        "target_r": 8,
-        "lora_alpha": 32,
-        "lr": METHODS[method].quick_lr,
-        "batch_size": 8,
-        "eval_batch_size": 16,
-        "epochs": 1,
-        "num_beams": 4,
-        "orth_reg_weight": 0.1,
-        "tinit": None,
-        "tinit_frac": 0.08,
-        "tfinal": None,
-        "tfinal_frac": 0.3,
-        "delta_t": 10,
-        "warmup": 0.06,
-        "evals": 1,
-        "precision": "fp32",
-        "max_train_samples": 2000,
-        "max_eval_samples": 100,
-        "train_split": None,
-        "eval_split": None,
-    }
-
-
-PRESETS = {"quick": quick_preset, "paper": paper_preset}
 
 
 # ---------------------------------------------------------------- task
@@ -418,18 +298,10 @@ def read_predictions(path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-DESCRIPTION = __doc__.splitlines()[0]
-
-
-def build_parser():
-    """summarization.py's argument parser (its flags: experiments/config.py SummConfig)."""
-    return config_parser(SummConfig, DESCRIPTION)
-
-
 def main(argv=None):
     """Run summarization.py on ``argv`` (default: sys.argv[1:]); returns the result record (None
     for --dry-run)."""
-    return cli.main(SummConfig, PRESETS, make_task, DESCRIPTION, argv)
+    return cli.main(SummConfig, presets.SUMMARIZATION, make_task, __file__, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ class GlueTask:
             integer positions when there is no header. Negative positions count from the end.
         skip_malformed: skip rows with too few fields instead of failing (QQP, as GLUE does).
         tsv_files: split name -> file name inside ``dir_name``.
-        paper, quick: the task's rows of the runner's presets (experiments/glue.py).
+        paper, quick: the task's rows of the presets (experiments/presets.py GLUE).
     """
 
     name: str
@@ -78,7 +78,7 @@ class PaperRow:
     """A task's row of the paper preset: the authors' GLUE script for DeBERTaV3-base
     (QingruZhang/AdaLoRA, NLU/scripts/run_debertav3_<task>.sh; the paper's appendix lists them as
     its GLUE hyperparameters, with the differences noted per row). Batch 32, betas 0.85, all six
-    matrix types of every layer for every task (experiments/glue.py's paper_preset)."""
+    matrix types of every layer for every task (experiments/presets.py glue_paper)."""
 
     init_r: int
     target_r: int
@@ -100,7 +100,7 @@ class QuickRow:
     """A task's row of the quick preset: the packaged all-MiniLM-L6-v2, one pass over (at most
     8000) training examples, sized to finish in under 10 minutes on 2 CPU cores; gamma, alpha,
     cls dropout and weight decay as the paper's row, deltaT at most 10 (schedule fractions and
-    the rest: experiments/glue.py's quick_preset)."""
+    the rest: experiments/presets.py glue_quick)."""
 
     epochs: int
     max_length: int

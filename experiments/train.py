@@ -16,7 +16,9 @@ method, trains, evaluates and records:
     checkpoints.py  --save-steps / --resume: checkpoints of a run, and resuming a killed one
     wandb_log.py  W&B logging
     hub.py        models and data sets from a local path or the Hugging Face Hub
-    presets.py    what the runners' presets share
+    presets.py    every runner's presets (GLUE's rows: tasks.py)
+    glue_task.py  the GLUE task: model, tokenizer, encoded data, metrics (summarisation's: in
+                  summarization.py)
 """
 
 from __future__ import annotations

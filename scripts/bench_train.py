@@ -3,7 +3,7 @@
 length-grouped batches, and the cost of one evaluation pass (a benchmark).
 
 Everything runs in one process. The model, tokenizer, data, budget plan and adapters come from
-the GLUE runner (experiments.config resolve with the quick preset, experiments.glue make_task,
+the GLUE runner (experiments.config resolve with the quick preset, experiments.glue_task make_task,
 experiments.methods plan_budget and wrap_model). Each configuration trains its own copy of the
 same weights with the same adapter initialisation. The training batches are built the way the
 Trainer builds them: DataCollatorWithPadding over
@@ -124,14 +124,14 @@ def check_args(a) -> None:
 
 
 def parse_args(argv=None):
-    from experiments.glue import TASK_CHOICES
+    from experiments.config import GLUE_TASK_CHOICES
 
     p = ScriptParser(
         prog="bench_train.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--task", default="stsb", choices=TASK_CHOICES)
+    p.add_argument("--task", default="stsb", choices=GLUE_TASK_CHOICES)
     p.add_argument("--method", default="adalora", choices=METHODS)
     p.add_argument("--model", default="minilm", help="'minilm' or a local model folder")
     p.add_argument(
@@ -295,7 +295,7 @@ def main(argv=None):
             "orders": {
                 "file": "the dev file's order (the Trainer's SequentialSampler, before load_data "
                 "sorted the sets)",
-                "sorted": "sorted by length, as experiments/glue.py load_data now returns them",
+                "sorted": "sorted by length, as experiments/glue_task.py load_data returns them",
             },
         }
 

@@ -15,11 +15,10 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from experiments.validation.base import BadInput, flag
+from experiments.validation.base import BadInput, flag, writable_folder
 
 __all__ = [
     "BadInput",
@@ -30,7 +29,7 @@ __all__ = [
     "positive",
     "non_negative",
     "folder",
-    "writable",
+    "writable_folder",
     "new_file",
 ]
 
@@ -98,27 +97,6 @@ def folder(args, key: str, fix: str) -> None:
         raise BadInput(flag(key), v, problem, fix)
 
 
-def writable(path: str | os.PathLike, shown_flag: str) -> None:
-    """``path`` is a folder the script can write into, or can be created: a temp file is made
-    (and removed) in it or in its nearest existing ancestor; nothing is left behind."""
-    p = Path(os.path.abspath(path))
-    probe = p
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BadInput(
-            shown_flag, str(path), f"{probe} is a file, not a folder", "pass a folder path"
-        )
-    try:
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".adalora-write-check-")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise BadInput(
-            shown_flag, str(path), f"not writable ({e.strerror})", "pass a folder you can write to"
-        ) from None
-
-
 def new_file(path: str | os.PathLike, shown_flag: str, shown: str | None = None) -> None:
     """``path`` is a file the script may create: not there yet (results are never overwritten
     silently), not a folder, in a folder that exists or can be created and is writable.
@@ -134,7 +112,7 @@ def new_file(path: str | os.PathLike, shown_flag: str, shown: str | None = None)
             f"pass another {shown_flag}, or delete the file to measure again",
         )
     try:
-        writable(p.parent, shown_flag)
+        writable_folder(p.parent, shown_flag)
     except BadInput as e:
         fix = "pass a path inside a folder" if e.fix == "pass a folder path" else e.fix
         raise BadInput(shown_flag, shown, e.problem, fix) from None

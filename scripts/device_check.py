@@ -50,7 +50,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from experiments.results import write_json_atomic
-from scripts.checks import BadInput, ScriptParser, at_least, parse, positive, writable
+from scripts.checks import BadInput, ScriptParser, at_least, parse, positive, writable_folder
 from scripts.device.bench import bench_plan, part_bench, targets_from
 from scripts.device.core_tests import part_tests
 from scripts.device.environment import environment
@@ -110,7 +110,7 @@ def check_args(a) -> None:
     """Every flag, before anything runs or is written (scripts/checks.py)."""
     if a._probe:
         return  # the probe subprocess: its parent checked the flags
-    writable(a.out, "--out")
+    writable_folder(a.out, "--out")
     if (Path(a.out) / "device_check.json").exists():
         raise BadInput(
             "--out",
@@ -119,7 +119,7 @@ def check_args(a) -> None:
             "pass a new folder, or delete that one first",
         )
     if a.work_dir is not None:
-        writable(a.work_dir, "--work-dir")
+        writable_folder(a.work_dir, "--work-dir")
     work = Path(a.work_dir if a.work_dir is not None else Path(a.out) / "work")
     if work.is_dir() and any(work.iterdir()):
         raise BadInput(

@@ -25,7 +25,7 @@ import sys
 from importlib.util import find_spec
 from pathlib import Path
 
-from scripts.checks import BadInput, ScriptParser, parse, writable
+from scripts.checks import BadInput, ScriptParser, parse, writable_folder
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack")
 SKIP = {".gitattributes", "README.md"}
@@ -127,7 +127,7 @@ def check_args(a) -> None:
         if src.is_dir():
             problem = "no model.safetensors there"
         raise BadInput("--src", a.src, problem, "pass a model folder with a safetensors checkpoint")
-    writable(a.out, "--out")
+    writable_folder(a.out, "--out")
     if (Path(a.out) / "model.safetensors").exists():
         raise BadInput(
             "--out",

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from scripts import plan_converged
-from scripts.checks import BadInput, ScriptParser, parse, positive, writable
+from scripts.checks import BadInput, ScriptParser, parse, positive, writable_folder
 from scripts.grid import launch, options
 from scripts.grid.command import (
     GlueRefused,
@@ -123,7 +123,7 @@ def check_args(a) -> None:
         if a.launcher != "local":
             raise BadInput("--hours", f"{a.hours:g}", "only with --launcher local",
                            "with SLURM, --time limits each job and a cut run resumes")  # fmt: skip
-    writable(output_dir(a), "--output-dir")
+    writable_folder(output_dir(a), "--output-dir")
     options.check(a)
 
 

@@ -108,7 +108,6 @@ def _stub_task(make_task, kind):
             task.load_data = load_data
         return task
 
-    factory.__module__ = make_task.__module__  # the runner's name in its error lines
     return factory
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from experiments.config import GlueConfig, build_parser
 from scripts import ablate
 from scripts.grid import options, pool
 from scripts.grid.command import check_glue_argv
@@ -377,9 +378,7 @@ def test_slurm_dry_run_prints_the_job_array(tmp_path, capsys):
 
 
 def test_glue_keys_are_the_glue_parsers():
-    from experiments import glue
-
-    assert set(ablate.GLUE_KEYS) == set(vars(glue.build_parser().parse_args([])))
+    assert set(ablate.GLUE_KEYS) == set(vars(build_parser(GlueConfig, "").parse_args([])))
     assert {"delta_t", "tinit", "schedule", "variant", "precision"} <= set(ablate.GLUE_KEYS)
 
 

@@ -10,14 +10,14 @@ import typing
 
 import pytest
 
-from experiments import config, glue, summarization
+from experiments import config, presets
 from experiments.config import GlueConfig, RunConfig, SummConfig, build_parser, resolve
 from experiments.methods import METHOD_HP, METHODS
 from experiments.tasks import TASKS
 from experiments.validation.base import BadInput
 from experiments.validation.checks import check_flags, unused_flags
 
-RUNNERS = {GlueConfig: glue.PRESETS, SummConfig: summarization.PRESETS}
+RUNNERS = {GlueConfig: presets.GLUE, SummConfig: presets.SUMMARIZATION}
 
 
 def flags_of(cls, *argv) -> dict:
@@ -67,7 +67,7 @@ def test_every_given_flag_wins_over_the_preset(cls, preset):
 
 def test_a_given_seed_wins_over_the_presets():
     """The paper preset's seed (the authors' scripts') unless --seed is given, 42 elsewhere."""
-    assert cfg_of(GlueConfig, "--preset", "paper").seed == glue.PAPER_SEED == 6
+    assert cfg_of(GlueConfig, "--preset", "paper").seed == presets.PAPER_SEED == 6
     assert cfg_of(GlueConfig, "--preset", "paper", "--seed", "42").seed == 42
     assert cfg_of(GlueConfig, "--preset", "quick").seed == 42
     assert cfg_of(SummConfig, "--preset", "paper").seed == 42
@@ -158,18 +158,18 @@ def test_summarization_has_no_classification_dropout_flag():
 
 # --------------------------------------------------------------------------- declared keys only
 def test_a_preset_key_that_is_no_field_is_refused():
-    presets = {"quick": lambda t, m: {**glue.quick_preset(t, m), "learning_rate": 1e-3}}
+    extra = {"quick": lambda t, m: {**presets.glue_quick(t, m), "learning_rate": 1e-3}}
     with pytest.raises(TypeError, match="learning_rate"):
-        resolve(GlueConfig, presets, flags_of(GlueConfig))
+        resolve(GlueConfig, extra, flags_of(GlueConfig))
 
 
 def test_a_preset_that_leaves_a_hyperparameter_out_is_refused():
     def without_lr(task, method):
-        return {k: v for k, v in glue.quick_preset(task, method).items() if k != "lr"}
+        return {k: v for k, v in presets.glue_quick(task, method).items() if k != "lr"}
 
-    presets = {"quick": without_lr}
+    lacking = {"quick": without_lr}
     with pytest.raises(TypeError, match="lacks \\['lr'\\]"):
-        resolve(GlueConfig, presets, flags_of(GlueConfig))
+        resolve(GlueConfig, lacking, flags_of(GlueConfig))
 
 
 def test_no_step_adds_an_undeclared_key():

@@ -1,7 +1,11 @@
 """What every input check shares (checks.py, inputs.py, model.py here; scripts/checks.py): the
-one-line ``BadInput`` and a hyperparameter's flag."""
+one-line ``BadInput``, a hyperparameter's flag and the write probe of an output folder."""
 
 from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
 
 
 class BadInput(ValueError):
@@ -43,3 +47,25 @@ def bad(cfg, key: str, value, problem: str, fix: str = "") -> BadInput:
     """The BadInput of config field ``key`` (``cfg``: the run's config, experiments/config.py)."""
     shown = None if value is None or value == "" else _shown(cfg, key, value)
     return BadInput(flag(key), shown, problem, fix)
+
+
+def writable_folder(path, shown_flag: str) -> None:
+    """``path`` is a folder the run can write into, or can create: a temp file is made (and
+    removed) in it, or in its nearest existing ancestor when it is not there yet (os.access
+    misreads read-only mounts and ACLs); nothing is left behind. Raises BadInput."""
+    probe = Path(os.path.abspath(path))
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise BadInput(shown_flag, path, f"{probe} is a file, not a folder", "pass a folder path")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".adalora-write-check-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise BadInput(
+            shown_flag,
+            path,
+            f"cannot write in {probe} ({e.strerror or e})",
+            "pass a folder you can write to",
+        ) from None

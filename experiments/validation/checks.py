@@ -29,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -47,6 +45,7 @@ from experiments.validation.base import (
     flag,
     given,
     one_line,
+    writable_folder,
 )
 from experiments.validation.model import check_model as check_model  # the runners' checks.*
 from experiments.validation.model import check_planned_ranks as check_planned_ranks
@@ -310,7 +309,7 @@ def _check_paths(cfg, kind: str) -> None:
                 "no such file",
                 "pass the result JSON of an adalora run",
             )
-    _check_output_dir(cfg.output_dir)
+    writable_folder(cfg.output_dir, "--output-dir")
     name = cfg.run_name
     if name is not None:
         if (
@@ -346,30 +345,6 @@ def _check_paths(cfg, kind: str) -> None:
                 f"no complete checkpoint of run {name} under {root}",
                 "drop --resume to start the run, or check --run-name and --output-dir",
             )
-
-
-def _check_output_dir(path) -> None:
-    """Writable: a temp file created (and removed) in the folder, or in its nearest existing
-    ancestor when the run is to create it; nothing is left behind."""
-    p = Path(os.path.abspath(path))
-    probe = p
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise BadInput(
-            "--output-dir", path, f"{probe} is a file, not a folder", "pass a folder path"
-        )
-    try:
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".adalora-write-check-")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise BadInput(
-            "--output-dir",
-            path,
-            f"cannot write in {probe} ({e.strerror or e})",
-            "pass a folder you can write to",
-        ) from None
 
 
 def data_fix(kind: str) -> str:

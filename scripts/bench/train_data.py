@@ -17,8 +17,9 @@ def setup(args):
     the model and the data right after loading; BadInput naming the flag)."""
     from dataclasses import replace
 
+    from experiments import presets
     from experiments.config import GlueConfig, build_parser, resolve
-    from experiments.glue import PRESETS, make_task
+    from experiments.glue_task import make_task
     from experiments.methods import plan_budget
     from experiments.validation import checks
 
@@ -30,7 +31,7 @@ def setup(args):
         if getattr(args, k) is not None:
             argv += ["--" + k.replace("_", "-"), str(getattr(args, k))]
     argv += ["--data-dir", args.data_dir, "--output-dir", str(Path(args.out).parent)]
-    cfg = resolve(GlueConfig, PRESETS, vars(build_parser(GlueConfig, "").parse_args(argv)))
+    cfg = resolve(GlueConfig, presets.GLUE, vars(build_parser(GlueConfig, "").parse_args(argv)))
     checks.check_flags(cfg, "glue")
     task = make_task(cfg)
     with checks.held_logs():

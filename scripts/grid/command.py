@@ -69,9 +69,9 @@ def glue_command(argv: Sequence[str], python: str | None = None) -> list[str]:
 
 # ------------------------------------------------------------------ glue.py's flags and checks
 def glue_parser():
-    from experiments import glue
+    from experiments.config import GlueConfig, build_parser
 
-    return glue.build_parser()
+    return build_parser(GlueConfig, "glue.py")
 
 
 def glue_dests() -> tuple[str, ...]:
@@ -128,14 +128,14 @@ def check_glue_argv(argv: Sequence[str]) -> None:
     repository root: its parser, then every flag and resolved preset value
     (experiments.validation.checks.check_flags). Raises GlueRefused with glue.py's own flag,
     value, problem and fix; loads and writes nothing."""
-    from experiments import glue
+    from experiments import presets
     from experiments.config import GlueConfig, resolve
     from experiments.validation import checks
 
-    args = _parse(glue.build_parser(), argv)
+    args = _parse(glue_parser(), argv)
     try:
         with working_dir(ROOT):
-            cfg = resolve(GlueConfig, glue.PRESETS, vars(args))
+            cfg = resolve(GlueConfig, presets.GLUE, vars(args))
             checks.check_flags(cfg, "glue")
     except BadInput as e:
         raise GlueRefused(e.flag, e.value, e.problem, e.fix) from None
