@@ -116,17 +116,22 @@ def test_glue_paper_preset_explicit_initial_rank_below_the_budget_stops(capsys, 
 
 
 @pytest.mark.parametrize("method", ["full", "bitfit"])
-def test_glue_paper_preset_has_no_learning_rate_for_full_or_bitfit(method, capsys, tmp_path):
-    """The scripts (the reference's rows) are AdaLoRA's: their LR is no setting of full
-    fine-tuning or BitFit, which the paper and the spec give none for. Without --lr: one line;
-    with it: that LR, the script's other values."""
-    argv = ["--preset", "paper", "--task", "cola", "--method", method]
+@pytest.mark.parametrize("runner", ["glue", "summarization"])
+def test_paper_preset_has_no_learning_rate_for_full_or_bitfit(runner, method, capsys, tmp_path):
+    """The paper presets' LRs (the authors' GLUE scripts; the paper's summarisation common row)
+    are the adapter methods'; the paper and the spec give none for full fine-tuning or BitFit.
+    Without --lr: one line; with it: that LR, the preset's other values."""
+    main, task, lr, epochs = {
+        "glue": (glue.main, ["--task", "cola"], "2e-5", glue_row("cola")["epochs"]),
+        "summarization": (summ.main, ["--dataset", "xsum"], "3e-5", SUMM["rows"]["xsum"]["epochs"]),
+    }[runner]
+    argv = ["--preset", "paper", *task, "--method", method]
     with pytest.raises(SystemExit) as e:
-        glue.main([*argv, "--dry-run", "--output-dir", str(tmp_path)])
+        main([*argv, "--dry-run", "--output-dir", str(tmp_path)])
     assert e.value.code == 2
     assert "--lr: the paper preset has no learning rate" in capsys.readouterr().err
-    cfg = dry_run(glue.main, capsys, tmp_path, *argv, "--lr", "2e-5")
-    assert (cfg["lr"], cfg["epochs"]) == (2e-5, glue_row("cola")["epochs"])
+    cfg = dry_run(main, capsys, tmp_path, *argv, "--lr", lr)
+    assert (cfg["lr"], cfg["epochs"]) == (float(lr), epochs)
 
 
 @pytest.mark.parametrize("avg", [2, 8])
@@ -156,21 +161,6 @@ def test_summarization_paper_preset_is_the_authors_script(dataset, method, capsy
     assert (cfg["n_modules"], cfg["budget"]) == (n, r * n)
     if method == "lora":
         assert cfg["lora_r"] == r
-
-
-@pytest.mark.parametrize("method", ["full", "bitfit"])
-def test_summarization_paper_preset_has_no_learning_rate_for_full_or_bitfit(
-    method, capsys, tmp_path
-):
-    """The paper's summarisation LR (the reference's common row) is the adapter methods'; it
-    gives none for full fine-tuning or BitFit. Without --lr: one line; with it: that LR."""
-    argv = ["--preset", "paper", "--dataset", "xsum", "--method", method]
-    with pytest.raises(SystemExit) as e:
-        summ.main([*argv, "--dry-run", "--output-dir", str(tmp_path)])
-    assert e.value.code == 2
-    assert "--lr: the paper preset has no learning rate" in capsys.readouterr().err
-    cfg = dry_run(summ.main, capsys, tmp_path, *argv, "--lr", "3e-5")
-    assert (cfg["lr"], cfg["epochs"]) == (3e-5, SUMM["rows"]["xsum"]["epochs"])
 
 
 @pytest.mark.parametrize("level", REF["summarization_budget_levels"]["percent"])
