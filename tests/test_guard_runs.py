@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from experiments import glue
+from scripts import protocol
 from tests.helpers import write_glue_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,14 +150,20 @@ def test_planner_repeats_every_committed_converged_command(tmp_path, monkeypatch
     """Every committed converged run is planned again flag for flag (LR, epochs, evaluations,
     ranks, alpha, the rank-pattern source), so the published cells keep their commands."""
     compared = set()
-    kept = ("s2", "s4")  # AdaLoRA's seed runs that pass 2 keeps
-    # 1: nothing landed: calibration and sweep; 2: the sweep and AdaLoRA's seeds 2 and 4 landed:
-    # the other seed runs (LoRA with AdaLoRA's ranks where its AdaLoRA run is there) and ablations
+    kept = ("s2", "s4")  # the seed runs of the rank-pattern sources that pass 2 keeps
+    sources = {a.pattern_from for a in protocol.ARMS if a.pattern_from}  # AdaLoRA arms
+    derived = {a.id for a in protocol.ARMS if a.pattern_from}  # LoRA with their ranks
+
+    def arm(name: str) -> str:  # conv-<task>-<arm>-lr...-s<seed>
+        return name.split("-")[2]
+
+    # 1: nothing landed: calibration and sweep; 2: the sweep and each AdaLoRA arm's seeds 2 and 4
+    # landed: the other seed runs (LoRA with AdaLoRA's ranks where its AdaLoRA run is there)
     passes = [
         lambda f: False,
         lambda f: (
             f.parent.name == "sweep"
-            or (f.parent.name == "seeds" and "-adalora-" in f.name and f.stem[-2:] in kept)
+            or (f.parent.name == "seeds" and arm(f.stem) in sources and f.stem[-2:] in kept)
         ),
     ]
     for i, keep in enumerate(passes):
@@ -170,10 +177,9 @@ def test_planner_repeats_every_committed_converged_command(tmp_path, monkeypatch
     every = {f"{f.parent.name}/{f.stem}" for f in CONVERGED.glob("*/*.json")}
     # what pass 2 kept, and the rank-pattern runs whose AdaLoRA seed run it left out (seed 1's
     # source is the sweep run)
-    not_replanned = {
-        n for n in every if n.startswith("seeds/") and "-adalora-" in n and n[-2:] in kept
-    }
-    not_replanned |= {n for n in every if "-lora_rp-" in n and n[-2:] not in ("s1", *kept)}
+    seeds = {n for n in every if n.startswith("seeds/")}
+    not_replanned = {n for n in seeds if arm(n) in sources and n[-2:] in kept}
+    not_replanned |= {n for n in seeds if arm(n) in derived and n[-2:] not in ("s1", *kept)}
     assert every - not_replanned == compared
     assert len(compared) > 100
 
