@@ -152,10 +152,6 @@ class RankAllocator(nn.Module):
         self._threshold: torch.Tensor | None = None
         self._ipt_fresh = False  # set by update_importance() in "pre_step" mode
         self._work: _Work | None = None
-        self._cpu_kernel = False  # use_cpu_kernel(): the one-pass C update (cpu_kernel.py)
-        # what the state and work vector were (identity, version) when the C update left
-        # s = Ibar * Ubar in the work vector: any later write to either makes s stale
-        self._s_key: tuple | None = None
         self.last_budget: int = self.b0
 
     @property
@@ -257,73 +253,17 @@ class RankAllocator(nn.Module):
         torch.stack(ws, out=w_out)
         torch.stack(grads, out=g_out)
 
-    def use_cpu_kernel(self, on: bool = True) -> None:
-        """Run the importance update as one compiled C pass (``cpu_kernel.py``): bit-identical
-        to the eager update, about 3x less memory traffic, for float32 adapters on the CPU with
-        the default score. Compiles on first use (a C compiler is needed)."""
-        if on:
-            if self.config.score != "triplet":
-                raise ValueError(
-                    f"the CPU kernel computes the triplet score; score={self.config.score!r} "
-                    "runs on the eager update (leave use_cpu_kernel off)."
-                )
-            self._check_cpu_kernel()
-            from . import cpu_kernel
-
-            cpu_kernel.load()  # compile now, not inside the first training step
-        self._cpu_kernel = on
-        self._s_key = None
-
-    def _check_cpu_kernel(self) -> None:
-        p = self._params[0]["lora_A"] if self._params else None
-        if p is not None and (p.device.type != "cpu" or p.dtype != torch.float32):
-            raise ValueError(
-                f"the CPU kernel needs float32 adapters on the CPU, these are {p.dtype} on "
-                f"{p.device}: call use_cpu_kernel(False) before moving or casting the model."
-            )
-
-    def _scored_tensors(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Every scored parameter in the flat state's order, and its gradient."""
-        n = self._n_scored
-        ws = [self._params[i][g.attr] for g in self._groups if g.start < n for i in g.index]
-        grads = [p.grad for p in ws]
-        for p, grad in zip(ws, grads):
-            if grad is None:
-                raise RuntimeError(
-                    "an adapter has no gradient: call update_and_allocate after "
-                    "loss.backward() and optimizer.step() but before optimizer.zero_grad() "
-                    "(and update_importance before optimizer.step())."
-                )
-            # the C loop reads raw memory: dense float32 of the parameter's size, or refuse
-            if not (grad.is_contiguous() and p.is_contiguous() and grad.dtype == p.dtype):
-                raise RuntimeError(
-                    "the CPU kernel needs contiguous float32 weights and gradients; got a "
-                    f"{grad.dtype} gradient (contiguous: {grad.is_contiguous()}). Call "
-                    "use_cpu_kernel(False)."
-                )
-        return ws, grads
-
     @torch.no_grad()
     def update_importance(self) -> None:
         """Fold this step's |w * g| into the EMAs. Every weight and gradient is gathered into
         two flat work vectors (one stack per shape group each), then each arithmetic step is
-        one kernel over all scored entries at once, whatever the number of adapters. With
-        use_cpu_kernel(), one C pass instead (and it leaves the scores s in the work vector)."""
+        one kernel over all scored entries at once, whatever the number of adapters."""
         c = self.config
         if c.score == "magnitude":
             return
         state = self._flat()
         n = self._n_scored
         w = self._work_for(state)
-        if self._cpu_kernel:
-            from . import cpu_kernel
-
-            self._check_cpu_kernel()
-            ws, grads = self._scored_tensors()
-            ipt, unc = state[0, :n], state[1, :n]
-            cpu_kernel.importance_update(ws, grads, ipt, unc, w.a, c.beta1, c.beta2)
-            self._s_key = self._scores_key(state, w.a) if n == state.shape[1] else None
-            return
         for g, w_view, g_view in zip(self._groups, w.a_views, w.b_views):
             if g.start < n:
                 self._gather(g, w_view, g_view)
@@ -343,10 +283,6 @@ class RankAllocator(nn.Module):
         unc.mul_(c.beta2)
         unc.add_(dev)
 
-    @staticmethod
-    def _scores_key(state: torch.Tensor, s: torch.Tensor) -> tuple:
-        return (id(state), state._version, id(s), s._version)
-
     def reset_importance(self) -> None:
         with torch.no_grad():
             self._flat().zero_()
@@ -359,9 +295,7 @@ class RankAllocator(nn.Module):
         state = self._flat()
         w = self._work_for(state)
         s, views = w.a, w.a_views
-        if self._s_key is not None and self._s_key == self._scores_key(state, s):
-            pass  # the C update left s = Ibar * Ubar in the work vector
-        elif s.dtype == state.dtype:
+        if s.dtype == state.dtype:
             torch.mul(state[0], state[1], out=s)  # s = Ibar * Ubar, every entry at once
         else:
             s = state[0] * state[1]

@@ -298,11 +298,6 @@ class AdaLoraModel(nn.Module):
         """Paper variant (score_weights='pre_step'): call before optimizer.step()."""
         self._allocator().pre_step_importance()
 
-    def use_cpu_kernel(self, on: bool = True) -> None:
-        """Score with one compiled C pass on the CPU (``adalora/cpu_kernel.py``): same
-        numbers, less time per ``update_and_allocate``. Needs a C compiler, float32 adapters."""
-        self._allocator().use_cpu_kernel(on)
-
     def update_and_allocate(self, global_step: int):
         """After optimizer.step(), before zero_grad(). ``global_step`` = t, the number of
         optimizer steps completed before this one (0-based: 0 after the first step), as in

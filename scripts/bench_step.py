@@ -19,12 +19,11 @@ reported, plus the median of the per-round ratios (each round's blocks are adjac
 On CUDA every timed section is bracketed by torch.cuda.synchronize() (wall clock) and by CUDA
 events (GPU time); --dtype bf16 runs the forward under torch.autocast (adapters stay fp32).
 
-Variants: ours_lora, ours_adalora, ours_adalora_cpu (the same with use_cpu_kernel(): the
-one-pass C importance update), peft_adalora, peft_lora, full (full fine-tuning, no adapters).
-Models: minilm (the packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large, bert-base (random
-weights built from the configs below, on the target device: no Hub, no tokenizer, random input
-ids), their tiny-* versions (2 layers, hidden 64: smoke runs on CPU), or the path of a local
-model folder (e.g. the fp16 MiniLM copy of scripts/minilm_fp16.py).
+Variants: ours_lora, ours_adalora, peft_adalora, peft_lora, full (full fine-tuning, no
+adapters). Models: minilm (the packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large,
+bert-base (random weights built from the configs below, on the target device: no Hub, no
+tokenizer, random input ids), their tiny-* versions (2 layers, hidden 64: smoke runs on CPU), or
+the path of a local model folder (e.g. the fp16 MiniLM copy of scripts/minilm_fp16.py).
 
     python scripts/bench_step.py --model minilm --batch-size 16 --seq-len 128 --threads 1 \
         --json-out results/bench/cpu_minilm_b16x128.json
@@ -186,14 +185,6 @@ def check_args(a) -> None:
             "CUDA is not available here",
             "use --device cpu, or auto (CUDA when there is one)",
         )
-    on_gpu = a.device == "cuda" or (a.device == "auto" and torch.cuda.is_available())
-    if "ours_adalora_cpu" in names and on_gpu:
-        raise BadInput(
-            "--variants",
-            a.variants,
-            "ours_adalora_cpu (the C importance update) runs on the CPU only",
-            "drop it, or pass --device cpu",
-        )
     if a.json_out is not None:
         new_file(a.json_out, "--json-out")
 
@@ -297,8 +288,6 @@ def cpu_timed(allocate, times: list):
 # (a, b) pairs whose time ratio a / b is reported, for the total and the step alone
 RATIO_PAIRS = [
     ("ours_adalora", "ours_lora"),
-    ("ours_adalora_cpu", "ours_lora"),
-    ("ours_adalora", "ours_adalora_cpu"),
     ("peft_adalora", "ours_adalora"),
     ("peft_lora", "ours_lora"),
     ("peft_adalora", "peft_lora"),
@@ -344,10 +333,6 @@ def results_of(variants: dict, warmup: int) -> dict:
                 step_gpu_ms=v.step_gpu_ms,
                 alloc_gpu_ms=v.alloc_gpu_ms,
             )
-    if "ours_adalora" in res and "ours_adalora_cpu" in res:  # same data, same numbers
-        p_eager = variants["ours_adalora"].model.config_.rank_pattern
-        p_c = variants["ours_adalora_cpu"].model.config_.rank_pattern
-        res["_cpu_kernel_check"] = {"same_rank_pattern": dict(p_eager or {}) == dict(p_c or {})}
     if "ours_adalora" in res and "peft_adalora" in res:
         assert variants["ours_adalora"].t == variants["peft_adalora"].t
         p_ours = variants["ours_adalora"].model.config_.rank_pattern
@@ -383,7 +368,6 @@ def ratios_of(res: dict, variants: dict, block: int) -> dict:
         for a, b in RATIO_PAIRS:
             ratio(a, b, key)
     ratio("peft_adalora", "ours_adalora", "alloc")
-    ratio("ours_adalora", "ours_adalora_cpu", "alloc")
     return ratios
 
 

@@ -3,9 +3,8 @@
 Models: minilm (the packaged all-MiniLM-L6-v2), deberta-v3-base, bart-large, bert-base (random
 weights built from the configs below, on the target device: no Hub, no tokenizer, random input
 ids), their tiny-* versions (2 layers, hidden 64: smoke runs on CPU), or the path of a local
-model folder. Variants: ours_lora, ours_adalora, ours_adalora_cpu (use_cpu_kernel()),
-peft_adalora, peft_lora, full (full fine-tuning, no adapters); each gets a deep copy of the same
-base weights.
+model folder. Variants: ours_lora, ours_adalora, peft_adalora, peft_lora, full (full
+fine-tuning, no adapters); each gets a deep copy of the same base weights.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import torch
 import adalora
 from adalora.targets import find_targets, head_modules
 
-VARIANTS = ("ours_lora", "ours_adalora", "ours_adalora_cpu", "peft_adalora", "peft_lora", "full")
+VARIANTS = ("ours_lora", "ours_adalora", "peft_adalora", "peft_lora", "full")
 
 # The config fields holding (width, layers, attention heads, feed-forward width), per model type.
 SIZE_FIELDS = {
@@ -179,11 +178,10 @@ def make_variants(base, args, device):
                 ),
             )
             alloc = None
-        elif name in ("ours_adalora", "ours_adalora_cpu"):
+        elif name == "ours_adalora":
             pm = adalora.AdaLoraModel(
                 m, adalora.AdaLoraConfig(target_modules=targets, modules_to_save=heads, **common)
             )
-            pm.use_cpu_kernel(name == "ours_adalora_cpu")  # the one-pass C importance update
             alloc = pm.update_and_allocate
         elif name == "peft_adalora":
             pm = peft.get_peft_model(
