@@ -54,7 +54,7 @@ from adalora.targets import find_targets
 from experiments import provenance
 from experiments.results import write_json_atomic
 from scripts.bench.models import ALIASES, MODELS, VARIANTS, build_base, make_batches, make_variants
-from scripts.bench.timing import med, pct, round_ratio, run_iter
+from scripts.bench.timing import med, pct, profile_iter, round_ratio, run_iter
 from scripts.checks import (
     BadInput,
     ScriptParser,
@@ -170,13 +170,15 @@ def check_args(a) -> None:
             f"not below --warmup {a.warmup}: the timed steps must all mask",
             f"pass --tinit {a.warmup - 1} or less, or --warmup {a.tinit + 1} or more",
         )
-    if a.total_step is not None and a.total_step <= a.warmup + a.iters:
+    steps = a.warmup + a.iters + a.profile  # --profile runs one more iteration
+    if a.total_step is not None and a.total_step <= steps:
         raise BadInput(
             "--total-step",
             a.total_step,
-            f"not above --warmup + --iters = {a.warmup + a.iters}: the run must stay in the "
-            "budgeting phase",
-            f"pass --total-step {a.warmup + a.iters + 1} or more, or leave it out",
+            f"not above the {steps} iterations run (--warmup + --iters"
+            + (" + 1 for --profile" if a.profile else "")
+            + "): the run must stay in the budgeting phase",
+            f"pass --total-step {steps + 1} or more, or leave it out",
         )
     if a.device == "cuda" and not torch.cuda.is_available():
         raise BadInput(
@@ -209,8 +211,8 @@ def parse_args(argv=None):
         "--total-step",
         type=int,
         default=None,
-        help="default: 2 x (warm-up + timed iterations) + tinit, so the budget shrinks "
-        "during the run but never reaches the final phase",
+        help="default: 2 x (warm-up + timed iterations, + 1 with --profile) + tinit, so the "
+        "budget shrinks during the run but never reaches the final phase",
     )
     p.add_argument("--iters", type=int, default=30, help="timed iterations per variant")
     p.add_argument("--warmup", type=int, default=3, help="untimed iterations per variant first")
@@ -225,11 +227,17 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="after the timed rounds, one more iteration per variant under torch.profiler: "
+        "operator counts and self CPU time of the step and of update_and_allocate, in the JSON",
+    )
     p.add_argument("--json-out", default=None, help="a new JSON file (never overwritten)")
     a = parse(p, argv, check_args)
     a.variants = [v.strip() for v in a.variants.split(",")]
     if a.total_step is None:
-        a.total_step = 2 * (a.warmup + a.iters) + a.tinit
+        a.total_step = 2 * (a.warmup + a.iters + a.profile) + a.tinit
     return a
 
 
@@ -429,6 +437,16 @@ def main(argv=None):
 
     res = results_of(variants, args.warmup)
     ratios = ratios_of(res, variants, args.block)
+    if args.profile:  # after the timing: the profiler's own cost never reaches the times
+        for v in order:
+            res[v.name]["profile"] = profile_iter(v, batch_at(v), device, autocast_dtype)
+            for part, prof in res[v.name]["profile"].items():
+                top = ", ".join(
+                    f"{k.removeprefix('aten::')} x{o['calls']} {o['self_cpu_us'] / 1e3:.2f}"
+                    for k, o in list(prof["ops"].items())[:6]
+                )
+                print(f"  profile {v.name} {part}: {prof['aten_calls']} aten calls, "
+                      f"{prof['self_cpu_ms']:.2f} ms self CPU; top (ms): {top}")  # fmt: skip
 
     print(f"\nmedian ms / iteration ({args.iters} timed iterations per variant, wall {wall:.0f} s)")
     print(f"  {'variant':13s} {'step':>9s} {'total':>9s}   allocate [p25, p75]   (thread CPU)")

@@ -23,7 +23,7 @@ def run(tmp_path_factory):
     argv = [
         "--model", "tiny-bert-base", "--batch-size", "2", "--seq-len", "8", "--init-r", "4",
         "--target-r", "2", "--iters", "4", "--warmup", "2", "--block", "2", "--threads", "1",
-        "--device", "cpu", "--variants", "ours_lora,ours_adalora,peft_adalora",
+        "--device", "cpu", "--variants", "ours_lora,ours_adalora,peft_adalora", "--profile",
         "--json-out", str(out),
     ]  # fmt: skip
     res, ratios = bench_step.main(argv)
@@ -46,7 +46,23 @@ def test_results_have_medians_and_quartiles(run):
         assert r["alloc_cpu_ms_p25"] <= r["alloc_cpu_ms_median"] <= r["alloc_cpu_ms_p75"]
     assert "alloc_cpu_ms" not in rec["results"]["ours_lora"]
     assert {"ours_adalora/ours_lora:total", "peft_adalora/ours_adalora:alloc"} <= set(rec["ratios"])
-    assert rec["n_adapted_matrices"] == 12 and rec["args"]["total_step"] == 2 * (2 + 4) + 1
+    # warm-up 2, 4 timed iterations and the profiled one stay in the budgeting phase
+    assert rec["n_adapted_matrices"] == 12 and rec["args"]["total_step"] == 2 * (2 + 4 + 1) + 1
+
+
+def test_profile_counts_operators_of_the_step_and_the_allocation(run):
+    res, _, rec = run
+    assert set(rec["results"]["ours_lora"]["profile"]) == {"step"}  # LoRA allocates nothing
+    for name in ("ours_adalora", "peft_adalora"):
+        prof = rec["results"][name]["profile"]
+        assert set(prof) == {"step", "allocate"}
+        alloc = prof["allocate"]
+        listed = sum(o["calls"] for k, o in alloc["ops"].items() if k.startswith("aten::"))
+        assert alloc["aten_calls"] >= listed > 0 and alloc["self_cpu_ms"] > 0
+        assert "aten::addmm" in prof["step"]["ops"] or "aten::mm" in prof["step"]["ops"]
+    # PEFT's loop over every parameter makes many more operator calls than our whole-state ones
+    ours = rec["results"]["ours_adalora"]["profile"]["allocate"]["aten_calls"]
+    assert rec["results"]["peft_adalora"]["profile"]["allocate"]["aten_calls"] > 2 * ours
 
 
 def test_adalora_masked_like_peft(run):
@@ -117,10 +133,16 @@ BAD = {
         "--tinit 3: not below --warmup 3: the timed steps must all mask; "
         "pass --tinit 2 or less, or --warmup 4 or more",
     ),
+    "total-step-too-small-to-profile": (
+        ["--total-step", "34", "--warmup", "3", "--iters", "30", "--profile"],
+        "--total-step 34: not above the 34 iterations run (--warmup + --iters + 1 for "
+        "--profile): the run must stay in the budgeting phase; pass --total-step 35 or more, "
+        "or leave it out",
+    ),
     "total-step-too-small": (
         ["--total-step", "20", "--warmup", "3", "--iters", "30"],
-        "--total-step 20: not above --warmup + --iters = 33: the run must stay in the "
-        "budgeting phase; pass --total-step 34 or more, or leave it out",
+        "--total-step 20: not above the 33 iterations run (--warmup + --iters): the run must "
+        "stay in the budgeting phase; pass --total-step 34 or more, or leave it out",
     ),
     "model-missing": (
         ["--model", "OUT/nomodel"],

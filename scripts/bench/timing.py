@@ -71,6 +71,44 @@ def run_iter(v, batch, device, autocast_dtype, timed: bool):
     v.last_loss = float(loss.detach())
 
 
+def profile_iter(v, batch, device, autocast_dtype, top: int = 25) -> dict:
+    """One more iteration of ``v`` under ``torch.profiler`` (CPU activity), the step and the
+    allocation profiled apart, so allocation sees the caches a real step leaves behind:
+    {"step" | "allocate": {"aten_calls": total operator calls, "self_cpu_ms": their total,
+    "ops": {name: {"calls", "self_cpu_us"}} for the ``top`` ops by self CPU time}}. The
+    profiler adds its own cost per call: read the counts exactly, the times as a breakdown."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def table(prof) -> dict:
+        rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        ops = [e for e in rows if e.key.startswith("aten::")]
+        return {
+            "aten_calls": sum(e.count for e in ops),
+            "self_cpu_ms": sum(e.self_cpu_time_total for e in rows) / 1e3,
+            "ops": {
+                e.key: {"calls": e.count, "self_cpu_us": round(e.self_cpu_time_total, 1)}
+                for e in rows[:top]
+            },
+        }
+
+    v.t += 1
+    out = {}
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = v.model(**batch).loss
+        loss.backward()
+        v.opt.step()
+        sync(device)
+    out["step"] = table(prof)
+    if v.allocate is not None:
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            v.allocate(v.t)
+            sync(device)
+        out["allocate"] = table(prof)
+    v.opt.zero_grad(set_to_none=True)
+    return out
+
+
 def round_ratio(a, b, block: int, key, gpu: bool = False):
     """Median over rounds of (a's block median) / (b's block median), for key in step/alloc/total
     (wall clock, or CUDA-event time with gpu=True)."""
