@@ -36,6 +36,16 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
+def train_step(v, batch, device, autocast_dtype) -> torch.Tensor:
+    """What the benchmarks call the step of a models.Variant: forward (under autocast when
+    ``autocast_dtype`` is set), backward, ``optimizer.step()``. Returns the loss."""
+    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        loss = v.model(**batch).loss
+    loss.backward()
+    v.opt.step()
+    return loss
+
+
 def run_iter(v, batch, device, autocast_dtype, timed: bool):
     """One iteration of a models.Variant: step (forward + backward + optimizer.step()),
     then allocate (update_and_allocate), then zero_grad (untimed). Timed ones are recorded."""
@@ -46,11 +56,7 @@ def run_iter(v, batch, device, autocast_dtype, timed: bool):
     t0 = time.perf_counter()
     if cuda:
         ev[0].record()
-    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-        out = v.model(**batch)
-    loss = out.loss
-    loss.backward()
-    v.opt.step()
+    loss = train_step(v, batch, device, autocast_dtype)
     if cuda:
         ev[1].record()
     sync(device)
@@ -94,10 +100,7 @@ def profile_iter(v, batch, device, autocast_dtype, top: int = 25) -> dict:
     v.t += 1
     out = {}
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            loss = v.model(**batch).loss
-        loss.backward()
-        v.opt.step()
+        train_step(v, batch, device, autocast_dtype)
         sync(device)
     out["step"] = table(prof)
     if v.allocate is not None:

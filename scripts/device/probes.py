@@ -90,7 +90,7 @@ def probe_ops(device: str, quick: bool) -> dict:
     import torch
 
     from scripts.bench.models import make_batches
-    from scripts.bench.timing import run_iter
+    from scripts.bench.timing import run_iter, train_step
 
     dev = torch.device(device)
     model = "deberta-v3-base" if dev.type == "cuda" else "tiny-deberta-v3-base"
@@ -104,9 +104,7 @@ def probe_ops(device: str, quick: bool) -> dict:
         step_ops, alloc_ops = {}, {}
         v.t += 1
         with count_mode(step_ops):
-            loss = v.model(**batches[v.t % 4]).loss
-            loss.backward()
-            v.opt.step()
+            train_step(v, batches[v.t % 4], dev, None)
         if v.allocate is not None:
             with count_mode(alloc_ops):
                 v.allocate(v.t)
@@ -130,7 +128,7 @@ def probe_sync(device: str, quick: bool) -> dict:
     import torch
 
     from scripts.bench.models import make_batches
-    from scripts.bench.timing import run_iter, sync_sites
+    from scripts.bench.timing import run_iter, sync_sites, train_step
 
     dev = torch.device(device)
     model, (bs, seq) = SYNC_MODEL, SYNC_BATCH
@@ -147,10 +145,7 @@ def probe_sync(device: str, quick: bool) -> dict:
     def step_of(v, autocast):
         def run():
             v.t += 1
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss = v.model(**batches[v.t % 4]).loss
-            loss.backward()
-            v.opt.step()
+            train_step(v, batches[v.t % 4], dev, torch.bfloat16 if autocast else None)
 
         return run
 
