@@ -228,7 +228,8 @@ class RunConfig:
     evals: int | None = hp("number of evaluations over training (the last one at the final step)")
     precision: str | None = hp(
         "fp32, bf16 (autocast on GPU, and on CPUs with native bf16: avx512_bf16 / AMX; "
-        "adapters and optimizer state stay fp32) or fp16 (GPU only)",
+        "adapters and optimizer state stay fp32; refused on other CPUs, where a preset's bf16 "
+        "trains in fp32, recorded as precision_used) or fp16 (GPU only)",
         choices=PRECISIONS,
     )
     group_by_length: bool | None = hp(

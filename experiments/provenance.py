@@ -54,6 +54,21 @@ def cpu_model() -> str | None:
     return None
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively: oneDNN's own check (avx512_bf16 / AMX), with
+    /proc/cpuinfo's flags as the fallback. Without it, bf16 autocast is emulated and slow."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def gpu_name(device=0) -> str | None:
     import torch
 
@@ -68,6 +83,10 @@ def hardware() -> dict:
     return {
         "device": "cuda" if gpu else "cpu",
         "cpu": cpu_model() or platform.processor() or platform.machine(),
+        # the SIMD level torch dispatches to, and native bf16: "AMD EPYC" alone names CPUs whose
+        # bf16 steps differ 20x in speed
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "n_threads": torch.get_num_threads(),
         "n_cpus": os.cpu_count(),
         "gpu": gpu,

@@ -45,8 +45,9 @@ Schema ``adalora.result/1`` (every runner writes exactly these top-level keys):
                       the run is kept, not dropped
     wall_time_s       float
     versions          {"python", "torch", "transformers", "adalora", ...}
-    hardware          {"device", "cpu", "n_threads", "n_cpus", "gpu": name or null,
-                       "world_size"}
+    hardware          {"device", "cpu", "cpu_capability" (torch's SIMD level, e.g. "AVX2"),
+                       "cpu_native_bf16", "n_threads", "n_cpus", "gpu": name or null,
+                       "world_size"} (files before cpu_capability existed lack the two)
     command           the exact command line (shlex-joined argv)
     git_commit        HEAD of the checkout that ran it (null outside git; absent in files
                       written before this field existed)

@@ -122,6 +122,9 @@ def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
 
     # build: model, method, data, schedule. A bad flag, value or file stops the run here, as one
     # line naming its flag, before anything is trained or written (experiments/validation/)
+    cfg = replace(  # first: it depends on the machine only (a --precision it cannot run natively)
+        cfg, precision_used=resolve_precision(cfg.precision or "fp32", "precision" in cfg.given)
+    )
     with checks.held_logs():  # the model's load report only once every check passed
         with checks.blame(cfg, "model", task.kind):
             tokenizer = task.load_tokenizer(cfg.model)
@@ -135,7 +138,6 @@ def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
         cfg = replace(cfg, **data.hp).with_schedule(data.n_train, world)
         checks.check_schedule(cfg)
         with checks.blame(cfg, "library", task.kind):
-            cfg = replace(cfg, precision_used=resolve_precision(cfg.precision or "fp32"))
             base, ada = wrap_model(model, cfg)
     # checkpoints (--save-steps): a run with the same --run-name continues from the latest one
     ck = checkpoints.plan(cfg, run_name)

@@ -8,12 +8,13 @@ import functools
 import math
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import transformers
 from transformers import PrinterCallback, ProgressCallback, TrainerCallback
 from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_callback import ExportableState
+
+from experiments.provenance import cpu_has_native_bf16
 
 
 class SplitEvalMixin:
@@ -207,36 +208,39 @@ def training_arguments(
     )
 
 
-def cpu_has_native_bf16() -> bool:
-    """oneDNN's own check (avx512_bf16 / AMX), with /proc/cpuinfo as the fallback."""
-    import torch
+def resolve_precision(precision: str, given: bool = False) -> str:
+    """The precision a run trains in: ``precision`` where this machine runs it natively.
 
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str) -> str:
-    """The precision a run trains in: ``precision``, except bf16 on a CPU without native bf16
-    (emulated bf16 is slower than fp32), which trains in fp32 and says so. fp16 needs CUDA."""
+    bf16 on a CPU without native bf16 (avx512_bf16 / AMX) would be emulated, 14-18x slower per
+    step than fp32 (results/bench/train_cpu_mrpc_lora_no_native_bf16.json). ``given`` (the
+    user's --precision): refused, since training in another precision than the one asked for
+    would make a run that is not the one its command describes; a preset's bf16 (``given``
+    False; the paper presets, written for GPUs) trains in fp32 and says so, recorded as
+    precision_used. fp16 needs CUDA. Raises BadInput."""
     import sys
 
     import torch
 
+    from experiments.validation.base import BadInput
+
     if torch.cuda.is_available() or precision == "fp32":
         return precision
     if precision == "fp16":
-        raise ValueError("--precision fp16 needs a CUDA GPU; on CPU use bf16 or fp32.")
+        raise BadInput("--precision", "fp16", "needs a CUDA GPU", "on CPU use bf16 or fp32")
     if cpu_has_native_bf16():
         return "bf16"
+    if given:
+        raise BadInput(
+            "--precision",
+            "bf16",
+            "this CPU has no native bf16 (avx512_bf16 / AMX), so bf16 autocast would be emulated, "
+            "14-18x slower than fp32 (results/bench/train_cpu_mrpc_lora_no_native_bf16.json)",
+            "pass --precision fp32 (a different run: results in fp32 are not comparable seed for "
+            "seed with bf16 ones), or run it on a CPU with native bf16 or on a GPU",
+        )
     print(
         "note: this CPU has no native bf16 (avx512_bf16 / AMX): training in fp32 instead of "
-        "bf16 (recorded as precision_used).",
+        "the preset's bf16 (recorded as precision_used).",
         file=sys.stderr,
     )
     return "fp32"

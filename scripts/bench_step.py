@@ -269,6 +269,8 @@ def hardware(device):
     cpu = provenance.cpu_model()
     if cpu:
         h["cpu_model"] = cpu
+    h["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    h["cpu_native_bf16"] = provenance.cpu_has_native_bf16()
     try:
         h["sched_affinity_cpus"] = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -213,7 +213,7 @@ def main(argv=None):
     from transformers import DataCollatorWithPadding
     from transformers.utils import logging as hf_logging
 
-    from experiments.trainer import cpu_has_native_bf16
+    from experiments.provenance import cpu_has_native_bf16
 
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
@@ -310,8 +310,7 @@ def main(argv=None):
         "git_commit": provenance.git_commit(),
         "versions": provenance.versions(("adalora",)),
         "hardware": {
-            **provenance.hardware(),
-            "cpu_native_bf16": cpu_has_native_bf16(),
+            **provenance.hardware(),  # cpu_native_bf16 included
             "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
             "loadavg_start": list(load_start),
             "loadavg_end": list(os.getloadavg()),

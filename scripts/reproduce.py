@@ -137,6 +137,26 @@ def check_commands(runs) -> None:
             raise BadInput(e.flag, shown, e.problem, e.fix) from None
 
 
+def check_machine(runs) -> None:
+    """This machine trains each planned --precision natively, as glue.py checks at the start of
+    each run (experiments.trainer.resolve_precision): a local grid of bf16 runs on a CPU without
+    native bf16 stops here, once, instead of failing run after run. SLURM runs are checked on
+    their nodes."""
+    from experiments.trainer import resolve_precision
+
+    seen = set()
+    for r in runs:
+        precision = _flag(r.argv, "--precision")
+        if precision is None or precision in seen:
+            continue
+        seen.add(precision)
+        try:
+            resolve_precision(precision, given=True)
+        except BadInput as e:
+            fix = f"{e.fix}; or send the grid to a cluster (--launcher slurm)"
+            raise BadInput(e.flag, f"{e.value} (planned run {r.name})", e.problem, fix) from None
+
+
 def output_dir(a) -> str:
     return a.output_dir or OUTPUT_DIR
 
@@ -160,6 +180,8 @@ def main(argv=None) -> int:
         todo = [r for r in planned if not r.done()]
         try:
             check_commands(todo)
+            if a.launcher == "local" and not a.dry_run:
+                check_machine(todo)
         except BadInput as e:
             p.exit(2, f"{p.prog}: error: {e.line()}\n")
         done = len(planned) - len(todo)

@@ -298,6 +298,11 @@ def test_result_file_schema(first_run):
     assert isinstance(r["wall_time_s"], (int, float)) and r["wall_time_s"] > 0
     assert {"python", "torch", "transformers", "adalora"} <= set(r["versions"])
     assert r["hardware"]["device"] == "cpu" and r["hardware"]["gpu"] is None
+    import torch
+
+    hw = r["hardware"]
+    assert hw["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(hw["cpu_native_bf16"], bool)
     assert datetime.fromisoformat(r["created"]).tzinfo is not None
     # the exact command: the interpreter, the runner script, then argv verbatim
     cmd = shlex.split(r["command"])

@@ -306,6 +306,30 @@ def test_load_runs_sets_protocol_and_stage(tree):
     assert [e[1] for e in r.evals()] == [1.0, 2.0, 3.0]
 
 
+def test_converged_run_in_another_precision_is_refused(tmp_path):
+    """A converged file whose precision_used differs from the precision its command asked (bf16
+    asked, fp32 on a CPU without native bf16) is not a protocol run: one BadInput naming the
+    file and the fix, or left out with skip; a short run so recorded is read as it is."""
+    from experiments.validation.base import BadInput
+
+    res = tmp_path / "results"
+    ok, bad = record("s-ok", [0.5, 0.6, 0.7]), record("s-fp32", [0.5, 0.6, 0.7])
+    ok["hyperparameters"].update(precision="bf16", precision_used="bf16")
+    bad["hyperparameters"].update(precision="bf16", precision_used="fp32")
+    put(res, "seeds", ok)
+    put(res, "seeds", bad)
+    with pytest.raises(BadInput) as e:
+        load_runs(res / "evidence")
+    assert e.value.flag.endswith("converged/seeds/s-fp32.json")
+    assert "precision_used is 'fp32' where its command asked 'bf16'" in e.value.problem
+    assert "move it out of the converged folder" in e.value.fix
+    skipped = []
+    assert [r.name for r in load_runs(res / "evidence", skipped.append)] == ["s-ok"]
+    assert len(skipped) == 1
+    write_result(bad, res / "evidence" / "short")
+    assert "s-fp32" in [r.name for r in load_runs(res / "evidence" / "short")]
+
+
 def test_arms():
     def run(**kw):
         return Run.from_record(record("x", [0.5], **kw))

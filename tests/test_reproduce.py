@@ -222,6 +222,40 @@ def test_a_planned_command_glue_refuses_stops_the_grid(tmp_path, monkeypatch, ca
     assert started == [] and not (tmp_path / "g").exists()
 
 
+def test_bf16_grid_on_a_cpu_without_native_bf16_stops_before_any_run(tmp_path, monkeypatch, capsys):
+    """The protocol's bf16 runs on a CPU that would emulate bf16: one line, nothing started or
+    written (glue.py refuses a given --precision bf16 there; once it trained them in fp32). The
+    dry run still prints the plan; with native bf16 the runs start."""
+    from experiments import trainer
+
+    jobs = [plan_converged.Job("sweep", "a", ("--task", "rte", "--precision", "bf16"), 0)]
+    monkeypatch.setattr(plan_converged, "plan", lambda r: jobs)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    started = []
+
+    def fake_run(run, env, python=None, timeout_s=None):
+        started.append(run.name)
+        run.result.parent.mkdir(parents=True, exist_ok=True)
+        run.result.write_text("{}")
+        return Outcome(run.name, 0, 0.0)
+
+    monkeypatch.setattr(pool, "execute", fake_run)
+    with pytest.raises(SystemExit) as e:
+        reproduce.main(["--output-dir", str(tmp_path / "g")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(
+        "reproduce.py: error: --precision bf16 (planned run a): this CPU has no native bf16"
+    )
+    assert "pass --precision fp32" in err and err.endswith("(--launcher slurm)\n")
+    assert started == [] and not (tmp_path / "g").exists()
+    assert reproduce.main(["--output-dir", str(tmp_path / "g"), "--dry-run"]) == 0
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert reproduce.main(["--output-dir", str(tmp_path / "g"), "--workers", "1"]) == 0
+    assert started == ["a"]
+
+
 def test_bad_input_subprocess(tmp_path):
     r = subprocess.run(
         [sys.executable, "scripts/reproduce.py", "--workers", "0", "--output-dir",

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from experiments import glue, trainer
+from experiments import glue, glue_task, trainer
 from experiments.config import GlueConfig
 from tests.test_glue_runner import adapter_flags, flags
 
@@ -38,12 +38,34 @@ def test_evals_gives_n_evaluations_the_last_at_T(total, n):
         assert total - steps[-2] >= every / 2
 
 
-def test_bf16_falls_back_to_fp32_with_a_message(monkeypatch, capsys):
+def test_preset_bf16_without_native_bf16_trains_in_fp32_and_says_so(monkeypatch, capsys):
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert trainer.resolve_precision("bf16") == "fp32"
+    assert trainer.resolve_precision("bf16", given=False) == "fp32"
     assert "no native bf16" in capsys.readouterr().err
-    assert trainer.resolve_precision("fp32") == "fp32"
+    assert trainer.resolve_precision("fp32", given=True) == "fp32"
+
+
+def test_given_bf16_without_native_bf16_is_refused_before_loading(
+    bert_dir, glue_dir, tmp_path, monkeypatch, capsys
+):
+    """--precision bf16 on a CPU that would emulate it: one line naming the flag and the fix,
+    before the model loads and before anything is written (the grid once got fp32 runs from
+    bf16 commands this way, with only a note in their logs)."""
+    from tests.test_glue_runner import error_line
+
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    loaded = []
+    monkeypatch.setattr(glue_task, "load_pretrained", lambda *a, **k: loaded.append(a))
+    out = tmp_path / "out"
+    line = error_line(capsys, flags(bert_dir, glue_dir, out, "x", "rte", "lora", 4,
+                                    "--precision", "bf16"))  # fmt: skip
+    assert line.startswith("glue.py: error: --precision bf16: this CPU has no native bf16")
+    assert "pass --precision fp32" in line and "on a GPU" in line
+    assert not loaded and not out.exists()
+    with pytest.raises(ValueError, match="--precision fp16: needs a CUDA GPU"):
+        trainer.resolve_precision("fp16", given=True)
 
 
 def test_bf16_run_records_the_precision_used(bert_dir, glue_dir, tmp_path, monkeypatch):

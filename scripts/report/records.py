@@ -248,15 +248,40 @@ def protocol_of(path: str | os.PathLike, root: str | os.PathLike) -> tuple:
 
 def load_runs(root: str | os.PathLike, skip: Callable[[BadInput], None] | None = None) -> list[Run]:
     """Every result record under the folder ``root`` (evidence.record_files), as runs, each with
-    its protocol and stage (``protocol_of``). An invalid record raises BadInput naming the file
-    and the field, or, with ``skip``, is passed to ``skip`` and left out; a missing ``root``
-    raises NotADirectoryError."""
+    its protocol and stage (``protocol_of``). An invalid record, or a converged one that trained
+    in another precision than its command asked (``check_converged``), raises BadInput naming
+    the file and the field, or, with ``skip``, is passed to ``skip`` and left out; a missing
+    ``root`` raises NotADirectoryError."""
     out = []
     for rec in read_records(root, skip):
         run = Run.from_record(rec)
         protocol, stage = protocol_of(run.path, root)
+        if protocol != SHORT:
+            try:
+                check_converged(run)
+            except BadInput as e:
+                if skip is None:
+                    raise
+                skip(e)
+                continue
         out.append(replace(run, protocol=protocol, stage=stage) if protocol != SHORT else run)
     return out
+
+
+def check_converged(run: Run) -> None:
+    """A converged run is a run of the protocol's command: one that trained in another precision
+    (a preset's bf16 on a CPU without native bf16 trains in fp32; files record both) would sit
+    in a cell beside bf16 seeds as if it were one of them. Raises BadInput."""
+    asked, used = run.hp.get("precision"), run.hp.get("precision_used")
+    if asked is not None and used is not None and used != asked:
+        raise BadInput(
+            run.path,
+            None,
+            f"hyperparameters.precision_used is {used!r} where its command asked {asked!r}, "
+            "so it is not a run of the converged protocol",
+            "move it out of the converged folder and rerun its command where that precision "
+            "is native (a CPU with avx512_bf16 / AMX, or a GPU)",
+        )
 
 
 # ---------------------------------------------------------------- sort keys
