@@ -20,7 +20,9 @@ one thread each (or --runs-per-gpu K on each visible GPU); ``--launcher slurm`` 
 SLURM through submitit, as job arrays, re-planning as results land (scripts/grid/slurm.py);
 with --dry-run it prints the job script and each array task's commands, and submits nothing.
 Every flag and every planned command (glue.py's own checks) is checked before anything runs
-or is written: a problem is one line, exit status 2.
+or is written, and, for local runs, that this machine trains their precision natively (the
+protocol's bf16 is emulated, 14-18x slower, on a CPU without avx512_bf16 / AMX): a problem is
+one line, exit status 2.
 
 The earlier short-run grid: each file in results/evidence/short/ records its glue.py command.
 """
@@ -152,8 +154,12 @@ def check_machine(runs) -> None:
         seen.add(precision)
         try:
             resolve_precision(precision, given=True)
-        except BadInput as e:
-            fix = f"{e.fix}; or send the grid to a cluster (--launcher slurm)"
+        except BadInput as e:  # the protocol fixes the precision: its fix is another machine
+            fix = (
+                "the protocol's runs are in that precision: run the grid where it is native "
+                "(a CPU with avx512_bf16 / AMX, or GPUs with --runs-per-gpu K), or on a cluster "
+                "(--launcher slurm)"
+            )
             raise BadInput(e.flag, f"{e.value} (planned run {r.name})", e.problem, fix) from None
 
 
