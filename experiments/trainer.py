@@ -211,11 +211,12 @@ def training_arguments(
 def resolve_precision(precision: str, given: bool = False) -> str:
     """The precision a run trains in: ``precision`` where this machine runs it natively.
 
-    bf16 on a CPU without native bf16 (avx512_bf16 / AMX) would be emulated, 14-18x slower per
-    step than fp32 (results/bench/train_cpu_mrpc_lora_no_native_bf16.json). ``given`` (the
-    user's --precision): refused, since training in another precision than the one asked for
-    would make a run that is not the one its command describes; a preset's bf16 (``given``
-    False; the paper presets, written for GPUs) trains in fp32 and says so, recorded as
+    bf16 without native support (a CPU without avx512_bf16 / AMX, a GPU before Ampere) would be
+    emulated: on such a CPU a step takes 14-18x as long as in fp32
+    (results/bench/train_cpu_mrpc_lora_no_native_bf16.json). ``given`` (the user's
+    --precision): refused, since training in another precision than the one asked for would
+    make a run that is not the one its command describes; a preset's bf16 (``given`` False; the
+    paper presets, written for recent GPUs) trains in fp32 and says so, recorded as
     precision_used. fp16 needs CUDA. Raises BadInput."""
     import sys
 
@@ -223,24 +224,33 @@ def resolve_precision(precision: str, given: bool = False) -> str:
 
     from experiments.validation.base import BadInput
 
-    if torch.cuda.is_available() or precision == "fp32":
+    on_gpu = torch.cuda.is_available()
+    if precision == "fp32" or (precision == "fp16" and on_gpu):
         return precision
     if precision == "fp16":
         raise BadInput("--precision", "fp16", "needs a CUDA GPU", "on CPU use bf16 or fp32")
-    if cpu_has_native_bf16():
+    if on_gpu:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        where = f"this GPU ({torch.cuda.get_device_name()}) has no native bf16 (compute 8.0+)"
+        speed = "slower than fp32"
+    else:
+        native = cpu_has_native_bf16()
+        where = "this CPU has no native bf16 (avx512_bf16 / AMX)"
+        speed = "14-18x slower than fp32 (results/bench/train_cpu_mrpc_lora_no_native_bf16.json)"
+    if native:
         return "bf16"
     if given:
         raise BadInput(
             "--precision",
             "bf16",
-            "this CPU has no native bf16 (avx512_bf16 / AMX), so bf16 autocast would be emulated, "
-            "14-18x slower than fp32 (results/bench/train_cpu_mrpc_lora_no_native_bf16.json)",
+            f"{where}, so bf16 autocast would be emulated, {speed}",
             "pass --precision fp32 (a different run: results in fp32 are not comparable seed for "
-            "seed with bf16 ones), or run it on a CPU with native bf16 or on a GPU",
+            "seed with bf16 ones), or run it where bf16 is native (a CPU with avx512_bf16 / AMX, "
+            "or a GPU of compute capability 8.0 or newer)",
         )
     print(
-        "note: this CPU has no native bf16 (avx512_bf16 / AMX): training in fp32 instead of "
-        "the preset's bf16 (recorded as precision_used).",
+        f"note: {where}: training in fp32 instead of the preset's bf16 (recorded as "
+        "precision_used).",
         file=sys.stderr,
     )
     return "fp32"

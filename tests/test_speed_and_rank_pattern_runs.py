@@ -62,10 +62,25 @@ def test_given_bf16_without_native_bf16_is_refused_before_loading(
     line = error_line(capsys, flags(bert_dir, glue_dir, out, "x", "rte", "lora", 4,
                                     "--precision", "bf16"))  # fmt: skip
     assert line.startswith("glue.py: error: --precision bf16: this CPU has no native bf16")
-    assert "pass --precision fp32" in line and "on a GPU" in line
+    assert "pass --precision fp32" in line and "a GPU of compute capability 8.0" in line
     assert not loaded and not out.exists()
     with pytest.raises(ValueError, match="--precision fp16: needs a CUDA GPU"):
         trainer.resolve_precision("fp16", given=True)
+
+
+def test_bf16_on_a_gpu_without_native_bf16(monkeypatch, capsys):
+    """A pre-Ampere GPU emulates bf16 too: a given --precision bf16 is refused, a preset's trains
+    in fp32 with a note; fp16 and a GPU with native bf16 pass."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    monkeypatch.setattr("torch.cuda.get_device_name", lambda *a: "Tesla V100")
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda including_emulation=True: False)
+    with pytest.raises(ValueError, match=r"this GPU \(Tesla V100\) has no native bf16"):
+        trainer.resolve_precision("bf16", given=True)
+    assert trainer.resolve_precision("bf16", given=False) == "fp32"
+    assert "Tesla V100" in capsys.readouterr().err
+    assert trainer.resolve_precision("fp16", given=True) == "fp16"
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda including_emulation=True: True)
+    assert trainer.resolve_precision("bf16", given=True) == "bf16"
 
 
 def test_bf16_run_records_the_precision_used(bert_dir, glue_dir, tmp_path, monkeypatch):
