@@ -22,8 +22,9 @@ their output then goes to <output-dir>/logs/<NAME>.log).
 
 Checked before anything runs or is written (one line, exit status 2): every flag, every grid
 key and value, the extra arguments (a flag that is also a grid key, or one that ablate.py sets,
-is refused: the runs would train at another value than their names and sweep say), and every
-planned command as glue.py itself checks it (--dry-run too).
+is refused: the runs would train at another value than their names and sweep say), every
+planned command as glue.py itself checks it (--dry-run too), and, for runs on this machine, that
+it trains their --precision natively (scripts/grid/launch.py check_machine).
 """
 
 from __future__ import annotations
@@ -291,6 +292,8 @@ def main(argv: list | None = None) -> int:
         for run, point in zip(runs, points):
             if not run.done():
                 check_run(run, point, args, extra)
+        if not args.dry_run:
+            launch.check_machine(args, [r for r in runs if not r.done()])
         state.update(runs=runs, out=out)
 
     args = parse(ap, argv, check)

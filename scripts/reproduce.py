@@ -20,7 +20,7 @@ one thread each (or --runs-per-gpu K on each visible GPU); ``--launcher slurm`` 
 SLURM through submitit, as job arrays, re-planning as results land (scripts/grid/slurm.py);
 with --dry-run it prints the job script and each array task's commands, and submits nothing.
 Every flag and every planned command (glue.py's own checks) is checked before anything runs
-or is written, and, for local runs, that this machine trains their precision natively (the
+or is written, and, for runs on this machine, that it trains their precision natively (the
 protocol's bf16 is emulated, 14-18x slower, on a CPU without avx512_bf16 / AMX): a problem is
 one line, exit status 2.
 
@@ -139,30 +139,6 @@ def check_commands(runs) -> None:
             raise BadInput(e.flag, shown, e.problem, e.fix) from None
 
 
-def check_machine(runs) -> None:
-    """This machine trains each planned --precision natively, as glue.py checks at the start of
-    each run (experiments.trainer.resolve_precision): a local grid of bf16 runs on a CPU without
-    native bf16 stops here, once, instead of failing run after run. SLURM runs are checked on
-    their nodes."""
-    from experiments.trainer import resolve_precision
-
-    seen = set()
-    for r in runs:
-        precision = _flag(r.argv, "--precision")
-        if precision is None or precision in seen:
-            continue
-        seen.add(precision)
-        try:
-            resolve_precision(precision, given=True)
-        except BadInput as e:  # the protocol fixes the precision: its fix is another machine
-            fix = (
-                "the protocol's runs are in that precision: run the grid where it is native "
-                "(a CPU with avx512_bf16 / AMX, or GPUs with --runs-per-gpu K), or on a cluster "
-                "(--launcher slurm)"
-            )
-            raise BadInput(e.flag, f"{e.value} (planned run {r.name})", e.problem, fix) from None
-
-
 def output_dir(a) -> str:
     return a.output_dir or OUTPUT_DIR
 
@@ -186,8 +162,8 @@ def main(argv=None) -> int:
         todo = [r for r in planned if not r.done()]
         try:
             check_commands(todo)
-            if a.launcher == "local" and not a.dry_run:
-                check_machine(todo)
+            if not a.dry_run:
+                launch.check_machine(a, todo)
         except BadInput as e:
             p.exit(2, f"{p.prog}: error: {e.line()}\n")
         done = len(planned) - len(todo)

@@ -253,6 +253,31 @@ def test_bad_input_is_one_line(case, dry, tmp_path, monkeypatch, capsys):
     assert fake.calls == [] and not out.exists()
 
 
+def test_bf16_ablation_on_a_cpu_without_native_bf16_stops_before_any_run(
+    tmp_path, monkeypatch, capsys
+):
+    """-- --precision bf16 where bf16 would be emulated: one line before any run (the dry run
+    still lists them); with native bf16 they run."""
+    from experiments import trainer
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: False)
+    fake = FakeRunner()
+    monkeypatch.setattr(pool, "execute", fake)
+    out = tmp_path / "abl"
+    argv = ["--task", "rte", "--grid", "tinit=100,200", "--output-dir", str(out)]
+    with pytest.raises(SystemExit) as e:
+        ablate.main([*argv, "--", "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("ablate.py: error: --precision bf16 (planned run ")
+    assert "this CPU has no native bf16" in err and "--launcher slurm" in err
+    assert fake.calls == [] and not out.exists()
+    assert ablate.main([*argv, "--dry-run", "--", "--precision", "bf16"]) == 0
+    monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
+    assert ablate.main([*argv, "--", "--precision", "bf16"]) == 0 and len(fake.calls) == 2
+
+
 def test_slurm_without_slurm_is_refused(tmp_path, monkeypatch, capsys):
     pytest.importorskip("submitit")
     monkeypatch.setattr(options.shutil, "which", lambda name: None)

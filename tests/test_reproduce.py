@@ -248,7 +248,8 @@ def test_bf16_grid_on_a_cpu_without_native_bf16_stops_before_any_run(tmp_path, m
     assert err.startswith(
         "reproduce.py: error: --precision bf16 (planned run a): this CPU has no native bf16"
     )
-    assert "run the grid where it is native" in err and err.endswith("(--launcher slurm)\n")
+    assert "run the grid where that precision is native" in err
+    assert err.endswith("(--launcher slurm)\n")
     assert started == [] and not (tmp_path / "g").exists()
     assert reproduce.main(["--output-dir", str(tmp_path / "g"), "--dry-run"]) == 0
     monkeypatch.setattr(trainer, "cpu_has_native_bf16", lambda: True)
