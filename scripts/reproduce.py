@@ -41,6 +41,7 @@ from scripts.grid import launch, options
 from scripts.grid.command import (
     GlueRefused,
     check_glue_argv,
+    flag_value,
     glue_argv,
     glue_command,
     working_dir,
@@ -56,11 +57,6 @@ SAVE_STEPS = 200  # a checkpoint every 200 optimizer steps
 # --hours: a run of a task with no landed run (no time to go by) is assumed to take this
 # fraction of the whole time budget, so it starts only in the budget's first half
 UNKNOWN_RUN_FRACTION = 0.5
-
-
-def _flag(flags, name: str):
-    flags = list(flags)
-    return flags[flags.index(name) + 1] if name in flags else None
 
 
 def run_times(root: Path) -> dict:
@@ -80,11 +76,11 @@ def estimate_s(flags, times: dict) -> float | None:
     """A run's expected wall time: its epochs x the median seconds per epoch of the landed runs
     of the same task and method, else of the same task (None when no run of the task has
     landed: --hours then assumes UNKNOWN_RUN_FRACTION of its budget)."""
-    task, method = _flag(flags, "--task"), _flag(flags, "--method")
+    task, method = flag_value(flags, "--task"), flag_value(flags, "--method")
     xs = times.get((task, method)) or [x for (t, _), v in times.items() if t == task for x in v]
     if not xs:
         return None
-    return sorted(xs)[len(xs) // 2] * float(_flag(flags, "--epochs") or 1)
+    return sorted(xs)[len(xs) // 2] * float(flag_value(flags, "--epochs") or 1)
 
 
 def converged_run(j, root: Path) -> Run:

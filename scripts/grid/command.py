@@ -34,6 +34,12 @@ def flag_of(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def flag_value(argv: Iterable, flag: str) -> str | None:
+    """The value after ``flag`` in a glue.py command's arguments (None when it is not there)."""
+    argv = list(argv)
+    return argv[argv.index(flag) + 1] if flag in argv else None
+
+
 def parse_value(text: str):
     """'100' -> 100, '0.1' / '1e-3' -> float, anything else stays a string."""
     for typ in (int, float):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from scripts.checks import BadInput
 from scripts.grid import options
+from scripts.grid.command import flag_value
 from scripts.grid.pool import Run
 
 
@@ -48,8 +49,7 @@ def check_machine(args, runs: Sequence[Run]) -> None:
 
     seen = set()
     for r in runs:
-        argv = list(r.argv)
-        precision = argv[argv.index("--precision") + 1] if "--precision" in argv else None
+        precision = flag_value(r.argv, "--precision")
         if precision is None or precision in seen:
             continue
         seen.add(precision)
