@@ -8,6 +8,7 @@ import json
 from experiments.results import write_result
 from scripts import plan_converged as P
 from scripts import protocol
+from scripts.grid.command import flag_value
 from tests.test_report_converged import record
 
 
@@ -16,7 +17,7 @@ def _names(jobs, stage=None):
 
 
 def _flag(job, flag):
-    return job.flags[job.flags.index(flag) + 1]
+    return flag_value(job.flags, flag)
 
 
 def _only(monkeypatch, **epochs):
@@ -29,20 +30,16 @@ def _land_sweep(root, task, arm, best, score_of=lambda lr, a: 0.5, **kw):
     a = protocol.ARM[arm]
     ranks = {"init_r": 3, "target_r": float(a.rbar)}
     if arm.startswith("adalora_"):
-        init = int(_flag_in(a.flags, "--init-r"))
+        init = int(flag_value(a.flags, "--init-r"))
         ranks = {"init_r": init, "target_r": float(a.rbar)}
     for job in P._sweep_jobs(a, task, 3, 0):
         lr = _flag(job, "--lr")
-        alpha = _flag(job, "--lora-alpha") if "--lora-alpha" in job.flags else None
+        alpha = _flag(job, "--lora-alpha")
         score = 0.9 if (lr, alpha) == best else score_of(lr, alpha)
         method = _flag(job, "--method")
         extra = {"lora_r": a.lora_r, "alpha": float(alpha)} if alpha else {}
         write_result(record(job.name, [0.3, score], task=task, method=method, lr=float(lr),
                             **extra, **ranks, **kw), root / "sweep")  # fmt: skip
-
-
-def _flag_in(flags, flag):
-    return flags[list(flags).index(flag) + 1]
 
 
 def test_only_calibration_before_epochs_are_chosen(tmp_path, monkeypatch):
