@@ -14,6 +14,7 @@ method, trains, evaluates and records:
                   versions, hardware, command)
     validation/   every flag, value and data file checked before anything runs (one-line errors)
     checkpoints.py  --save-steps / --resume: checkpoints of a run, and resuming a killed one
+    runlock.py    one process per run: a second one with the same --run-name is refused
     wandb_log.py  W&B logging
     hub.py        models and data sets from a local path or the Hugging Face Hub
     presets.py    every runner's presets (GLUE's rows: tasks.py)
@@ -26,7 +27,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -139,62 +141,86 @@ def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
         checks.check_schedule(cfg)
         with checks.blame(cfg, "library", task.kind):
             base, ada = wrap_model(model, cfg)
-    # checkpoints (--save-steps): a run with the same --run-name continues from the latest one
-    ck = checkpoints.plan(cfg, run_name)
-    net = ada if ada is not None else base
-    n_trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
-    n_total = sum(p.numel() for p in net.parameters())
-    if rank == 0:
-        _print_plan(task, cfg, n_trainable, n_total)
-
-    # train, with the final evaluation at T
-    sweep = json.loads(cfg.sweep_json) if cfg.sweep_json else None
-    wb = _start_wandb(task, cfg, data, run_name, sweep) if rank == 0 else None
-    if rank == 0:
-        checkpoints.start(ck, cfg)
-        if ck.save_steps:
-            print(f"[{task.name}] checkpoints: {ck.root} (the same command resumes from them)")
-    trainer, recorder, guard, ada_cb = _make_trainer(
-        task, cfg, net, ada, tokenizer, model, data, run_name, wb, world, ck
-    )
-    if ck.resume_from is not None:
-        checkpoints.restore_callbacks(ck.resume_from, trainer.callback_handler.callbacks)
+    # one process per run (experiments/runlock.py), before it clears or resumes checkpoints
+    with _claim(cfg, run_name, out_file, rank):
+        # checkpoints (--save-steps): a run with the same --run-name continues from the latest one
+        ck = checkpoints.plan(cfg, run_name)
+        net = ada if ada is not None else base
+        n_trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        n_total = sum(p.numel() for p in net.parameters())
         if rank == 0:
-            print(f"[{task.name}] resuming from {ck.resume_from}")
-    trainer.train(resume_from_checkpoint=str(ck.resume_from) if ck.resume_from else None)
-    if not recorder.rows or recorder.rows[-1]["step"] != trainer.state.global_step:
-        trainer.evaluate()
-    wall = time.time() - t0
+            _print_plan(task, cfg, n_trainable, n_total)
 
-    # record
-    ranks = ada.final_ranks() if ada is not None else None
-    if ada is not None and ada.rankallocator is not None and world > 1:
-        _check_masks_agree(ada.rankallocator.mask, world)
-    outcome = RunOutcome(
-        evals=recorder.rows,
-        diverged=guard.diverged,
-        train_log=train_log(trainer.state.log_history),
-        ranks=ranks,
-        budget_curve=[[h["step"], h["budget"]] for h in ada_cb.history] if ada_cb else None,
-        params={
-            "trainable": n_trainable,
-            "final_adapter": ada.adapter_parameters(ranks) if ada is not None else None,
-            "total": n_total,
-        },
-        wall_time_s=wall,
-    )
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
-    record = build_record(task, cfg, data, run_name, model_type, sweep, outcome, argv)
-    if rank != 0:
+        # train, with the final evaluation at T
+        sweep = json.loads(cfg.sweep_json) if cfg.sweep_json else None
+        wb = _start_wandb(task, cfg, data, run_name, sweep) if rank == 0 else None
+        if rank == 0:
+            checkpoints.start(ck, cfg)
+            if ck.save_steps:
+                print(f"[{task.name}] checkpoints: {ck.root} (the same command resumes from them)")
+        trainer, recorder, guard, ada_cb = _make_trainer(
+            task, cfg, net, ada, tokenizer, model, data, run_name, wb, world, ck
+        )
+        if ck.resume_from is not None:
+            checkpoints.restore_callbacks(ck.resume_from, trainer.callback_handler.callbacks)
+            if rank == 0:
+                print(f"[{task.name}] resuming from {ck.resume_from}")
+        trainer.train(resume_from_checkpoint=str(ck.resume_from) if ck.resume_from else None)
+        if not recorder.rows or recorder.rows[-1]["step"] != trainer.state.global_step:
+            trainer.evaluate()
+        wall = time.time() - t0
+
+        # record
+        ranks = ada.final_ranks() if ada is not None else None
+        if ada is not None and ada.rankallocator is not None and world > 1:
+            _check_masks_agree(ada.rankallocator.mask, world)
+        outcome = RunOutcome(
+            evals=recorder.rows,
+            diverged=guard.diverged,
+            train_log=train_log(trainer.state.log_history),
+            ranks=ranks,
+            budget_curve=[[h["step"], h["budget"]] for h in ada_cb.history] if ada_cb else None,
+            params={
+                "trainable": n_trainable,
+                "final_adapter": ada.adapter_parameters(ranks) if ada is not None else None,
+                "total": n_total,
+            },
+            wall_time_s=wall,
+        )
+        model_type = getattr(getattr(model, "config", None), "model_type", None)
+        record = build_record(task, cfg, data, run_name, model_type, sweep, outcome, argv)
+        if rank != 0:
+            return record
+        path = write_result(record, cfg.output_dir)
+        if wb is not None:
+            wandb_log.finish(wb, record)
+        _print_result(task, record, wall, path)
+        if task.after_eval is not None:
+            task.after_eval(path, trainer, data.evals)
+        checkpoints.finish(ck)
         return record
-    path = write_result(record, cfg.output_dir)
-    if wb is not None:
-        wandb_log.finish(wb, record)
-    _print_result(task, record, wall, path)
-    if task.after_eval is not None:
-        task.after_eval(path, trainer, data.evals)
-    checkpoints.finish(ck)
-    return record
+
+
+@contextmanager
+def _claim(cfg: RunConfig, run_name: str, out_file, rank: int) -> Iterator[None]:
+    """Hold the run's lock (rank 0, for all ranks) for the ``with`` block; refused, as a BadInput
+    on --run-name, when another process is training the same run or has just written its
+    result."""
+    from experiments import runlock
+    from experiments.validation.base import BadInput
+
+    if rank != 0:
+        yield
+        return
+    path = runlock.run_lock_path(cfg.output_dir, run_name)
+    fix = "wait for it to end (its result file ends it), or pick another --run-name"
+    with runlock.hold(path, "--run-name", run_name, fix):
+        if out_file.exists():  # landed between the flag checks and the lock
+            problem = f"{out_file} already exists and results are never overwritten"
+            raise BadInput(
+                "--run-name", run_name, problem, "pick another --run-name or --output-dir"
+            )
+        yield
 
 
 def _start_wandb(task: Task, cfg: RunConfig, data: Data, run_name: str, sweep):

@@ -13,7 +13,9 @@ Every run is a plain glue.py command (printed by --dry-run), so any cell can be 
 The grid is re-planned after every finished run, since its seed runs follow from the sweep's
 results. Resumable: a run whose result file exists is skipped, and a run killed half-way
 continues from its last checkpoint: every command passes --save-steps ``SAVE_STEPS``, and
-glue.py resumes a --run-name that has checkpoints but no result file.
+glue.py resumes a --run-name that has checkpoints but no result file. One driver per grid: a
+second reproduce.py on the same --output-dir is refused while the first runs, as is a second
+process training the same run (experiments/runlock.py).
 
 Where the runs go (scripts/grid/): ``--launcher local`` runs --workers glue.py processes at once,
 one thread each (or --runs-per-gpu K on each visible GPU); ``--launcher slurm`` sends them to
@@ -35,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+from experiments import runlock
 from scripts import plan_converged
 from scripts.checks import BadInput, ScriptParser, parse, positive, writable_folder
 from scripts.grid import launch, options
@@ -57,6 +60,8 @@ SAVE_STEPS = 200  # a checkpoint every 200 optimizer steps
 # --hours: a run of a task with no landed run (no time to go by) is assumed to take this
 # fraction of the whole time budget, so it starts only in the budget's first half
 UNKNOWN_RUN_FRACTION = 0.5
+LOCK_FILE = ".reproduce.lock"  # in --output-dir, held while this script drives the grid
+LOCK_FIX = "wait for that reproduce.py to end, or stop it (kill its process group) first"
 
 
 def run_times(root: Path) -> dict:
@@ -170,8 +175,12 @@ def main(argv=None) -> int:
             elif todo:
                 print(launch.slurm_dry_run(a, root, todo, JOB_NAME))
             return 0
-        pool = launch.make(a, root, WORKERS, JOB_NAME)
-        outcomes = drive(planner, pool, on_end=print_outcome)
+        try:  # one driver per grid (experiments/runlock.py); each run also holds its own lock
+            with runlock.hold(root / LOCK_FILE, "--output-dir", str(root), LOCK_FIX):
+                pool = launch.make(a, root, WORKERS, JOB_NAME)
+                outcomes = drive(planner, pool, on_end=print_outcome)
+        except BadInput as e:
+            p.exit(2, f"{p.prog}: error: {e.line()}\n")
     failed = sorted(o.name for o in outcomes if not o.ok)
     if failed:
         print("failed:", *failed, sep="\n  ")
