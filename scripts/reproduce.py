@@ -65,13 +65,15 @@ LOCK_FIX = "wait for that reproduce.py to end, or stop it (kill its process grou
 
 
 def run_times(root: Path) -> dict:
-    """{(task, method): [wall seconds per epoch]} of the runs landed below ``root``."""
+    """{(task, method, budget r): [wall seconds per epoch]} of the runs landed below ``root``."""
     out: dict = {}
     for f in root.glob("*/*.json"):
         try:
             d = json.loads(f.read_text())
-            per_epoch = float(d["wall_time_s"]) / float(d["hyperparameters"]["epochs"])
-            out.setdefault((d["task"], d["method"]), []).append(per_epoch)
+            hp = d["hyperparameters"]
+            per_epoch = float(d["wall_time_s"]) / float(hp["epochs"])
+            r = float(hp["target_r"]) if hp.get("target_r") is not None else None
+            out.setdefault((d["task"], d["method"], r), []).append(per_epoch)
         except (ValueError, KeyError, TypeError, ZeroDivisionError):
             continue  # not a result file (or an older one without these fields)
     return out
@@ -79,10 +81,17 @@ def run_times(root: Path) -> dict:
 
 def estimate_s(flags, times: dict) -> float | None:
     """A run's expected wall time: its epochs x the median seconds per epoch of the landed runs
-    of the same task and method, else of the same task (None when no run of the task has
-    landed: --hours then assumes UNKNOWN_RUN_FRACTION of its budget)."""
+    of the same task, method and budget (--target-r: at r = 8 a MiniLM epoch takes 1.5-1.8x
+    its time at r = 2), else of the same task and method, else of the same task (None when no
+    run of the task has landed: --hours then assumes UNKNOWN_RUN_FRACTION of its budget)."""
     task, method = flag_value(flags, "--task"), flag_value(flags, "--method")
-    xs = times.get((task, method)) or [x for (t, _), v in times.items() if t == task for x in v]
+    r = flag_value(flags, "--target-r")
+    r = float(r) if r is not None else None
+    xs = (
+        times.get((task, method, r))
+        or [x for (t, m, _), v in times.items() if (t, m) == (task, method) for x in v]
+        or [x for (t, _, _), v in times.items() if t == task for x in v]
+    )
     if not xs:
         return None
     return sorted(xs)[len(xs) // 2] * float(flag_value(flags, "--epochs") or 1)
@@ -152,8 +161,8 @@ def main(argv=None) -> int:
     p.add_argument("--hours", type=float, default=None,
                    help="start no run expected to end later than this many hours "
                         "from now (its epochs x the median time per epoch of landed runs of its "
-                        "task and method); a run that would not fit is passed over for a later, "
-                        "shorter one: a time-limited session or job cuts no run off")  # fmt: skip
+                        "task, method and budget); a run that would not fit is passed over for a "
+                        "later, shorter one: a time-limited session cuts no run off")  # fmt: skip
     options.add_flags(p, workers=WORKERS)
     with working_dir(ROOT):  # relative paths are relative to the repository root, as the runs' are
         a = parse(p, argv, check_args)

@@ -112,6 +112,32 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
     assert started == ["long", "short"]
 
 
+def test_hours_estimate_is_per_budget(tmp_path):
+    """The estimate reads landed runs of the same task, method and --target-r first (an r = 8
+    epoch is slower than an r = 2 one), then of the task and method, then of the task."""
+    root = tmp_path / "converged"
+    (root / "sweep").mkdir(parents=True)
+    for name, method, r, wall in [
+        ("a", "lora", 2, 400.0),
+        ("b", "lora", 2, 400.0),
+        ("c", "lora", 8, 700.0),
+        ("d", "adalora", 2, 300.0),
+    ]:
+        hp = {"epochs": 10, "target_r": float(r)}
+        rec = {"task": "cola", "method": method, "hyperparameters": hp, "wall_time_s": wall}
+        (root / "sweep" / f"{name}.json").write_text(json.dumps(rec))
+    times = reproduce.run_times(root)
+
+    def est(method, r):
+        flags = ("--task", "cola", "--method", method, "--target-r", str(r), "--epochs", "9")
+        return reproduce.estimate_s(flags, times)
+
+    assert est("lora", 8) == 9 * 70.0 and est("lora", 2) == 9 * 40.0
+    assert est("lora", 1) == 9 * 40.0  # no r = 1 run yet: the median of the task's LoRA runs
+    assert est("adalora", 8) == 9 * 30.0  # no AdaLoRA r = 8 yet: its r = 2 runs
+    assert est("full", 2) == 9 * 40.0  # no full run yet: the median of the task's runs
+
+
 # reproduce.py's bad input: argv -> the one line on stderr (exit status 2, nothing written).
 BAD = {
     "workers-0": (
