@@ -60,12 +60,14 @@ SAVE_STEPS = 200  # a checkpoint every 200 optimizer steps
 # --hours: a run of a task with no landed run (no time to go by) is assumed to take this
 # fraction of the whole time budget, so it starts only in the budget's first half
 UNKNOWN_RUN_FRACTION = 0.5
+RECENT_RUNS = 5  # --hours: a run's time is estimated from this many latest landed runs
 LOCK_FILE = ".reproduce.lock"  # in --output-dir, held while this script drives the grid
 LOCK_FIX = "wait for that reproduce.py to end, or stop it (kill its process group) first"
 
 
 def run_times(root: Path) -> dict:
-    """{(task, method, budget r): [wall seconds per epoch]} of the runs landed below ``root``."""
+    """{(task, method, budget r): [(created, wall seconds per epoch)]} of the runs landed below
+    ``root``."""
     out: dict = {}
     for f in root.glob("*/*.json"):
         try:
@@ -73,28 +75,32 @@ def run_times(root: Path) -> dict:
             hp = d["hyperparameters"]
             per_epoch = float(d["wall_time_s"]) / float(hp["epochs"])
             r = float(hp["target_r"]) if hp.get("target_r") is not None else None
-            out.setdefault((d["task"], d["method"], r), []).append(per_epoch)
+            out.setdefault((d["task"], d["method"], r), []).append(
+                (str(d.get("created", "")), per_epoch)
+            )
         except (ValueError, KeyError, TypeError, ZeroDivisionError):
             continue  # not a result file (or an older one without these fields)
     return out
 
 
 def estimate_s(flags, times: dict) -> float | None:
-    """A run's expected wall time: its epochs x the median seconds per epoch of the landed runs
-    of the same task, method and budget (--target-r: at r = 8 a MiniLM epoch takes 1.5-1.8x
-    its time at r = 2), else of the same task and method, else of the same task (None when no
-    run of the task has landed: --hours then assumes UNKNOWN_RUN_FRACTION of its budget)."""
+    """A run's expected wall time: its epochs x the median seconds per epoch of the RECENT_RUNS
+    latest landed runs of the same task, method and budget (--target-r), else of the same task
+    and method, else of the same task (None when no run of the task has landed: --hours then
+    assumes UNKNOWN_RUN_FRACTION of its budget). The latest, since machines differ (CoLA's
+    epoch took 40 s in one session and 70 s in a later one) and a cell's runs land together."""
     task, method = flag_value(flags, "--task"), flag_value(flags, "--method")
     r = flag_value(flags, "--target-r")
     r = float(r) if r is not None else None
-    xs = (
+    runs = (
         times.get((task, method, r))
         or [x for (t, m, _), v in times.items() if (t, m) == (task, method) for x in v]
         or [x for (t, _, _), v in times.items() if t == task for x in v]
     )
-    if not xs:
+    if not runs:
         return None
-    return sorted(xs)[len(xs) // 2] * float(flag_value(flags, "--epochs") or 1)
+    xs = sorted(x for _, x in sorted(runs)[-RECENT_RUNS:])
+    return xs[len(xs) // 2] * float(flag_value(flags, "--epochs") or 1)
 
 
 def converged_run(j, root: Path) -> Run:
@@ -160,9 +166,10 @@ def main(argv=None) -> int:
                    help="print the runs (with SLURM: the job script), run nothing")  # fmt: skip
     p.add_argument("--hours", type=float, default=None,
                    help="start no run expected to end later than this many hours "
-                        "from now (its epochs x the median time per epoch of landed runs of its "
-                        "task, method and budget); a run that would not fit is passed over for a "
-                        "later, shorter one: a time-limited session cuts no run off")  # fmt: skip
+                        "from now (its epochs x the median time per epoch of the latest landed "
+                        "runs of its task, method and budget); a run that would not fit is passed "
+                        "over for a later, shorter one: a time-limited session cuts no run "
+                        "off")  # fmt: skip
     options.add_flags(p, workers=WORKERS)
     with working_dir(ROOT):  # relative paths are relative to the repository root, as the runs' are
         a = parse(p, argv, check_args)

@@ -112,19 +112,19 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
     assert started == ["long", "short"]
 
 
-def test_hours_estimate_is_per_budget(tmp_path):
-    """The estimate reads landed runs of the same task, method and --target-r first (an r = 8
-    epoch is slower than an r = 2 one), then of the task and method, then of the task."""
+def test_hours_estimate_reads_the_latest_runs_of_the_closest_group(tmp_path, monkeypatch):
+    """The estimate reads landed runs of the same task, method and --target-r first, then of
+    the task and method, then of the task; of those, the RECENT_RUNS latest (machines differ)."""
+    monkeypatch.setattr(reproduce, "RECENT_RUNS", 2)
     root = tmp_path / "converged"
     (root / "sweep").mkdir(parents=True)
-    for name, method, r, wall in [
-        ("a", "lora", 2, 400.0),
-        ("b", "lora", 2, 400.0),
-        ("c", "lora", 8, 700.0),
-        ("d", "adalora", 2, 300.0),
-    ]:
+    landed = [("a", "lora", 2, 900.0, "2026-01-01"), ("b", "lora", 2, 400.0, "2026-01-02"),
+              ("c", "lora", 2, 400.0, "2026-01-03"), ("d", "lora", 8, 700.0, "2026-01-04"),
+              ("e", "adalora", 2, 300.0, "2026-01-05")]  # fmt: skip
+    for name, method, r, wall, created in landed:
         hp = {"epochs": 10, "target_r": float(r)}
-        rec = {"task": "cola", "method": method, "hyperparameters": hp, "wall_time_s": wall}
+        rec = {"task": "cola", "method": method, "hyperparameters": hp, "wall_time_s": wall,
+               "created": created}  # fmt: skip
         (root / "sweep" / f"{name}.json").write_text(json.dumps(rec))
     times = reproduce.run_times(root)
 
@@ -132,10 +132,12 @@ def test_hours_estimate_is_per_budget(tmp_path):
         flags = ("--task", "cola", "--method", method, "--target-r", str(r), "--epochs", "9")
         return reproduce.estimate_s(flags, times)
 
-    assert est("lora", 8) == 9 * 70.0 and est("lora", 2) == 9 * 40.0
-    assert est("lora", 1) == 9 * 40.0  # no r = 1 run yet: the median of the task's LoRA runs
-    assert est("adalora", 8) == 9 * 30.0  # no AdaLoRA r = 8 yet: its r = 2 runs
-    assert est("full", 2) == 9 * 40.0  # no full run yet: the median of the task's runs
+    assert est("lora", 8) == 9 * 70.0
+    assert est("lora", 2) == 9 * 40.0  # the slow first run is not among the 2 latest
+    assert est("lora", 1) == 9 * 70.0  # no r = 1 yet: the task's 2 latest LoRA runs (c, d)
+    assert est("adalora", 8) == 9 * 30.0  # no AdaLoRA r = 8 yet: its r = 2 run
+    assert est("full", 2) == 9 * 70.0  # no full run yet: the task's 2 latest runs (d, e)
+    assert reproduce.estimate_s(("--task", "rte", "--method", "lora"), times) is None
 
 
 # reproduce.py's bad input: argv -> the one line on stderr (exit status 2, nothing written).
