@@ -142,7 +142,7 @@ def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
         with checks.blame(cfg, "library", task.kind):
             base, ada = wrap_model(model, cfg)
     # one process per run (experiments/runlock.py), before it clears or resumes checkpoints
-    with _claim(cfg, run_name, out_file, rank):
+    with _claim(cfg, run_name, rank):
         # checkpoints (--save-steps): a run with the same --run-name continues from the latest one
         ck = checkpoints.plan(cfg, run_name)
         net = ada if ada is not None else base
@@ -202,12 +202,12 @@ def run(task: Task, cfg: RunConfig, argv: list[str]) -> dict | None:
 
 
 @contextmanager
-def _claim(cfg: RunConfig, run_name: str, out_file, rank: int) -> Iterator[None]:
+def _claim(cfg: RunConfig, run_name: str, rank: int) -> Iterator[None]:
     """Hold the run's lock (rank 0, for all ranks) for the ``with`` block; refused, as a BadInput
     on --run-name, when another process is training the same run or has just written its
     result."""
     from experiments import runlock
-    from experiments.validation.base import BadInput
+    from experiments.validation.checks import check_no_result
 
     if rank != 0:
         yield
@@ -215,11 +215,7 @@ def _claim(cfg: RunConfig, run_name: str, out_file, rank: int) -> Iterator[None]
     path = runlock.run_lock_path(cfg.output_dir, run_name)
     fix = "wait for it to end (its result file ends it), or pick another --run-name"
     with runlock.hold(path, "--run-name", run_name, fix):
-        if out_file.exists():  # landed between the flag checks and the lock
-            problem = f"{out_file} already exists and results are never overwritten"
-            raise BadInput(
-                "--run-name", run_name, problem, "pick another --run-name or --output-dir"
-            )
+        check_no_result(cfg.output_dir, run_name)  # landed between the flag checks and the lock
         yield
 
 

@@ -271,7 +271,6 @@ def _check_precision(cfg) -> None:
 
 def _check_paths(cfg, kind: str) -> None:
     from experiments.checkpoints import checkpoint_root, latest_checkpoint
-    from experiments.results import result_path
 
     if cfg.data_dir is not None:
         d = Path(cfg.data_dir)
@@ -324,14 +323,7 @@ def _check_paths(cfg, kind: str) -> None:
                 "not a plain file name",
                 "use letters, digits and - _ . (not starting with a dot)",
             )
-        out = result_path(cfg.output_dir, name)
-        if out.exists():
-            raise BadInput(
-                "--run-name",
-                name,
-                f"{out} already exists and results are never overwritten",
-                "pick another --run-name or --output-dir",
-            )
+        check_no_result(cfg.output_dir, name)
     if cfg.resume:
         if name is None:
             raise BadInput(
@@ -345,6 +337,20 @@ def _check_paths(cfg, kind: str) -> None:
                 f"no complete checkpoint of run {name} under {root}",
                 "drop --resume to start the run, or check --run-name and --output-dir",
             )
+
+
+def check_no_result(output_dir, run_name: str) -> None:
+    """The run's result file is not there yet (results are never overwritten). Raises BadInput."""
+    from experiments.results import result_path
+
+    out = result_path(output_dir, run_name)
+    if out.exists():
+        raise BadInput(
+            "--run-name",
+            run_name,
+            f"{out} already exists and results are never overwritten",
+            "pick another --run-name or --output-dir",
+        )
 
 
 def data_fix(kind: str) -> str:
