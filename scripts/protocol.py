@@ -232,6 +232,13 @@ def sweep_size(arm_id: str) -> int | None:
     )
 
 
+def sweep_lrs(arm_id: str) -> tuple[float, ...]:
+    """The learning rates ``arm_id``'s sweep grid plans (empty: not swept)."""
+    grid = ARM[arm_id].grid if arm_id in ARM else None
+    lrs = {"lr": LRS, "lr_alpha": LRS, "full": FULL_LRS}.get(grid, ())
+    return tuple(float(lr) for lr in lrs)
+
+
 def epochs_per_task(evals: Sequence[tuple[float, float]], tol: float = RISE_TOLERANCE) -> float:
     """EPOCH_RULE for one calibration run: ``evals`` = [(epoch, score x100)] in order; the epoch
     of the last evaluation more than ``tol`` above the one before it (else the first's)."""

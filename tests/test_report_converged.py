@@ -388,6 +388,25 @@ def test_sweep_table_names_an_exact_tie():
     )
 
 
+def test_grid_edge_is_judged_against_the_planned_grid():
+    """A sweep still landing: its best LR so far is no edge unless it is one of the planned
+    grid's ends (scripts/protocol.py LRS for a swept adapter arm)."""
+    from scripts.report.tables_converged import _selected_text
+
+    pts = [point(2e-4, None, 86.8), point(5e-4, None, 88.0)]  # 2 of LRS's 4 landed
+    pts[1].selected = True
+    assert C.grid_edge(pts[1], pts, "adalora_12to8") is None
+    assert _selected_text(pts[1], pts, (2, 4), "adalora_12to8") == (
+        "selected (provisional: 2 of 4 settings in)"
+    )
+    assert C.grid_edge(pts[0], pts, "adalora_12to8") == "lowest LR"
+    # the planned grid's top landed and won: an edge, partial or not
+    top = [*pts, point(2e-3, None, 90.0)]
+    assert C.grid_edge(top[2], top, "adalora_12to8") == "highest LR"
+    # an arm without a planned grid: the landed LRs are the grid
+    assert C.grid_edge(pts[1], pts) == "highest LR"
+
+
 def test_selections_from_the_sweep(tree):
     runs = conv_runs(tree)
     sels = C.selections(runs)

@@ -27,6 +27,7 @@ from scripts.protocol import (
     REPORT_SEEDS,
     TASKS,
     V1_SEEDS,
+    sweep_lrs,
     sweep_size,
 )
 from scripts.report.fmt import method_name
@@ -222,10 +223,12 @@ def _key(r: Run) -> tuple:
     return (str(r.model), str(r.task))
 
 
-def grid_edge(point: SweepPoint, points: Sequence[SweepPoint]) -> str | None:
-    """ "highest LR" / "lowest LR" when ``point``'s LR is an end of its arm's swept LRs (the
-    optimum may lie beyond the grid), else None."""
-    lrs = {p.setting.lr for p in points if p.setting.lr is not None}
+def grid_edge(point: SweepPoint, points: Sequence[SweepPoint], arm: str = "") -> str | None:
+    """ "highest LR" / "lowest LR" when ``point``'s LR is an end of its arm's sweep grid (the
+    optimum may lie beyond the grid), else None. The grid is the LRs ``arm``'s sweep plans
+    (scripts/protocol.py) together with the landed ones, so that a sweep still landing does not
+    call its highest LR so far the grid's."""
+    lrs = {p.setting.lr for p in points if p.setting.lr is not None} | set(sweep_lrs(arm))
     if len(lrs) < 2 or point.setting.lr is None:
         return None
     if point.setting.lr == max(lrs):

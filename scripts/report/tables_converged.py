@@ -252,10 +252,10 @@ def settings_table(cells: dict, sels: dict) -> list:
     return lines + md_table(["model", "task"] + [arm_name(a) for a in arms], rows)
 
 
-def _selected_text(p, pts, landed: tuple | None = None) -> str:
+def _selected_text(p, pts, landed: tuple | None = None, arm: str = "") -> str:
     if not p.selected:
         return ""
-    notes = [f"{edge} of the grid"] if (edge := grid_edge(p, pts)) else []
+    notes = [f"{edge} of the grid"] if (edge := grid_edge(p, pts, arm)) else []
     if landed:
         notes.insert(0, f"provisional: {landed[0]} of {landed[1]} settings in")
     # an exact tie is decided by the rule's order, not the score: say so
@@ -286,7 +286,7 @@ def sweep_table(points: dict) -> list:
                 + [", ".join(str(r.seed) for r in p.runs), fmt_cell(p.stats, show_lr=False)]
                 + [
                     "-" if rise is None else f"{rise:+.2f}",
-                    _selected_text(p, points[k], partial_sweep(k[2], points[k])),
+                    _selected_text(p, points[k], partial_sweep(k[2], points[k]), k[2]),
                 ]
             )
     header = ["model", "task", "method", "setting", "seeds", "score", "last − prev", ""]
