@@ -27,6 +27,7 @@ from scripts.protocol import (
     COMPONENTS,
     EPOCHS,
     FULL_LRS,
+    GRID_LRS,
     LATE_TASKS,
     LORA_SCALES,
     LRS,
@@ -91,11 +92,10 @@ def _sweep_jobs(arm: Arm, task: str, ep: int, tier: int) -> list[Job]:
         return _job("sweep", tier, task, name, SELECTION_SEED, [*arm.flags, *flags], ep, arm.rbar)
 
     s = f"s{SELECTION_SEED}"
-    if arm.grid in ("lr", "full"):
-        lrs = LRS if arm.grid == "lr" else FULL_LRS
-        return [job(f"conv-{task}-{arm.id}-lr{lr}-{s}", ["--lr", lr]) for lr in lrs]
+    if arm.grid != "lr_alpha":
+        return [job(f"conv-{task}-{arm.id}-lr{lr}-{s}", ["--lr", lr]) for lr in GRID_LRS[arm.grid]]
     jobs = []
-    for lr in LRS:
+    for lr in GRID_LRS[arm.grid]:
         for scale in LORA_SCALES:
             alpha = _alpha_text(scale, arm.lora_r)
             jobs.append(job(f"conv-{task}-{arm.id}-lr{lr}-a{alpha}-{s}",

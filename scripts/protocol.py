@@ -49,6 +49,8 @@ EPOCHS: dict[str, int | None] = {"stsb": 7, "mrpc": 6, "cola": 9, "sst2": 3}
 LRS = ("2e-4", "5e-4", "1e-3", "2e-3")  # every swept adapter arm
 FULL_LRS = ("2e-5", "5e-5", "1e-4")  # full fine-tuning
 LORA_SCALES = (1, 8)  # LoRA's alpha / r: the two values swept with every LR
+# Arm.grid -> the learning rates its sweep plans ("lr_alpha" crosses them with LORA_SCALES)
+GRID_LRS: dict[str, tuple[str, ...]] = {"lr": LRS, "lr_alpha": LRS, "full": FULL_LRS}
 SELECTION_SEED = 1
 REPORT_SEEDS = (2, 3, 4, 5, 6)
 V1_SEEDS = (1, 2, 3, 4, 5)  # version 1's reading (seed 1 = the selected sweep run)
@@ -76,9 +78,10 @@ class Arm:
     """One arm of the grid: what glue.py is given, and how its setting is chosen.
 
     ``rbar`` is the budget the arm belongs to (average final rank per adapted matrix; b(T) =
-    rbar x 36 on MiniLM). ``grid``: "lr" (LRS), "lr_alpha" (LRS x LORA_SCALES), "full"
-    (FULL_LRS), or None for an arm that takes ``derived_from``'s setting. ``pattern_from``: the
-    AdaLoRA arm whose seed-s result file gives this LoRA arm's per-module ranks at seed s."""
+    rbar x 36 on MiniLM). ``grid``: a key of GRID_LRS ("lr", "lr_alpha" = its LRS x
+    LORA_SCALES, "full"), or None for an arm that takes ``derived_from``'s setting.
+    ``pattern_from``: the AdaLoRA arm whose seed-s result file gives this LoRA arm's per-module
+    ranks at seed s."""
 
     id: str
     label: str
@@ -227,16 +230,15 @@ SELECTED_SCHEDULE = {"tinit_frac": "0.15", "tfinal_frac": "0.45", "delta_t": "10
 def sweep_size(arm_id: str) -> int | None:
     """How many settings ``arm_id``'s sweep grid has (None: not swept)."""
     grid = ARM[arm_id].grid if arm_id in ARM else None
-    return {"lr": len(LRS), "lr_alpha": len(LRS) * len(LORA_SCALES), "full": len(FULL_LRS)}.get(
-        grid
-    )
+    if grid is None:
+        return None
+    return len(GRID_LRS[grid]) * (len(LORA_SCALES) if grid == "lr_alpha" else 1)
 
 
 def sweep_lrs(arm_id: str) -> tuple[float, ...]:
     """The learning rates ``arm_id``'s sweep grid plans (empty: not swept)."""
     grid = ARM[arm_id].grid if arm_id in ARM else None
-    lrs = {"lr": LRS, "lr_alpha": LRS, "full": FULL_LRS}.get(grid, ())
-    return tuple(float(lr) for lr in lrs)
+    return tuple(float(lr) for lr in GRID_LRS.get(grid, ()))
 
 
 def epochs_per_task(evals: Sequence[tuple[float, float]], tol: float = RISE_TOLERANCE) -> float:

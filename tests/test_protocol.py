@@ -77,6 +77,7 @@ def test_every_arm_is_well_formed():
     assert len(ids) == len(set(ids))
     for arm in protocol.ARMS:
         assert (arm.grid is None) == (arm.derived_from is not None), arm.id
+        assert arm.grid is None or arm.grid in protocol.GRID_LRS, arm.id
         if arm.derived_from:
             assert protocol.ARM[arm.derived_from].grid is not None, arm.id
         if arm.pattern_from:
@@ -86,3 +87,16 @@ def test_every_arm_is_well_formed():
     for a, b in protocol.COMPARISONS:
         assert protocol.ARM[a].rbar == protocol.ARM[b].rbar or b == "lora_r3", (a, b)
     assert set(protocol.HEADLINE) <= set(protocol.COMPARISONS)
+
+
+def test_sweep_size_and_lrs_read_one_grid_table():
+    """The planner, the sweep size and the sweep LRs all come from GRID_LRS."""
+    from scripts import plan_converged
+
+    for arm in protocol.ARMS:
+        jobs = plan_converged._sweep_jobs(arm, "stsb", 1, 0) if arm.grid else []
+        assert protocol.sweep_size(arm.id) == (len(jobs) if arm.grid else None), arm.id
+        planned = {float(j.flags[j.flags.index("--lr") + 1]) for j in jobs}
+        assert planned == set(protocol.sweep_lrs(arm.id)), arm.id
+    assert protocol.sweep_size("lora_r8") == len(protocol.LRS) * len(protocol.LORA_SCALES)
+    assert protocol.sweep_size("full") == len(protocol.FULL_LRS)
