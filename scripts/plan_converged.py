@@ -27,9 +27,7 @@ from scripts.protocol import (
     COMPONENTS,
     EPOCHS,
     FULL_LRS,
-    GRID_LRS,
     LATE_TASKS,
-    LORA_SCALES,
     LRS,
     REPORT_SEEDS,
     SELECTED_SCHEDULE,
@@ -37,6 +35,7 @@ from scripts.protocol import (
     TASKS,
     V1_SEEDS,
     Arm,
+    grid_settings,
 )
 
 COMMON = [
@@ -92,11 +91,11 @@ def _sweep_jobs(arm: Arm, task: str, ep: int, tier: int) -> list[Job]:
         return _job("sweep", tier, task, name, SELECTION_SEED, [*arm.flags, *flags], ep, arm.rbar)
 
     s = f"s{SELECTION_SEED}"
-    if arm.grid != "lr_alpha":
-        return [job(f"conv-{task}-{arm.id}-lr{lr}-{s}", ["--lr", lr]) for lr in GRID_LRS[arm.grid]]
     jobs = []
-    for lr in GRID_LRS[arm.grid]:
-        for scale in LORA_SCALES:
+    for lr, scale in grid_settings(arm.grid):
+        if scale is None:
+            jobs.append(job(f"conv-{task}-{arm.id}-lr{lr}-{s}", ["--lr", lr]))
+        else:
             alpha = _alpha_text(scale, arm.lora_r)
             jobs.append(job(f"conv-{task}-{arm.id}-lr{lr}-a{alpha}-{s}",
                             ["--lr", lr, "--lora-alpha", alpha]))  # fmt: skip

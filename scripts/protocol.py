@@ -227,12 +227,18 @@ SELECTED_SCHEDULE = {"tinit_frac": "0.15", "tfinal_frac": "0.45", "delta_t": "10
                      "schedule": "cubic"}  # fmt: skip
 
 
+def grid_settings(grid: str) -> tuple[tuple[str, int | None], ...]:
+    """The (learning rate, LoRA scale alpha / r) settings a sweep grid (a key of GRID_LRS)
+    plans, in the planner's order: "lr_alpha" crosses its LRs with LORA_SCALES; the other
+    grids' settings have no scale (None)."""
+    scales = LORA_SCALES if grid == "lr_alpha" else (None,)
+    return tuple((lr, scale) for lr in GRID_LRS[grid] for scale in scales)
+
+
 def sweep_size(arm_id: str) -> int | None:
     """How many settings ``arm_id``'s sweep grid has (None: not swept)."""
     grid = ARM[arm_id].grid if arm_id in ARM else None
-    if grid is None:
-        return None
-    return len(GRID_LRS[grid]) * (len(LORA_SCALES) if grid == "lr_alpha" else 1)
+    return None if grid is None else len(grid_settings(grid))
 
 
 def sweep_lrs(arm_id: str) -> tuple[float, ...]:
