@@ -184,7 +184,11 @@ def main(argv=None) -> int:
         except BadInput as e:
             p.exit(2, f"{p.prog}: error: {e.line()}\n")
         done = len(planned) - len(todo)
-        print(f"{len(planned)} runs planned so far, {done} done, {len(todo)} to run")
+        header = f"{len(planned)} runs planned so far, {done} done, {len(todo)} to run"
+        if a.hours is not None:  # say what --hours left out, so the count is not read as the grid's
+            over = len(converged_planner(root, None)()) - len(planned)
+            header += f"; {over} more passed over (expected to end after --hours {a.hours:g})"
+        print(header)
         if a.dry_run:
             if a.launcher == "local":
                 print("\n".join(shlex.join(glue_command(r.argv, "python")[1:]) for r in todo))

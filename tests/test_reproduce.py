@@ -70,9 +70,10 @@ def test_half_finished_run_resumes(tmp_path, monkeypatch, capsys):
     assert "1 runs planned so far, 0 done, 1 to run" in capsys.readouterr().out
 
 
-def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
+def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch, capsys):
     """--hours: a run whose task / method / epochs took longer than the time left is not
-    started; a later run that fits (or whose time is unknown) is."""
+    started, and the header counts it as passed over; a later run that fits (or whose time is
+    unknown) is."""
     root = tmp_path / "converged"
     (root / "sweep").mkdir(parents=True)
     # a 10-epoch STS-B LoRA run took an hour: 360 s per epoch
@@ -98,6 +99,10 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
     monkeypatch.setattr(pool, "execute", fake_run)
     assert reproduce.main(["--output-dir", str(root), "--hours", "0.5", "--workers", "1"]) == 0
     assert started == ["short"]  # no CoLA time known: it may take half the budget, and fits
+    assert capsys.readouterr().out.startswith(
+        "1 runs planned so far, 0 done, 1 to run; 1 more passed over (expected to end after "
+        "--hours 0.5)\n"
+    )
     # 18 of the 30 minutes gone: a run of unknown length (half the budget) no longer starts
     (root / "sweep" / "short.json").unlink()
     started.clear()
@@ -105,6 +110,7 @@ def test_hours_passes_over_runs_that_would_not_finish(tmp_path, monkeypatch):
     monkeypatch.setattr(reproduce.time, "time", lambda: next(clock))
     assert reproduce.main(["--output-dir", str(root), "--hours", "0.5", "--workers", "1"]) == 0
     assert started == []
+    assert "0 runs planned so far, 0 done, 0 to run; 2 more passed over" in capsys.readouterr().out
     monkeypatch.undo()
     monkeypatch.setattr(plan_converged, "plan", lambda r: jobs)
     monkeypatch.setattr(pool, "execute", fake_run)
