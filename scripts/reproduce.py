@@ -111,11 +111,12 @@ def converged_run(j, root: Path) -> Run:
                root / "logs" / f"{j.name}.log")  # fmt: skip
 
 
-def converged_planner(root: Path, hours: float | None):
+def converged_planner(root: Path, hours: float | None, passed_over: list | None = None):
     """The converged grid's planner: every run scripts/plan_converged.py needs now, in its
     priority order (re-planned after every finished run, since the seed runs follow from the
     sweep's results and the rank-pattern LoRA runs from AdaLoRA's result files); with --hours,
-    only runs expected to end in time (``estimate_s``)."""
+    only runs expected to end in time (``estimate_s``). Each plan puts the names of the runs
+    it left out for time in ``passed_over`` (its previous contents replaced)."""
     deadline = None if hours is None else time.time() + hours * 3600
 
     def fits(j, times: dict) -> bool:
@@ -129,7 +130,12 @@ def converged_planner(root: Path, hours: float | None):
     def planner() -> list[Run]:
         times = run_times(root) if deadline is not None else {}  # the landed files, read once
         runs = [(converged_run(j, root), j) for j in plan_converged.plan(root)]
-        return [r for r, j in runs if r.done() or fits(j, times)]
+        kept, over = [], []
+        for r, j in runs:
+            (kept if r.done() or fits(j, times) else over).append(r)
+        if passed_over is not None:
+            passed_over[:] = [r.name for r in over]
+        return kept
 
     return planner
 
@@ -174,7 +180,8 @@ def main(argv=None) -> int:
     with working_dir(ROOT):  # relative paths are relative to the repository root, as the runs' are
         a = parse(p, argv, check_args)
         root = Path(output_dir(a))
-        planner = converged_planner(root, a.hours)
+        passed_over: list = []
+        planner = converged_planner(root, a.hours, passed_over)
         planned = planner()
         todo = [r for r in planned if not r.done()]
         try:
@@ -186,8 +193,8 @@ def main(argv=None) -> int:
         done = len(planned) - len(todo)
         header = f"{len(planned)} runs planned so far, {done} done, {len(todo)} to run"
         if a.hours is not None:  # say what --hours left out, so the count is not read as the grid's
-            over = len(converged_planner(root, None)()) - len(planned)
-            header += f"; {over} more passed over (expected to end after --hours {a.hours:g})"
+            header += (f"; {len(passed_over)} more passed over (expected to end after "
+                       f"--hours {a.hours:g})")  # fmt: skip
         print(header)
         if a.dry_run:
             if a.launcher == "local":
