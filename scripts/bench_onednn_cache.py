@@ -14,13 +14,16 @@ This script runs the real GLUE runner (``experiments/glue.py``) for ``--max-step
 configuration, {LoRA r=8, LoRA with the rank pattern of ``--pattern-from``} x {each
 ``--capacities`` value}, each in its own process (oneDNN reads the capacity once per process,
 at its first use, so one process cannot hold two values). ``ONEDNN_VERBOSE=profile_create``
-makes oneDNN print one line per primitive request, ``create:cache_miss`` or ``create:cache_hit``;
-the script counts them over the second half of the steps (after the first half has seen the
-batch lengths once), and records the Trainer's train_runtime and the process's peak RSS.
-Configurations run in the order given, ``--repeats`` times, the first one rotating each round.
-The miss counts do not depend on load; the times do (run it on an idle machine).
+makes oneDNN print one line per primitive request, ``create:cache_miss`` or ``create:cache_hit``,
+with the milliseconds it took. The script counts them and sums those milliseconds over all
+steps and over the second half of the steps (after the first half has seen most batch lengths
+once), and records the second half's seconds (the training bar's elapsed time, whole seconds),
+the Trainer's train_runtime and the process's peak RSS. Configurations run in the order given,
+``--repeats`` times, the first one rotating each round. The counts do not depend on load; the
+times do (run it on an idle machine).
 
-    python scripts/bench_onednn_cache.py --json-out results/bench/onednn_cache_sst2_rp8.json
+    python scripts/bench_onednn_cache.py --max-steps 480 --capacities 1024,8192 \
+        --json-out results/bench/onednn_cache_sst2_rp8_480.json
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from experiments import provenance  # noqa: E402
 from experiments.results import write_json_atomic  # noqa: E402
 
 DEFAULT_PATTERN = "results/evidence/converged/seeds/conv-sst2-adalora_12to8-lr2e-3-s2.json"
-_STEP = re.compile(r"(\d+)/(\d+) \[")
+_STEP = re.compile(r"(\d+)/(\d+) \[((?:\d+:)?\d+:\d+)<")
 _RUNTIME = re.compile(r"'train_runtime': '([0-9.]+)'")
 
 
@@ -87,21 +90,42 @@ def glue_command(arm: str, args, out_dir: str, name: str) -> list[str]:
 
 
 def count_requests(stderr: str, max_steps: int) -> dict:
-    """Primitive requests (cache misses and hits) in the second half of the training steps,
-    located by the progress bar's last ``k/max_steps`` before each line, and in all."""
+    """Primitive requests (cache misses and hits, and the milliseconds oneDNN reports creating
+    or looking them up, the verbose line's last field) in all and in the second half of the
+    training steps, each line placed by the training bar's last ``k/max_steps`` before it; and
+    the second half's seconds by that bar's elapsed time (whole seconds: from the first update
+    past half to the last)."""
     step, half = 0, max_steps // 2
-    counts = {"miss_all": 0, "hit_all": 0, "miss_second_half": 0, "hit_second_half": 0}
+    c = {f"{k}_{w}": 0 for w in ("all", "second_half") for k in ("miss", "hit")}
+    ms = {"create_ms_all": 0.0, "create_ms_second_half": 0.0}
+    t_half = t_end = None
     for piece in re.split(r"[\r\n]", stderr):
         if "create:cache_" in piece:
             kind = "miss" if "create:cache_miss" in piece else "hit"
-            counts[f"{kind}_all"] += 1
+            took = float(piece.rsplit(",", 1)[1])
+            c[f"{kind}_all"] += 1
+            ms["create_ms_all"] += took
             if step > half:
-                counts[f"{kind}_second_half"] += 1
+                c[f"{kind}_second_half"] += 1
+                ms["create_ms_second_half"] += took
             continue
         for m in _STEP.finditer(piece):
             if int(m.group(2)) == max_steps:
-                step = int(m.group(1))
-    return counts
+                step, t = int(m.group(1)), _seconds(m.group(3))
+                if step > half and t_half is None:
+                    t_half = t
+                t_end = t
+    c.update({k: round(v, 1) for k, v in ms.items()})
+    c["second_half_s"] = None if t_half is None else t_end - t_half
+    return c
+
+
+def _seconds(clock: str) -> int:
+    """tqdm's elapsed time, [h:]mm:ss, in seconds."""
+    s = 0
+    for part in clock.split(":"):
+        s = 60 * s + int(part)
+    return s
 
 
 def run_one(arm: str, capacity: int, args, tmp: str, i: int) -> dict:

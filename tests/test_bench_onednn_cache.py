@@ -6,8 +6,8 @@ import pytest
 
 from scripts import bench_onednn_cache as bench
 
-MISS = "onednn_verbose,v1,primitive,create:cache_miss,cpu,matmul,brg_matmul,...,960x384:384x11,0.3"
-HIT = "onednn_verbose,v1,primitive,create:cache_hit,cpu,matmul,brg_matmul,...,960x384:384x11,0.01"
+MISS = "onednn_verbose,v1,primitive,create:cache_miss,cpu,matmul,brg,...,960x384:384x11,0.3"
+HIT = "onednn_verbose,v1,primitive,create:cache_hit,cpu,matmul,brg,...,960x384:384x11,0.01"
 
 
 def test_count_requests_splits_at_half_of_the_steps():
@@ -17,10 +17,14 @@ def test_count_requests_splits_at_half_of_the_steps():
         + ["\r 50%|#####     | 4/8 [00:02<00:02]", MISS]  # step 4 is not past half
         + ["\r 62%|######    | 5/8 [00:03<00:01]", MISS, HIT, HIT]
         + ["eval 3/7 [00:01<00:02]", MISS]  # another bar (7 steps) does not move the step
-        + ["\r100%|##########| 8/8 [00:05<00:00]", HIT]
+        + ["\r100%|##########| 8/8 [01:05<00:00]", HIT]
     )
     c = bench.count_requests(out, max_steps=8)
-    assert c == {"miss_all": 6, "hit_all": 5, "miss_second_half": 2, "hit_second_half": 3}
+    counts = {k: c[k] for k in ("miss_all", "hit_all", "miss_second_half", "hit_second_half")}
+    assert counts == {"miss_all": 6, "hit_all": 5, "miss_second_half": 2, "hit_second_half": 3}
+    assert c["create_ms_all"] == pytest.approx(6 * 0.3 + 5 * 0.01, abs=0.06)
+    assert c["create_ms_second_half"] == pytest.approx(2 * 0.3 + 3 * 0.01, abs=0.06)
+    assert c["second_half_s"] == 65 - 3  # from the first update past step 4 (00:03) to 01:05
 
 
 def _args(**kw):
