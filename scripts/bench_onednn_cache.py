@@ -47,6 +47,7 @@ from experiments.results import write_json_atomic  # noqa: E402
 DEFAULT_PATTERN = "results/evidence/converged/seeds/conv-sst2-adalora_12to8-lr2e-3-s2.json"
 _STEP = re.compile(r"(\d+)/(\d+) \[((?:\d+:)?\d+:\d+)<")
 _RUNTIME = re.compile(r"'train_runtime': '([0-9.]+)'")
+ARMS = ("rank_pattern", "uniform")  # LoRA with --pattern-from's ranks; LoRA r=8 everywhere
 
 
 def glue_command(arm: str, args, out_dir: str, name: str) -> list[str]:
@@ -183,7 +184,7 @@ def main(argv=None):
         default="1024,8192",
         help="ONEDNN_PRIMITIVE_CACHE_CAPACITY values (1024 is oneDNN's default)",
     )
-    p.add_argument("--arms", default="rank_pattern,uniform")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {ARMS}")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json-out", required=True)
@@ -192,8 +193,16 @@ def main(argv=None):
         p.error(f"--json-out {args.json_out} exists; results are never overwritten: pick another")
     if not (ROOT / args.pattern_from).is_file():
         p.error(f"--pattern-from {args.pattern_from}: no such file; pass an AdaLoRA result file")
-    capacities = [int(c) for c in args.capacities.split(",")]
-    configs = [(a, c) for c in capacities for a in args.arms.split(",")]
+    arms = args.arms.split(",")
+    if not set(arms) <= set(ARMS):
+        p.error(f"--arms {args.arms}: unknown arm; pass a comma-separated subset of {ARMS}")
+    try:
+        capacities = [int(c) for c in args.capacities.split(",")]
+    except ValueError:
+        capacities = []
+    if not capacities or min(capacities) < 1:
+        p.error(f"--capacities {args.capacities}: pass comma-separated entry counts >= 1 (1024)")
+    configs = [(a, c) for c in capacities for a in arms]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):

@@ -53,3 +53,16 @@ def test_refuses_an_existing_output_and_a_missing_pattern_before_running(tmp_pat
         bench.main(["--json-out", str(tmp_path / "new.json"), "--pattern-from", "no/such.json"])
     assert e.value.code == 2 and "no such file" in capsys.readouterr().err
     assert out.read_text() == "{}" and not (tmp_path / "new.json").exists()
+
+
+@pytest.mark.parametrize(
+    "flag, value, says",
+    [("--arms", "rank_pattern,lora", "unknown arm"), ("--capacities", "1024,big", "entry counts"),
+     ("--capacities", "0", "entry counts")],
+)  # fmt: skip
+def test_refuses_an_unknown_arm_or_capacity_before_running(tmp_path, capsys, flag, value, says):
+    out = tmp_path / "b.json"
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--json-out", str(out), flag, value])
+    assert e.value.code == 2 and says in capsys.readouterr().err
+    assert not out.exists()
